@@ -1,0 +1,27 @@
+# The two commands that matter: `make run` and `make test`. Everything sets itself up.
+.PHONY: bootstrap run test check down status
+.DEFAULT_GOAL := help
+
+help:
+	@echo "make run    - set up everything and run the pipeline locally"
+	@echo "make test   - set up everything and run the whole test suite on an isolated stack"
+	@echo "make check  - ruff and mypy --strict"
+	@echo "make down   - stop the local stack started by make run"
+
+bootstrap:
+	@scripts/bootstrap
+
+run: bootstrap
+	@scripts/run
+
+test: bootstrap
+	@scripts/test
+
+check: bootstrap
+	@scripts/check
+
+down: bootstrap
+	@.venv/bin/flashgate stack down
+
+status: bootstrap
+	@.venv/bin/flashgate stack status

@@ -1,0 +1,1 @@
+"""Operations: the local service stack, migrations and the `flashgate` command line."""

@@ -1,0 +1,1 @@
+"""The local stack: Redis, PostgreSQL and Apache Kafka as real processes under one state folder."""

@@ -1,0 +1,118 @@
+"""`flashgate stack …`: run the local Redis, PostgreSQL and Kafka under a state folder."""
+
+from __future__ import annotations
+
+import json
+import shlex
+from collections.abc import Callable
+from typing import Any
+
+import click
+
+from ops.stack import settings as stack_settings
+from ops.stack.errors import StackError
+from ops.stack.kafka_service import ensure_jars
+from ops.stack.stack import SERVICE_NAMES, Stack
+
+F = Callable[..., Any]
+
+
+def stack_options(fn: F) -> F:
+    """The state folder and port options every stack command shares."""
+    for name in reversed(list(stack_settings.DEFAULT_PORTS)):
+        fn = click.option(
+            stack_settings.PORT_OPTION[name],
+            name,
+            type=int,
+            default=None,
+            help=f"Port (env {stack_settings.PORT_ENV[name]}; default {stack_settings.DEFAULT_PORTS[name]}).",
+        )(fn)
+    return click.option(
+        "--state-dir",
+        default=None,
+        help=f"Folder for data, logs and pids (env FLASHGATE_STACK_DIR; default {stack_settings.DEFAULT_STATE_DIR}).",
+    )(fn)
+
+
+def build_stack(state_dir: str | None, ports: dict[str, int | None], free_ports: bool = False) -> Stack:
+    try:
+        return Stack(stack_settings.resolve(state_dir, ports, free_ports=free_ports))
+    except StackError as e:
+        raise click.ClickException(str(e)) from e
+
+
+def run(action: Callable[[], Any]) -> Any:
+    """Run a launcher action; a StackError becomes a one-line message and exit code 1."""
+    try:
+        return action()
+    except StackError as e:
+        raise click.ClickException(str(e)) from e
+
+
+@click.group("stack")
+def stack_group() -> None:
+    """Run the local services (Redis, PostgreSQL, Kafka) as real processes."""
+
+
+@stack_group.command("up")
+@stack_options
+@click.option("--free-ports", is_flag=True, help="Pick unused ports for any port not given or saved.")
+def up(state_dir: str | None, free_ports: bool, **ports: int | None) -> None:
+    """Start all services (idempotent) and wait until each answers."""
+    stack = build_stack(state_dir, ports, free_ports)
+    took = run(stack.up)
+    click.echo(f"stack up in {took:.1f} s ({stack.settings.state_dir})")
+
+
+@stack_group.command("down")
+@stack_options
+def down(state_dir: str | None, **ports: int | None) -> None:
+    """Stop every service; no process of the stack is left."""
+    run(build_stack(state_dir, ports).down)
+    click.echo("stack down")
+
+
+@stack_group.command("status")
+@stack_options
+def status(state_dir: str | None, **ports: int | None) -> None:
+    """Show each service with pid, port and health; exit 1 unless all are healthy."""
+    rows = run(build_stack(state_dir, ports).status)
+    click.echo(f"{'SERVICE':<10} {'STATE':<10} {'PID':>8} {'PORT':>6}")
+    for r in rows:
+        click.echo(f"{r.name:<10} {r.state:<10} {r.pid or '-':>8} {r.port:>6}")
+    if not all(r.healthy for r in rows):
+        raise SystemExit(1)
+
+
+@stack_group.command("env")
+@stack_options
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON object instead of shell assignments.")
+def env(state_dir: str | None, as_json: bool, **ports: int | None) -> None:
+    """Print REDIS_URL, DATABASE_URL and KAFKA_BOOTSTRAP (use with `eval "$(flashgate stack env)"`)."""
+    values = build_stack(state_dir, ports).settings.connection_env()
+    if as_json:
+        click.echo(json.dumps(values))
+        return
+    for key, value in values.items():
+        click.echo(f"export {key}={shlex.quote(value)}")
+
+
+def _one_service_command(verb: str, doc: str) -> None:
+    @stack_group.command(verb, help=doc)
+    @click.argument("service", type=click.Choice(SERVICE_NAMES))
+    @stack_options
+    def command(service: str, state_dir: str | None, **ports: int | None) -> None:
+        svc = build_stack(state_dir, ports).service(service)
+        run(getattr(svc, verb))
+        click.echo(f"{service} {verb}{'ed' if verb != 'stop' else 'ped'}")
+
+
+_one_service_command("start", "Start one service and wait until it answers.")
+_one_service_command("stop", "Stop one service gracefully (it flushes its data).")
+_one_service_command("kill", "SIGKILL one service and its children, as a crash would.")
+
+
+@stack_group.command("fetch")
+def fetch() -> None:
+    """Download the Kafka broker jars with Maven (done by `up` when missing)."""
+    click.echo(f"kafka jars in {run(ensure_jars)}")

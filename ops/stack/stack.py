@@ -1,0 +1,77 @@
+"""The stack as a whole: start, stop and report on all services of one state folder."""
+
+from __future__ import annotations
+
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+from ops.stack.errors import StackConfigError, StackError
+from ops.stack.kafka_service import KafkaService
+from ops.stack.postgres_service import PostgresService
+from ops.stack.redis_service import RedisService
+from ops.stack.service import Service
+from ops.stack.settings import StackSettings
+
+SERVICE_NAMES = ("redis", "postgres", "kafka")
+
+
+@dataclass(frozen=True)
+class ServiceStatus:
+    name: str
+    pid: int | None
+    port: int
+    healthy: bool
+
+    @property
+    def state(self) -> str:
+        if self.pid is None:
+            return "stopped"
+        return "running" if self.healthy else "unhealthy"
+
+
+class Stack:
+    """All services of one state folder; every method is safe to repeat."""
+
+    def __init__(self, settings: StackSettings) -> None:
+        self.settings = settings
+        self.services: dict[str, Service] = {
+            "redis": RedisService(settings),
+            "postgres": PostgresService(settings),
+            "kafka": KafkaService(settings),
+        }
+
+    def service(self, name: str) -> Service:
+        try:
+            return self.services[name]
+        except KeyError as e:
+            raise StackConfigError(f"unknown service {name!r}; choose one of {', '.join(SERVICE_NAMES)}") from e
+
+    def up(self) -> float:
+        """Start every service in parallel and wait until all answer; return the seconds it took."""
+        began = time.monotonic()
+        for svc in self.services.values():  # fail before anything starts, not half-way
+            svc.preflight()
+        self.settings.save()
+        with ThreadPoolExecutor(max_workers=len(self.services)) as pool:
+            futures = [pool.submit(s.start) for s in self.services.values()]
+            errors = [f.exception() for f in futures]
+        failed = [e for e in errors if e is not None]
+        if failed:
+            first = failed[0]
+            if isinstance(first, StackError):
+                raise first
+            raise StackError(f"{type(first).__name__}: {first}") from first
+        return time.monotonic() - began
+
+    def down(self) -> None:
+        """Stop every service gracefully; nothing of the stack keeps running afterwards."""
+        with ThreadPoolExecutor(max_workers=len(self.services)) as pool:
+            list(pool.map(lambda s: s.stop(), self.services.values()))
+
+    def status(self) -> list[ServiceStatus]:
+        result = []
+        for name, svc in self.services.items():
+            pid = svc.pid()
+            result.append(ServiceStatus(name, pid, svc.port, healthy=pid is not None and svc.probe()))
+        return result

@@ -1,0 +1,97 @@
+"""The launcher as a user drives it: up, status, down leaving nothing behind, up again; clear errors."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import psutil
+import pytest
+
+from tests.stackctl import FLASHGATE, StackHandle, flashgate
+
+
+@pytest.fixture
+def state_dir() -> Iterator[Path]:
+    # Not pytest's tmp_path: its parent is private to root, and PostgreSQL runs as `postgres`.
+    path = Path(tempfile.mkdtemp(prefix="flashgate-lifecycle-"))
+    path.chmod(0o755)
+    yield path
+    flashgate("stack", "down", "--state-dir", str(path), check=False)
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def live(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
+
+
+def test_up_down_up(state_dir: Path) -> None:
+    stack = StackHandle.up(state_dir)
+    pids = stack.pids()
+    assert all(pids.values()), pids
+    children = [c.pid for p in pids.values() if p for c in psutil.Process(p).children(recursive=True)]
+    assert stack.run("status").returncode == 0
+
+    stack.run("up")  # idempotent: nothing restarts
+    assert stack.pids() == pids
+
+    stack.run("down")
+    assert not [p for p in [*pids.values(), *children] if p and live(p)]
+    stopped = stack.run("status", check=False)
+    assert stopped.returncode == 1
+    assert stopped.stdout.count("stopped") == 3
+
+    again = StackHandle.up(state_dir)
+    assert again.env == stack.env  # the saved ports are reused
+    assert all(again.pids().values())
+
+
+def one_line_error(done: subprocess.CompletedProcess[str]) -> str:
+    assert done.returncode == 1
+    err = done.stderr.strip()
+    assert "Traceback" not in err
+    assert len(err.splitlines()) == 1, err
+    return err
+
+
+def test_taken_port_is_a_one_line_error(tmp_path: Path) -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        port = s.getsockname()[1]
+        done = flashgate(
+            "stack", "up", "--state-dir", str(tmp_path), "--free-ports", "--redis-port", str(port), check=False
+        )
+    err = one_line_error(done)
+    assert f"port {port}" in err
+    assert "--redis-port" in err
+
+
+def test_missing_binary_names_the_package(tmp_path: Path) -> None:
+    bare = tmp_path / "bin"
+    bare.mkdir()
+    env = {**os.environ, "PATH": str(bare)}
+    done = subprocess.run(
+        [FLASHGATE, "stack", "up", "--state-dir", str(tmp_path / "s"), "--free-ports"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+        check=False,
+    )
+    err = one_line_error(done)
+    assert "apt-get install -y redis-server" in err
+
+
+def test_unknown_service_is_rejected(tmp_path: Path) -> None:
+    done = flashgate("stack", "kill", "mysql", "--state-dir", str(tmp_path), check=False)
+    assert done.returncode == 2
+    assert "Traceback" not in done.stderr

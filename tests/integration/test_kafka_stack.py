@@ -1,0 +1,61 @@
+"""Kafka from the launcher: topics created, a produce/consume round trip, messages kept after a kill."""
+
+from __future__ import annotations
+
+from confluent_kafka import Consumer, Producer
+from confluent_kafka.admin import AdminClient
+from confluent_kafka.cimpl import NewTopic
+
+from flashgate.names import DLQ_TOPIC, ORDERS_TOPIC
+from tests.stackctl import StackHandle
+
+
+def create_topic(stack: StackHandle, topic: str) -> None:
+    admin = AdminClient({"bootstrap.servers": stack.kafka_bootstrap})
+    admin.create_topics([NewTopic(topic, num_partitions=1, replication_factor=1)])[topic].result(timeout=30)
+
+
+def produce(stack: StackHandle, topic: str, values: list[bytes]) -> None:
+    producer = Producer({"bootstrap.servers": stack.kafka_bootstrap, "enable.idempotence": True, "acks": "all"})
+    for v in values:
+        producer.produce(topic, key=v, value=v)
+    assert producer.flush(30) == 0
+
+
+def consume(stack: StackHandle, topic: str, count: int) -> list[bytes]:
+    consumer = Consumer(
+        {"bootstrap.servers": stack.kafka_bootstrap, "group.id": f"g-{topic}", "auto.offset.reset": "earliest"}
+    )
+    consumer.subscribe([topic])
+    got: list[bytes] = []
+    try:
+        for _ in range(300):
+            msg = consumer.poll(0.1)
+            if msg is not None and msg.error() is None and (value := msg.value()) is not None:
+                got.append(value)
+            if len(got) >= count:
+                break
+    finally:
+        consumer.close()
+    return got
+
+
+def test_pipeline_topics_exist(stack: StackHandle) -> None:
+    topics = AdminClient({"bootstrap.servers": stack.kafka_bootstrap}).list_topics(timeout=10).topics
+    assert len(topics[ORDERS_TOPIC].partitions) > 1
+    assert len(topics[DLQ_TOPIC].partitions) == 1
+
+
+def test_produce_consume_round_trip(stack: StackHandle, name: str) -> None:
+    create_topic(stack, name)
+    produce(stack, name, [b"a", b"b", b"c"])
+    assert consume(stack, name, 3) == [b"a", b"b", b"c"]
+
+
+def test_acknowledged_message_survives_kill(stack: StackHandle, name: str) -> None:
+    create_topic(stack, name)
+    produce(stack, name, [b"before-kill"])
+    stack.run("kill", "kafka")
+    assert stack.pids()["kafka"] is None
+    stack.run("start", "kafka")
+    assert consume(stack, name, 1) == [b"before-kill"]
