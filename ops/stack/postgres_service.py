@@ -88,6 +88,12 @@ class PostgresService(Service):
         )  # fmt: skip
 
     def launch(self) -> None:
+        # After a SIGKILL the old postmaster can linger as an unreaped zombie, which
+        # PostgreSQL's own lock-file check takes for a live server; pid() has already
+        # established that no live postmaster owns the folder, so the lock files are stale.
+        (self.data_dir / "postmaster.pid").unlink(missing_ok=True)
+        for stale in self.socket_dir.glob(".s.PGSQL.*"):
+            stale.unlink(missing_ok=True)
         options = " ".join(
             [
                 f"-c port={self.port}",
@@ -150,7 +156,10 @@ class PostgresService(Service):
         done = subprocess.run(argv, user=self.run_as, capture_output=True, text=True, cwd="/", check=False)
         if done.returncode != 0:
             detail = (done.stderr or done.stdout).strip().splitlines()
-            raise ServiceFailed(f"postgres: {tool} failed: {detail[-1] if detail else done.returncode}")
+            reason = detail[-1] if detail else str(done.returncode)
+            if "Examine the log output" in reason:
+                reason = f"{process.last_line(self.log_path)} (see {self.log_path})"
+            raise ServiceFailed(f"postgres: {tool} failed: {reason}")
 
     def _own(self, *paths: Path) -> None:
         if not self.run_as:
