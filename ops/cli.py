@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
+
+import asyncpg
 import click
 
+from ops import migrate
 from ops.stack.cli import stack_group
 
 
@@ -13,6 +17,17 @@ def cli() -> None:
 
 
 cli.add_command(stack_group)
+
+
+@cli.command("migrate")
+@click.option("--database-url", envvar="DATABASE_URL", required=True, help="PostgreSQL URL (env DATABASE_URL).")
+def migrate_command(database_url: str) -> None:
+    """Apply pending SQL migrations from sql/ (each once, in order)."""
+    try:
+        applied = asyncio.run(migrate.apply_all(database_url))
+    except (migrate.MigrationError, asyncpg.PostgresError, OSError) as e:
+        raise click.ClickException(f"migrate: {e}") from e
+    click.echo(f"applied {len(applied)} migration(s){': ' + ', '.join(applied) if applied else ''}")
 
 
 def main() -> None:

@@ -6,7 +6,7 @@ import asyncpg
 import pytest
 
 from ops import migrate
-from tests.stackctl import StackHandle
+from tests.stackctl import StackHandle, flashgate
 
 
 async def test_every_migration_applied_once(stack: StackHandle) -> None:
@@ -53,3 +53,15 @@ async def test_stop_then_start(stack: StackHandle) -> None:
     conn = await asyncpg.connect(stack.database_url)
     assert await conn.fetchval("SELECT 1") == 1
     await conn.close()
+
+
+def test_migrate_command(stack: StackHandle) -> None:
+    done = flashgate("migrate", "--database-url", stack.database_url)
+    assert done.stdout.strip() == "applied 0 migration(s)"
+
+
+def test_migrate_command_unreachable_database_is_one_line() -> None:
+    done = flashgate("migrate", "--database-url", "postgresql://nobody@127.0.0.1:1/x", check=False)
+    assert done.returncode == 1
+    assert done.stderr.startswith("Error: migrate:")
+    assert len(done.stderr.strip().splitlines()) == 1
