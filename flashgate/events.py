@@ -1,0 +1,70 @@
+"""The event contract between gate and worker: `OrderAccepted`, one msgspec Struct, JSON on the wire.
+
+The gate produces it to the `orders` topic keyed by `order_id` once an order is admitted; the
+worker consumes it. Compatibility rules: a new field gets a default and goes last; a change that
+old consumers cannot read bumps `SCHEMA_VERSION`. Consumers reject versions they do not know
+(`UnknownSchemaVersion`) so a newer producer's message goes to the DLQ instead of being misread.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Annotated
+
+import msgspec
+
+SCHEMA_VERSION = 1
+SUPPORTED_VERSIONS = frozenset({1})
+
+Sku = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
+UserId = Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
+IdempotencyKey = Annotated[str, msgspec.Meta(min_length=1, max_length=128, pattern=r"^[\x21-\x7e]+$")]
+Qty = Annotated[int, msgspec.Meta(ge=1, le=1000)]
+
+
+class OrderAccepted(msgspec.Struct, frozen=True, forbid_unknown_fields=False):
+    """An order the gate admitted: stock is already taken for it in Redis.
+
+    `accepted_at` is Redis server time at admission (timezone-aware UTC); `order_id` is a
+    UUIDv7, so ids sort by admission time.
+    """
+
+    schema_version: int
+    order_id: uuid.UUID
+    sku: Sku
+    user_id: UserId
+    qty: Qty
+    idempotency_key: IdempotencyKey
+    accepted_at: datetime
+
+
+class EventDecodeError(ValueError):
+    """A message that is not a valid OrderAccepted (poison: never retried, sent to the DLQ)."""
+
+
+class UnknownSchemaVersion(EventDecodeError):
+    """A well-formed message of a schema version this consumer does not support."""
+
+
+_encoder = msgspec.json.Encoder()
+_decoder = msgspec.json.Decoder(OrderAccepted)
+
+
+def encode(event: OrderAccepted) -> bytes:
+    return _encoder.encode(event)
+
+
+def decode(payload: bytes) -> OrderAccepted:
+    """Parse and validate one message; raises EventDecodeError on anything malformed."""
+    try:
+        event = _decoder.decode(payload)
+    except msgspec.ValidationError as e:
+        raise EventDecodeError(str(e)) from e
+    except msgspec.DecodeError as e:
+        raise EventDecodeError(f"not JSON: {e}") from e
+    if event.schema_version not in SUPPORTED_VERSIONS:
+        raise UnknownSchemaVersion(f"schema_version {event.schema_version} is not supported")
+    if event.accepted_at.tzinfo is None:
+        raise EventDecodeError("accepted_at has no timezone")
+    return event
