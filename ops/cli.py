@@ -9,6 +9,7 @@ import click
 
 from ops import migrate
 from ops.stack.cli import stack_group
+from worker.cli import worker_command
 
 
 @click.group()
@@ -17,6 +18,7 @@ def cli() -> None:
 
 
 cli.add_command(stack_group)
+cli.add_command(worker_command)
 
 
 @cli.command("migrate")

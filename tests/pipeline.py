@@ -1,0 +1,154 @@
+"""Test helpers for the Kafka → worker → PostgreSQL path: topics, events, worker processes, checks."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import IO
+
+import asyncpg
+from confluent_kafka import Producer
+from confluent_kafka.admin import AdminClient
+from confluent_kafka.cimpl import NewTopic
+
+from flashgate.events import SCHEMA_VERSION, OrderAccepted, encode
+from tests.stackctl import FLASHGATE, StackHandle
+
+
+@dataclass(frozen=True)
+class Topics:
+    orders: str
+    dlq: str
+    group: str
+
+
+def create_topics(stack: StackHandle, name: str, partitions: int = 4) -> Topics:
+    t = Topics(orders=f"{name}.orders", dlq=f"{name}.dlq", group=f"{name}.writers")
+    admin = AdminClient({"bootstrap.servers": stack.kafka_bootstrap})
+    futures = admin.create_topics([NewTopic(t.orders, partitions, 1), NewTopic(t.dlq, 1, 1)])
+    for f in futures.values():
+        f.result(timeout=30)
+    return t
+
+
+def order(sku: str, *, qty: int = 1, user: str | None = None) -> OrderAccepted:
+    return OrderAccepted(
+        schema_version=SCHEMA_VERSION,
+        order_id=uuid.uuid4(),
+        sku=sku,
+        user_id=user or f"u-{uuid.uuid4().hex[:8]}",
+        qty=qty,
+        idempotency_key=uuid.uuid4().hex,
+        accepted_at=datetime.now(UTC),
+    )
+
+
+def produce(stack: StackHandle, topic: str, payloads: Iterable[tuple[bytes, bytes]]) -> None:
+    """Produce (key, value) pairs with the idempotent producer and wait for every ack."""
+    producer = Producer(
+        {"bootstrap.servers": stack.kafka_bootstrap, "enable.idempotence": True, "acks": "all", "linger.ms": 5}
+    )
+    for key, value in payloads:
+        producer.produce(topic, key=key, value=value)
+        producer.poll(0)
+    assert producer.flush(30) == 0
+
+
+def produce_orders(stack: StackHandle, topic: str, orders: Iterable[OrderAccepted]) -> None:
+    produce(stack, topic, ((o.order_id.bytes, encode(o)) for o in orders))
+
+
+@dataclass
+class WorkerProcess:
+    """A `flashgate worker` subprocess with its own log file."""
+
+    proc: subprocess.Popen[bytes]
+    log_path: Path
+    log_file: IO[bytes] = field(repr=False)
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def kill(self) -> None:
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(10)
+
+    def terminate(self, timeout_s: float = 30) -> int:
+        self.proc.send_signal(signal.SIGTERM)
+        return self.proc.wait(timeout_s)
+
+    def close(self) -> None:
+        """Kill the process if it still runs and release its log file."""
+        if self.proc.poll() is None:
+            self.kill()
+        self.log_file.close()
+
+
+def start_worker(stack: StackHandle, topics: Topics, log_path: Path, **settings: object) -> WorkerProcess:
+    env = {
+        **os.environ,
+        **stack.env,
+        "FLASHGATE_WORKER_TOPIC": topics.orders,
+        "FLASHGATE_WORKER_DLQ_TOPIC": topics.dlq,
+        "FLASHGATE_WORKER_GROUP": topics.group,
+        "FLASHGATE_WORKER_RETRY_MAX_MS": "1000",
+        **{f"FLASHGATE_WORKER_{k.upper()}": str(v) for k, v in settings.items()},
+    }
+    log = open(log_path, "ab")  # noqa: SIM115 - WorkerProcess.close() closes it
+    proc = subprocess.Popen([FLASHGATE, "worker"], stdout=log, stderr=subprocess.STDOUT, env=env)
+    return WorkerProcess(proc=proc, log_path=log_path, log_file=log)
+
+
+async def add_product(database_url: str, sku: str, units: int) -> None:
+    conn = await asyncpg.connect(database_url)
+    try:
+        await conn.execute("INSERT INTO products (sku, name, units_on_sale) VALUES ($1, $1, $2)", sku, units)
+    finally:
+        await conn.close()
+
+
+@dataclass(frozen=True)
+class Persisted:
+    order_ids: list[uuid.UUID]  # one entry per row (a duplicate would show twice)
+    units_sold: int
+    qty_total: int
+    refused: dict[str, int]
+
+
+async def persisted(database_url: str, sku: str) -> Persisted:
+    conn = await asyncpg.connect(database_url)
+    try:
+        rows = await conn.fetch("SELECT order_id, qty FROM orders WHERE sku = $1", sku)
+        sold = await conn.fetchval("SELECT units_sold FROM products WHERE sku = $1", sku)
+        refused = await conn.fetch("SELECT reason, count(*) AS n FROM refused_orders WHERE sku = $1 GROUP BY 1", sku)
+    finally:
+        await conn.close()
+    return Persisted(
+        order_ids=[r["order_id"] for r in rows],
+        units_sold=sold or 0,
+        qty_total=sum(r["qty"] for r in rows),
+        refused={r["reason"]: r["n"] for r in refused},
+    )
+
+
+async def wait_persisted(database_url: str, sku: str, count: int, timeout_s: float = 60) -> Persisted:
+    """Poll until `count` rows exist for `sku` (or the deadline passes); return what is there."""
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while True:
+        state = await persisted(database_url, sku)
+        if len(state.order_ids) >= count or asyncio.get_running_loop().time() > deadline:
+            return state
+        await asyncio.sleep(0.1)
+
+
+def assert_exactly_once(state: Persisted, expected: list[OrderAccepted]) -> None:
+    """Every expected order is recorded once, nothing else is, and units_sold counts each once."""
+    assert sorted(state.order_ids) == sorted(o.order_id for o in expected)
+    assert state.units_sold == state.qty_total == sum(o.qty for o in expected)

@@ -1,0 +1,112 @@
+"""Pure batch decisions: decoding, in-batch redelivery, fitting to stock, commit positions."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+
+import msgspec
+import pytest
+
+from flashgate.events import SCHEMA_VERSION, OrderAccepted, encode
+from worker.batch import Incoming, OrderRow, commit_positions, fit_to_stock, plan_batch
+from worker.errors import ConfigError
+from worker.settings import WorkerSettings
+
+T0 = datetime(2026, 11, 21, 12, 0, tzinfo=UTC)
+
+
+def event(sku: str = "S", qty: int = 1) -> OrderAccepted:
+    return OrderAccepted(
+        schema_version=SCHEMA_VERSION, order_id=uuid.uuid4(), sku=sku, user_id="u", qty=qty,
+        idempotency_key=uuid.uuid4().hex, accepted_at=T0,
+    )  # fmt: skip
+
+
+def msg(value: bytes | None, offset: int = 0, partition: int = 0) -> Incoming:
+    return Incoming("orders", partition, offset, None, value)
+
+
+def row(sku: str, qty: int, n: int) -> OrderRow:
+    return OrderRow(uuid.uuid4(), sku, "u", qty, f"k{n}", T0 + timedelta(milliseconds=n), 0, n)
+
+
+def test_plan_splits_orders_and_poison() -> None:
+    a, b = event(), event()
+    plan = plan_batch([msg(encode(a), 0), msg(b"{oops", 1), msg(None, 2), msg(encode(b), 3)])
+    assert [o.order_id for o in plan.orders] == [a.order_id, b.order_id]
+    assert [(p.message.offset, p.error.split(":")[0]) for p in plan.poison] == [
+        (1, "EventDecodeError"),
+        (2, "empty message value"),
+    ]
+    assert plan.orders[1].offset == 3
+
+
+def test_plan_keeps_first_copy_of_a_redelivered_order() -> None:
+    a = event()
+    plan = plan_batch([msg(encode(a), 5), msg(encode(a), 9)])
+    assert len(plan.orders) == 1
+    assert plan.orders[0].offset == 5
+    assert plan.redelivered == 1
+
+
+def test_plan_flags_unknown_schema_version() -> None:
+    raw = msgspec.json.decode(encode(event()))
+    raw["schema_version"] = 2
+    plan = plan_batch([msg(msgspec.json.encode(raw))])
+    assert plan.poison[0].error.startswith("UnknownSchemaVersion")
+
+
+def test_fit_admits_in_admission_order_until_stock_runs_out() -> None:
+    rows = [row("S", 2, 3), row("S", 2, 1), row("S", 2, 2), row("T", 1, 4)]
+    result = fit_to_stock(rows, {"S": 5, "T": 1})
+    assert [r.offset for r in result.insert] == [1, 2, 4]
+    assert [(r.offset, reason) for r, reason in result.refuse] == [(3, "oversell")]
+
+
+def test_fit_lets_a_smaller_order_use_what_is_left() -> None:
+    rows = [row("S", 3, 1), row("S", 1, 2)]
+    result = fit_to_stock(rows, {"S": 2})
+    assert [r.qty for r in result.insert] == [1]
+    assert [r.qty for r, _ in result.refuse] == [3]
+
+
+def test_fit_refuses_unknown_sku() -> None:
+    result = fit_to_stock([row("GHOST", 1, 1)], {})
+    assert result.insert == []
+    assert result.refuse[0][1] == "unknown_sku"
+
+
+@pytest.mark.parametrize("left", [0, 1, 7])
+def test_fit_never_exceeds_stock(left: int) -> None:
+    rows = [row("S", 1 + n % 3, n) for n in range(20)]
+    result = fit_to_stock(rows, {"S": left})
+    assert sum(r.qty for r in result.insert) <= left
+    assert len(result.insert) + len(result.refuse) == len(rows)
+
+
+def test_commit_positions_are_one_past_the_highest_offset() -> None:
+    msgs = [msg(b"", 4, 0), msg(b"", 2, 0), msg(b"", 7, 1)]
+    assert commit_positions(msgs) == {("orders", 0): 5, ("orders", 1): 8}
+
+
+def test_settings_from_env_and_overrides() -> None:
+    env = {"DATABASE_URL": "postgresql://x", "KAFKA_BOOTSTRAP": "k:1", "FLASHGATE_WORKER_BATCH_MAX_ROWS": "10"}
+    s = WorkerSettings.from_env({"batch_max_wait_ms": 5, "topic": None}, env=env)
+    assert (s.batch_max_rows, s.batch_max_wait_ms, s.topic) == (10, 5, "orders")
+    assert replace(s, batch_max_rows=3).batch_max_rows == 3
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"KAFKA_BOOTSTRAP": "k:1"}, "DATABASE_URL is not set"),
+        ({"DATABASE_URL": "x", "KAFKA_BOOTSTRAP": "k", "FLASHGATE_WORKER_BATCH_MAX_ROWS": "many"}, "not a int"),
+        ({"DATABASE_URL": "x", "KAFKA_BOOTSTRAP": "k", "FLASHGATE_WORKER_BATCH_MAX_ROWS": "0"}, "batch_max_rows"),
+        ({"DATABASE_URL": "x", "KAFKA_BOOTSTRAP": "k", "FLASHGATE_WORKER_POOL_MAX_SIZE": "0"}, "pool_min_size"),
+    ],
+)
+def test_bad_settings(env: dict[str, str], message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        WorkerSettings.from_env(env=env)

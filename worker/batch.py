@@ -1,0 +1,125 @@
+"""Pure batch decisions: which messages are orders, which are poison, which orders fit the stock.
+
+No I/O and no clients here; `consumer.py` gathers the inputs and applies the results.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+
+from flashgate.events import EventDecodeError, decode
+
+
+@dataclass(frozen=True)
+class Incoming:
+    """One Kafka message as the worker sees it (value may be None for a tombstone)."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+
+
+@dataclass(frozen=True)
+class OrderRow:
+    """An order ready for the `orders` table."""
+
+    order_id: uuid.UUID
+    sku: str
+    user_id: str
+    qty: int
+    idempotency_key: str
+    accepted_at: datetime
+    partition: int
+    offset: int
+
+
+@dataclass(frozen=True)
+class Poison:
+    """A message that can never be persisted, with the reason for the DLQ headers."""
+
+    message: Incoming
+    error: str
+
+
+@dataclass(frozen=True)
+class BatchPlan:
+    orders: list[OrderRow]
+    poison: list[Poison]
+    redelivered: int  # copies of an order id already seen earlier in this batch
+
+
+def plan_batch(messages: Iterable[Incoming]) -> BatchPlan:
+    """Decode every message; keep the first copy of each order id, mark the undecodable as poison."""
+    orders: list[OrderRow] = []
+    poison: list[Poison] = []
+    seen: set[uuid.UUID] = set()
+    redelivered = 0
+    for msg in messages:
+        if msg.value is None:
+            poison.append(Poison(msg, "empty message value"))
+            continue
+        try:
+            event = decode(msg.value)
+        except EventDecodeError as e:
+            poison.append(Poison(msg, f"{type(e).__name__}: {e}"))
+            continue
+        if event.order_id in seen:
+            redelivered += 1
+            continue
+        seen.add(event.order_id)
+        orders.append(
+            OrderRow(
+                order_id=event.order_id,
+                sku=event.sku,
+                user_id=event.user_id,
+                qty=event.qty,
+                idempotency_key=event.idempotency_key,
+                accepted_at=event.accepted_at,
+                partition=msg.partition,
+                offset=msg.offset,
+            )
+        )
+    return BatchPlan(orders=orders, poison=poison, redelivered=redelivered)
+
+
+@dataclass(frozen=True)
+class Admission:
+    """What the database transaction should do with a batch's new orders."""
+
+    insert: list[OrderRow]
+    refuse: list[tuple[OrderRow, str]]
+
+
+def fit_to_stock(candidates: list[OrderRow], remaining: Mapping[str, int]) -> Admission:
+    """Admit new orders in Kafka order while each SKU has units left; refuse the rest.
+
+    `remaining` is units_on_sale - units_sold per SKU, read under a row lock. A SKU missing
+    from it has no product row. Refusals are the oversell the gate must never cause (I1): the
+    database records them instead of breaking its CHECK constraint.
+    """
+    left = dict(remaining)
+    insert: list[OrderRow] = []
+    refuse: list[tuple[OrderRow, str]] = []
+    for order in sorted(candidates, key=lambda o: (o.accepted_at, o.partition, o.offset)):
+        if order.sku not in left:
+            refuse.append((order, "unknown_sku"))
+        elif order.qty > left[order.sku]:
+            refuse.append((order, "oversell"))
+        else:
+            left[order.sku] -= order.qty
+            insert.append(order)
+    return Admission(insert=insert, refuse=refuse)
+
+
+def commit_positions(messages: Iterable[Incoming]) -> dict[tuple[str, int], int]:
+    """The offset to commit per (topic, partition): one past the highest offset handled."""
+    positions: dict[tuple[str, int], int] = {}
+    for msg in messages:
+        key = (msg.topic, msg.partition)
+        positions[key] = max(positions.get(key, 0), msg.offset + 1)
+    return positions
