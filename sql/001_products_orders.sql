@@ -28,10 +28,9 @@ CREATE TABLE orders (
     persisted_at     timestamptz NOT NULL DEFAULT now(),
     kafka_partition  integer NOT NULL,
     kafka_offset     bigint NOT NULL,
-    CONSTRAINT one_order_per_key UNIQUE (user_id, sku, idempotency_key)
+    -- (sku, user_id) first so the same index serves per-SKU and per-buyer counts.
+    CONSTRAINT one_order_per_key UNIQUE (sku, user_id, idempotency_key)
 );
-
-CREATE INDEX orders_sku_user ON orders (sku, user_id);
 
 -- Orders that reached the database but could not be recorded without breaking I1.
 -- Any row here is an incident: the gate admitted more than it should have.

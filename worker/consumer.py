@@ -27,6 +27,7 @@ from worker.settings import WorkerSettings
 from worker.writer import PersistResult, persist
 
 T = TypeVar("T")
+Fetched = tuple[list[Incoming], BatchPlan]
 log = logging.getLogger("flashgate.worker")
 
 # Commit failures that mean "these partitions are no longer yours": the new owner will
@@ -70,26 +71,36 @@ class OrderWriter:
         )
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Process batches until `stop` is set; the batch in hand is finished (or abandoned) first."""
-        while not stop.is_set():
-            messages = await self._on_kafka_thread(self._consume)
+        """Process batches until `stop` is set; the batch in hand is finished (or abandoned) first.
+
+        The next batch is fetched and decoded on the Kafka thread while the current one is in
+        PostgreSQL, so the two overlap. Its offsets are committed only after its own DB commit.
+        """
+        fetch: asyncio.Future[Fetched] | None = self._fetch()
+        while fetch is not None:
+            messages, plan = await fetch
+            fetch = None if stop.is_set() else self._fetch()
             if messages:
                 try:
-                    await self._handle(messages, stop)
+                    await self._handle(messages, plan, stop)
                 except Abandoned:
                     log.info("shutdown during retries: %d messages left uncommitted for redelivery", len(messages))
-                    return
+                    break
             if time.monotonic() - self._lag_checked > 1.0:
                 await self._on_kafka_thread(self._update_lag)
+        if fetch is not None:
+            await fetch  # fetched but never handled: its offsets stay uncommitted, so it is redelivered
+
+    def _fetch(self) -> asyncio.Future[Fetched]:
+        return asyncio.ensure_future(self._on_kafka_thread(self._consume))
 
     async def close(self) -> None:
         """Leave the group (commits nothing new: everything done is already committed)."""
         await self._on_kafka_thread(self.consumer.close)
         self._kafka_thread.shutdown(wait=True)
 
-    async def _handle(self, messages: list[Incoming], stop: asyncio.Event) -> None:
+    async def _handle(self, messages: list[Incoming], plan: BatchPlan, stop: asyncio.Event) -> None:
         began = time.perf_counter()
-        plan = plan_batch(messages)
         if plan.poison:
             await self._retry("dlq", lambda: self._on_thread(self.dead_letters.send, plan.poison), stop)
         result = await self._retry("db", lambda: self._persist(plan), stop)
@@ -144,7 +155,7 @@ class OrderWriter:
 
     # --- everything below runs on the Kafka thread -------------------------------------------
 
-    def _consume(self) -> list[Incoming]:
+    def _consume(self) -> Fetched:
         raw = self.consumer.consume(
             num_messages=self.settings.batch_max_rows, timeout=self.settings.batch_max_wait_ms / 1000
         )
@@ -160,7 +171,7 @@ class OrderWriter:
             assert partition is not None
             assert offset is not None
             out.append(Incoming(topic, partition, offset, m.key(), m.value()))
-        return out
+        return out, plan_batch(out)
 
     def _commit(self, positions: dict[tuple[str, int], int]) -> None:
         self._uncommitted.update(positions)

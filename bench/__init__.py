@@ -1,0 +1,1 @@
+"""Load generators and benchmarks: they print figures, they are not tests."""
