@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -10,6 +12,7 @@ import pytest
 from confluent_kafka import Consumer, Message
 
 from flashgate.events import encode
+from ops.stack.ports import free_port
 from tests.pipeline import (
     Topics,
     WorkerProcess,
@@ -169,3 +172,36 @@ async def test_two_workers_and_rebalances(stack: StackHandle, topics: Topics, wo
     everything = [o for batch in batches for o in batch]
     assert_exactly_once(await wait_persisted(stack.database_url, name, len(everything)), everything)
     assert "assigned" in b.log()
+
+
+def scrape(url: str) -> str:
+    with urllib.request.urlopen(url, timeout=2) as resp:
+        body: bytes = resp.read()
+    return body.decode()
+
+
+async def test_metrics_endpoint(stack: StackHandle, topics: Topics, workers: StartWorker, name: str) -> None:
+    port = free_port()
+    await add_product(stack.database_url, name, 10)
+    orders = [order(name) for _ in range(5)]
+    produce_orders(stack, topics.orders, orders)
+    workers(metrics_port=port)
+    await wait_persisted(stack.database_url, name, 5)
+    text = ""
+    for _ in range(100):
+        with contextlib.suppress(OSError):
+            text = await asyncio.to_thread(scrape, f"http://127.0.0.1:{port}/metrics")
+        if "flashgate_worker_consumer_lag_messages{" in text:
+            break
+        await asyncio.sleep(0.2)
+    for metric in (
+        "flashgate_worker_orders_inserted_total 5.0",
+        "flashgate_worker_batch_messages_bucket",
+        "flashgate_worker_commit_duration_seconds_count",
+        "flashgate_worker_consumer_lag_messages{",
+        "flashgate_db_pool_size",
+        "flashgate_db_pool_in_use",
+        "flashgate_db_pool_waiters",
+        "flashgate_db_pool_acquire_seconds_count",
+    ):
+        assert metric in text, metric
