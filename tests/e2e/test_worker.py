@@ -9,10 +9,11 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from confluent_kafka import Consumer, Message
+from confluent_kafka import Message
 
 from flashgate.events import encode
 from ops.stack.ports import free_port
+from tests.kafkautil import consume
 from tests.pipeline import (
     Topics,
     WorkerProcess,
@@ -76,20 +77,7 @@ async def test_poison_goes_to_dlq_with_headers(
     workers()
     assert_exactly_once(await wait_persisted(stack.database_url, name, 3), good)
 
-    dlq = Consumer(
-        {"bootstrap.servers": stack.kafka_bootstrap, "group.id": f"{name}-dlq", "auto.offset.reset": "earliest"}
-    )
-    dlq.subscribe([topics.dlq])
-    got = []
-    try:
-        for _ in range(300):
-            m = dlq.poll(0.1)
-            if m is not None and m.error() is None:
-                got.append(m)
-            if len(got) == 2:
-                break
-    finally:
-        dlq.close()
+    got = consume(stack.kafka_bootstrap, topics.dlq, 2)
     assert sorted(m.value() or b"" for m in got) == sorted([b"not json at all", bad_version])
     headers = [header_map(m) for m in got]
     for h in headers:

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from confluent_kafka import Consumer, Producer
+from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient
 from confluent_kafka.cimpl import NewTopic
 
 from flashgate.names import DLQ_TOPIC, ORDERS_TOPIC
+from tests import kafkautil
 from tests.stackctl import StackHandle
 
 
@@ -23,21 +24,7 @@ def produce(stack: StackHandle, topic: str, values: list[bytes]) -> None:
 
 
 def consume(stack: StackHandle, topic: str, count: int) -> list[bytes]:
-    consumer = Consumer(
-        {"bootstrap.servers": stack.kafka_bootstrap, "group.id": f"g-{topic}", "auto.offset.reset": "earliest"}
-    )
-    consumer.subscribe([topic])
-    got: list[bytes] = []
-    try:
-        for _ in range(300):
-            msg = consumer.poll(0.1)
-            if msg is not None and msg.error() is None and (value := msg.value()) is not None:
-                got.append(value)
-            if len(got) >= count:
-                break
-    finally:
-        consumer.close()
-    return got
+    return [m.value() or b"" for m in kafkautil.consume(stack.kafka_bootstrap, topic, count)]
 
 
 def test_pipeline_topics_exist(stack: StackHandle) -> None:
