@@ -21,6 +21,11 @@ OUTBOX_RELAY_CONSUMER = "relay"
 OUTBOX_SCAN_PATTERN = "outbox:{*}"
 
 
+def _user(user: str) -> str:
+    # Escaped so that a ':' in a user id cannot make two (user, key) pairs share one key name.
+    return user.replace("%", "%25").replace(":", "%3A")
+
+
 def stock_key(sku: str) -> str:
     """Units left on sale (integer string)."""
     return f"stock:{{{sku}}}"
@@ -33,17 +38,17 @@ def sale_key(sku: str) -> str:
 
 def rate_key(sku: str, user: str) -> str:
     """GCRA state (theoretical arrival time, µs) of one user on one SKU."""
-    return f"rl:{{{sku}}}:{user}"
+    return f"rl:{{{sku}}}:{_user(user)}"
 
 
 def idem_key(sku: str, user: str, key: str) -> str:
     """Fingerprint and stored answer of one (user, Idempotency-Key) on one SKU, with a TTL."""
-    return f"idem:{{{sku}}}:{user}:{key}"
+    return f"idem:{{{sku}}}:{_user(user)}:{key}"
 
 
 def bought_key(sku: str, user: str) -> str:
     """Units one user has been admitted for on one SKU (the per-user cap)."""
-    return f"bought:{{{sku}}}:{user}"
+    return f"bought:{{{sku}}}:{_user(user)}"
 
 
 def outbox_key(sku: str) -> str:

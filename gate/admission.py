@@ -3,14 +3,20 @@
 from __future__ import annotations
 
 import hashlib
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import IntEnum
 from typing import Any
 
+from redis.exceptions import RedisError
+
 from flashgate import names
+from gate.errors import RedisUnavailable
 from gate.redis_batch import RedisBatcher
 from gate.scripts import Scripts
+
+log = logging.getLogger(__name__)
 
 
 class Code(IntEnum):
@@ -150,11 +156,19 @@ class AdmissionClient:
         """outbox_claim.lua: entries pending longer than `min_idle_ms` → (next cursor, entries)."""
         args = (names.OUTBOX_GROUP, names.OUTBOX_RELAY_CONSUMER, min_idle_ms, cursor, count)
         raw = await self._scripts.call(self._batcher, names.OUTBOX_CLAIM_SCRIPT, (names.outbox_key(sku),), args)
-        entries = [parse_entry(sid, fields) for sid, fields in raw[1] if fields]
+        entries = []
+        for sid, fields in raw[1]:
+            try:
+                entries.append(parse_entry(sid, fields))
+            except (KeyError, ValueError):
+                log.error("outbox:{%s} entry %s is malformed, left in place: %r", sku, sid, fields)
         return str(raw[0]), entries
 
     async def outbox_skus(self) -> list[str]:
         """SKUs that have an outbox stream (SCAN, for the relay; bounded by the number of keys)."""
         client = self._batcher.client
-        found = [k async for k in client.scan_iter(match=names.OUTBOX_SCAN_PATTERN, count=1000, _type="stream")]
+        try:
+            found = [k async for k in client.scan_iter(match=names.OUTBOX_SCAN_PATTERN, count=1000, _type="stream")]
+        except (RedisError, OSError) as e:
+            raise RedisUnavailable(f"Redis SCAN: {e}") from e
         return [names.sku_of_outbox(k) for k in found]

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from typing import Any
 
+import httpx
 import jwt
 import redis.asyncio as aioredis
 from confluent_kafka import Consumer
@@ -13,9 +16,12 @@ from confluent_kafka.admin import AdminClient
 from confluent_kafka.cimpl import NewTopic
 
 from gate.admission import AdmissionClient
+from gate.app import create_app
 from gate.breaker import Breaker
+from gate.core import Gate
 from gate.redis_batch import RedisBatcher
 from gate.scripts import Scripts
+from gate.settings import AuthSettings, GateSettings
 from tests.stackctl import StackHandle
 
 SECRET = "test-secret-that-is-long-enough-for-hs256"
@@ -69,3 +75,40 @@ def consume_all(stack: StackHandle, topic: str, *, expect: int, timeout_s: float
     finally:
         consumer.close()
     return got
+
+
+def gate_settings(stack: StackHandle, topic: str, **overrides: Any) -> GateSettings:
+    """Settings for an in-process gate on the test stack; JWT HS256 with SECRET unless overridden."""
+    values: dict[str, Any] = {
+        "redis_url": stack.redis_url,
+        "kafka_bootstrap": stack.kafka_bootstrap,
+        "auth": AuthSettings(hs256_secret=SECRET),
+        "topic": topic,
+    }
+    return GateSettings(**{**values, **overrides})
+
+
+@asynccontextmanager
+async def running_gate(settings: GateSettings) -> AsyncIterator[tuple[httpx.AsyncClient, Gate]]:
+    """The app with its lifespan running, behind an in-process HTTP client."""
+    app = create_app(settings)
+    async with app.lifespan():
+        # httpx's ASGI transport runs concurrent requests concurrently, in this test's loop.
+        transport = httpx.ASGITransport(app=app)  # type: ignore[arg-type]
+        async with httpx.AsyncClient(transport=transport, base_url="http://gate", timeout=30) as client:
+            yield client, app.state.gate
+
+
+def order_headers(user: str, key: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token(user)}", "Idempotency-Key": key}
+
+
+async def until(check: Callable[[], Awaitable[bool]], *, timeout_s: float = 10.0, what: str = "condition") -> None:
+    """Poll an async check until true; fail at the deadline (never a blind sleep)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        if await check():
+            return
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what} not met within {timeout_s} s")
+        await asyncio.sleep(0.02)
