@@ -35,6 +35,7 @@ def producer_config(bootstrap: str, *, linger_ms: int, message_timeout_ms: int) 
         "compression.type": "lz4",
         "linger.ms": linger_ms,
         "message.timeout.ms": message_timeout_ms,
+        "logger": logging.getLogger("flashgate.kafka"),
     }
 
 

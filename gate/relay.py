@@ -24,7 +24,11 @@ log = logging.getLogger(__name__)
 
 
 class Relay:
-    """`await relay.tick()` republishes what is stale now; `run()` ticks every `interval_s`."""
+    """`await relay.tick()` republishes what is stale now; `run()` ticks every `interval_s`.
+
+    SKUs come from this process's admissions and, unless `discover_s` is 0, from a SCAN for
+    outbox streams every `discover_s` (so a relay also covers the outboxes of crashed gates).
+    """
 
     def __init__(
         self,
@@ -55,7 +59,8 @@ class Relay:
     async def tick(self) -> int:
         """One pass over every known outbox; returns how many entries were handed to the producer."""
         now = self._clock()
-        if self._discovered_at is None or now - self._discovered_at >= self._discover_s:
+        due = self._discovered_at is None or now - self._discovered_at >= self._discover_s
+        if self._discover_s > 0 and due:
             self.skus.update(await self._admission.outbox_skus())
             self._discovered_at = now
         sent = 0

@@ -54,7 +54,7 @@ class GateSettings:
     relay_interval_ms: int = 1000
     relay_stale_ms: int = 15_000  # republish outbox entries pending longer than this
     relay_batch: int = 200
-    relay_discover_ms: int = 10_000  # rescan Redis for outbox streams this often
+    relay_discover_ms: int = 10_000  # rescan Redis for outbox streams this often; 0: own SKUs only
 
     def __post_init__(self) -> None:
         if not 50 <= self.redis_timeout_ms <= 1000:

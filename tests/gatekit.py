@@ -84,6 +84,8 @@ def gate_settings(stack: StackHandle, topic: str, **overrides: Any) -> GateSetti
         "kafka_bootstrap": stack.kafka_bootstrap,
         "auth": AuthSettings(hs256_secret=SECRET),
         "topic": topic,
+        # Relay only this gate's SKUs: other tests' outboxes must not leak into this topic.
+        "relay_discover_ms": 0,
     }
     return GateSettings(**{**values, **overrides})
 
