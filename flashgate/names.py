@@ -62,5 +62,5 @@ def sku_of_outbox(key: str) -> str:
 
 
 def order_key(order_id: str) -> str:
-    """Order id → sku, user, qty and outbox entry, for `GET /v1/orders/{id}` (TTL as idem)."""
+    """Order id → "sku␟user␟qty␟outbox entry id", for `GET /v1/orders/{id}` (TTL as idem)."""
     return f"order:{{{order_id}}}"

@@ -134,16 +134,15 @@ class AdmissionClient:
 
     def index_order(self, order_id: str, req: AdmitRequest, stream_id: str) -> None:
         """Best effort: remember order id → sku for `GET /v1/orders/{id}` (not part of any invariant)."""
-        key = names.order_key(order_id)
-        self._batcher.fire("HSET", key, "s", req.sku, "u", req.user, "q", req.qty, "x", stream_id)
-        self._batcher.fire("EXPIRE", key, self._idem_ttl_s)
+        value = "\x1f".join((req.sku, req.user, str(req.qty), stream_id))
+        self._batcher.fire("SET", names.order_key(order_id), value, "EX", self._idem_ttl_s)
 
     async def order(self, order_id: str) -> tuple[str, str, int, bool] | None:
         """(sku, user, qty, still in the outbox) of an indexed order, or None."""
-        got = await self._batcher.call("HMGET", names.order_key(order_id), "s", "u", "q", "x")
-        if got[0] is None:
+        value = await self._batcher.call("GET", names.order_key(order_id))
+        if value is None:
             return None
-        sku, user, qty, x = got
+        sku, user, qty, x = value.split("\x1f")
         pending = bool(await self._batcher.call("XRANGE", names.outbox_key(sku), x, x))
         return sku, user, int(qty), pending
 

@@ -42,7 +42,7 @@ class GateSettings:
     topic: str = ORDERS_TOPIC
     delivery_budget_ms: int = 2000  # wait this long for Kafka before answering `queued`
     idem_ttl_s: int = 86_400
-    redis_timeout_ms: int = 150
+    redis_timeout_ms: int = 250  # per pipeline; a busy event loop eats into it too
     breaker_failures: int = 3
     breaker_cooldown_ms: int = 500
     max_inflight: int = 2048  # admissions in flight per process before 503
