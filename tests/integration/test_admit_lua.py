@@ -175,3 +175,13 @@ async def test_claim_takes_only_stale_entries_once_per_threshold(stack: StackHan
         # A second relay right after finds nothing: claiming reset the entry's idle time.
         assert (await client.claim(name, min_idle_ms=1000, cursor="0-0", count=10))[1] == []
         assert await client.claim(f"{name}-none", min_idle_ms=0, cursor="0-0", count=10) == ("0-0", [])
+
+
+async def test_claim_skips_malformed_entries(stack: StackHandle, name: str) -> None:
+    async with admission_client(stack) as (client, r):
+        await put_sale(r, Sale(sku=name, units=5))
+        await r.xadd(names.outbox_key(name), {"o": "only-an-id"})
+        await r.xreadgroup(names.OUTBOX_GROUP, names.OUTBOX_GATE_CONSUMER, {names.outbox_key(name): ">"})
+        good = await client.admit(req(name), str(uuid7()))
+        _, entries = await client.claim(name, min_idle_ms=0, cursor="0-0", count=10)
+        assert [e.order_id for e in entries] == [good.order_id]
