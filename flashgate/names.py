@@ -1,5 +1,66 @@
-"""Every Kafka topic, consumer group and Redis key name in one place."""
+"""Every Kafka topic, consumer group, Redis key and Lua script name in one place.
+
+Redis keys carry the SKU's hash tag (`{sku}`) so all keys one admission touches live in one
+Redis Cluster slot; the order index is tagged by the order id, since a lookup knows only that.
+"""
 
 ORDERS_TOPIC = "orders"
 DLQ_TOPIC = "orders.dlq"
 WRITERS_GROUP = "flashgate-writers"
+
+# Lua scripts under lua/, by file stem.
+ADMIT_SCRIPT = "admit"
+OUTBOX_ACK_SCRIPT = "outbox_ack"
+OUTBOX_CLAIM_SCRIPT = "outbox_claim"
+
+# The outbox stream's consumer group: admission parks each new entry as pending under
+# OUTBOX_GATE_CONSUMER; relays claim entries idle past a threshold as OUTBOX_RELAY_CONSUMER.
+OUTBOX_GROUP = "relay"
+OUTBOX_GATE_CONSUMER = "gate"
+OUTBOX_RELAY_CONSUMER = "relay"
+OUTBOX_SCAN_PATTERN = "outbox:{*}"
+
+
+def _user(user: str) -> str:
+    # Escaped so that a ':' in a user id cannot make two (user, key) pairs share one key name.
+    return user.replace("%", "%25").replace(":", "%3A")
+
+
+def stock_key(sku: str) -> str:
+    """Units left on sale (integer string)."""
+    return f"stock:{{{sku}}}"
+
+
+def sale_key(sku: str) -> str:
+    """The sale config hash: units, starts_at_ms, ends_at_ms, per_user_limit, rate_per_s, burst."""
+    return f"sale:{{{sku}}}"
+
+
+def rate_key(sku: str, user: str) -> str:
+    """GCRA state (theoretical arrival time, µs) of one user on one SKU."""
+    return f"rl:{{{sku}}}:{_user(user)}"
+
+
+def idem_key(sku: str, user: str, key: str) -> str:
+    """Fingerprint and stored answer of one (user, Idempotency-Key) on one SKU, with a TTL."""
+    return f"idem:{{{sku}}}:{_user(user)}:{key}"
+
+
+def bought_key(sku: str, user: str) -> str:
+    """Units one user has been admitted for on one SKU (the per-user cap)."""
+    return f"bought:{{{sku}}}:{_user(user)}"
+
+
+def outbox_key(sku: str) -> str:
+    """The SKU's outbox stream: admitted orders not yet known to be in Kafka."""
+    return f"outbox:{{{sku}}}"
+
+
+def sku_of_outbox(key: str) -> str:
+    """Inverse of `outbox_key`."""
+    return key[len("outbox:{") : -1]
+
+
+def order_key(order_id: str) -> str:
+    """Order id → "sku␟user␟qty␟outbox entry id", for `GET /v1/orders/{id}` (TTL as idem)."""
+    return f"order:{{{order_id}}}"

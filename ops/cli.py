@@ -7,6 +7,7 @@ import asyncio
 import asyncpg
 import click
 
+from gate.serve import gate_command, relay_command
 from ops import migrate
 from ops.stack.cli import stack_group
 from worker.cli import worker_command
@@ -18,6 +19,8 @@ def cli() -> None:
 
 
 cli.add_command(stack_group)
+cli.add_command(gate_command)
+cli.add_command(relay_command)
 cli.add_command(worker_command)
 
 

@@ -1,0 +1,89 @@
+"""Load a running gate with new orders and print accepted orders/s and latency percentiles.
+
+What it measures: POST /v1/orders end to end through a served gate (`flashgate gate`): HTTP
+parsing, one admit.lua call (coalesced), the Kafka handoff with its delivery wait, the
+outbox ack. Each request is a distinct user and key, so every one is admitted until the
+stock runs out. The load generator is a minimal HTTP/1.1 keep-alive client on asyncio/uvloop
+in ONE process, which shares the machine's cores with the gate: the figures are a floor.
+
+How to run (stack up, gate served with auth off, as in README "Gate"):
+
+    eval "$(flashgate stack env)"
+    FLASHGATE_AUTH=off flashgate gate --workers 2 --port 8000 &
+    .venv/bin/python bench/gate_load.py --port 8000 --requests 20000 --concurrency 64
+
+It creates its own sale (REDIS_URL) with as many units as requests, unless --units says less.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import statistics
+import time
+import uuid
+from collections import Counter
+
+import redis.asyncio as aioredis
+import uvloop
+
+from gate.sales import Sale, put_sale
+
+
+async def worker(
+    host: str, port: int, sku: str, next_id: list[int], total: int, lat: list[float], codes: Counter[int]
+) -> None:
+    reader, writer = await asyncio.open_connection(host, port)
+    try:
+        while next_id[0] < total:
+            i = next_id[0]
+            next_id[0] += 1
+            body = b'{"sku":"%s","qty":1}' % sku.encode()
+            req = (
+                b"POST /v1/orders HTTP/1.1\r\nHost: gate\r\nContent-Type: application/json\r\n"
+                b"X-User-Id: u%d\r\nIdempotency-Key: k%d\r\nContent-Length: %d\r\n\r\n%s"
+            ) % (i, i, len(body), body)
+            started = time.perf_counter()
+            writer.write(req)
+            head = await reader.readuntil(b"\r\n\r\n")
+            length = 0
+            for line in head.split(b"\r\n"):
+                if line[:15].lower() == b"content-length:":
+                    length = int(line[15:])
+            await reader.readexactly(length)
+            lat.append(time.perf_counter() - started)
+            codes[int(head[9:12])] += 1
+    finally:
+        writer.close()
+
+
+async def main(args: argparse.Namespace) -> None:
+    sku = f"bench-{uuid.uuid4().hex[:8]}"
+    r = aioredis.Redis.from_url(os.environ["REDIS_URL"])
+    await put_sale(r, Sale(sku=sku, units=args.units or args.requests))
+    await r.aclose()
+    lat: list[float] = []
+    codes: Counter[int] = Counter()
+    next_id = [0]
+    started = time.perf_counter()
+    await asyncio.gather(
+        *(worker(args.host, args.port, sku, next_id, args.requests, lat, codes) for _ in range(args.concurrency))
+    )
+    wall = time.perf_counter() - started
+    q = statistics.quantiles(lat, n=1000)
+    print(f"requests {len(lat)} in {wall:.2f} s, concurrency {args.concurrency}: {dict(sorted(codes.items()))}")
+    print(f"throughput {len(lat) / wall:,.0f} req/s; accepted {codes[202] / wall:,.0f} orders/s")
+    print(
+        f"latency ms: p50 {q[499] * 1e3:.1f}  p90 {q[899] * 1e3:.1f}  p99 {q[989] * 1e3:.1f}  max {max(lat) * 1e3:.1f}"
+    )
+
+
+if __name__ == "__main__":
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--requests", type=int, default=20_000)
+    p.add_argument("--concurrency", type=int, default=64)
+    p.add_argument("--units", type=int, default=0, help="units on sale (default: one per request)")
+    uvloop.run(main(p.parse_args()))

@@ -1,0 +1,64 @@
+"""Admission outcomes → HTTP answers (status, JSON body, Retry-After): pure, no I/O."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from gate.admission import Admission, AdmitRequest, Code
+from gate.errors import GateError
+
+PROBLEM_TYPE = "urn:flashgate:problem:"
+PROBLEM_JSON = "application/problem+json"
+
+# Code → (HTTP status, stable problem code, title)
+PROBLEMS: dict[Code, tuple[int, str, str]] = {
+    Code.MISMATCH: (422, "idempotency_key_reused", "Idempotency-Key reused with a different request"),
+    Code.UNKNOWN_SKU: (404, "unknown_sku", "No sale for this SKU"),
+    Code.NOT_STARTED: (409, "sale_not_started", "The sale has not started"),
+    Code.ENDED: (409, "sale_ended", "The sale has ended"),
+    Code.RATE_LIMITED: (429, "rate_limited", "Too many requests; nothing was consumed"),
+    Code.USER_LIMIT: (409, "user_limit", "Per-user purchase limit reached"),
+    Code.SOLD_OUT: (409, "sold_out", "Sold out"),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """One HTTP answer; `code` is the order status or the problem code (also the metrics label)."""
+
+    status: int
+    body: dict[str, Any]
+    code: str
+    retry_after_s: int | None = None
+    replayed: bool = False
+
+    @property
+    def media_type(self) -> str:
+        return PROBLEM_JSON if self.status >= 400 else "application/json"
+
+
+def problem(status: int, code: str, title: str, detail: str | None = None) -> dict[str, Any]:
+    """An RFC 9457 problem document with our stable `code` beside `type`."""
+    body: dict[str, Any] = {"type": PROBLEM_TYPE + code, "title": title, "status": status, "code": code}
+    if detail and detail != title:
+        body["detail"] = detail
+    return body
+
+
+def error_answer(e: GateError) -> Answer:
+    return Answer(e.status, problem(e.status, e.code, e.title, e.detail), e.code, e.retry_after_s)
+
+
+def order_answer(adm: Admission, req: AdmitRequest, *, delivered: bool = False) -> Answer:
+    """The answer for an admission (fresh or replayed). `delivered`: Kafka acked it within the budget."""
+    if adm.code is Code.ACCEPTED:
+        queued = adm.pending if adm.replayed else not delivered
+        status = "queued" if queued else "accepted"
+        body = {"order_id": adm.order_id, "sku": req.sku, "qty": req.qty, "status": status}
+        return Answer(202, body, status, replayed=adm.replayed)
+    http_status, code, title = PROBLEMS[adm.code]
+    retry_after = None
+    if adm.code is Code.RATE_LIMITED:
+        retry_after = max(1, -(-adm.wait_ms // 1000))
+    return Answer(http_status, problem(http_status, code, title), code, retry_after, replayed=adm.replayed)

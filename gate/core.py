@@ -1,0 +1,121 @@
+"""The gate's composition root: every client of one process, wired from its settings, started and stopped."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from typing import Any
+
+import redis.asyncio as aioredis
+from confluent_kafka import KafkaException
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import RedisError
+
+from gate.admission import AdmissionClient
+from gate.auth import Identity
+from gate.breaker import Breaker
+from gate.handoff import Handoff, producer_config
+from gate.metrics import GateMetrics
+from gate.orders import OrderDesk
+from gate.outbox import OutboxAcker
+from gate.redis_batch import RedisBatcher
+from gate.relay import Relay
+from gate.scripts import Scripts
+from gate.settings import GateSettings
+from gate.soldout import SoldOutCache
+
+log = logging.getLogger(__name__)
+
+
+class Gate:
+    """Built without I/O; `start()` in the lifespan connects, `stop()` drains and flushes."""
+
+    def __init__(self, settings: GateSettings) -> None:
+        self.settings = s = settings
+        timeout_s = s.redis_timeout_ms / 1000
+        # No client-side retry: a retried EVALSHA after a timeout could admit twice.
+        self.redis = aioredis.Redis.from_url(
+            s.redis_url,
+            decode_responses=True,
+            socket_timeout=timeout_s,
+            socket_connect_timeout=timeout_s,
+            retry=Retry(NoBackoff(), 0),
+            max_connections=64,
+        )
+        self.batcher = RedisBatcher(
+            self.redis, Breaker(s.breaker_failures, s.breaker_cooldown_ms / 1000), timeout_s=timeout_s
+        )
+        self.scripts = Scripts()
+        self.admission = AdmissionClient(self.batcher, self.scripts, idem_ttl_s=s.idem_ttl_s)
+        self.handoff = Handoff(
+            producer_config(s.kafka_bootstrap, linger_ms=s.linger_ms, message_timeout_ms=s.message_timeout_ms), s.topic
+        )
+        self.acker = OutboxAcker(self.admission)
+        self.relay = Relay(
+            self.admission,
+            self.handoff,
+            self.acker,
+            stale_ms=s.relay_stale_ms,
+            batch=s.relay_batch,
+            discover_s=s.relay_discover_ms / 1000,
+        )
+        self.metrics = GateMetrics()
+        self.identity = Identity(s.auth)
+        self.desk = OrderDesk(
+            admission=self.admission,
+            handoff=self.handoff,
+            acker=self.acker,
+            relay=self.relay,
+            soldout=SoldOutCache(s.soldout_cache_ms / 1000),
+            metrics=self.metrics,
+            budget_s=s.delivery_budget_ms / 1000,
+        )
+        self.inflight = 0
+        self._relay_task: asyncio.Task[None] | None = None
+        self._ready: tuple[float, bool, str] = (0.0, False, "not checked")
+
+    async def start(self) -> None:
+        self.handoff.start(asyncio.get_running_loop())
+        with contextlib.suppress(RedisError, OSError):
+            for name, source in self.scripts.source.items():
+                await self.redis.script_load(source)
+                log.debug("loaded %s.lua", name)
+        if self.settings.relay_enabled:
+            self._relay_task = asyncio.create_task(self.relay.run(self.settings.relay_interval_ms / 1000))
+
+    async def stop(self, flush_timeout_s: float = 10.0) -> None:
+        """Stop the relay, flush the producer (late deliveries still ack), close Redis."""
+        if self._relay_task is not None:
+            self._relay_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._relay_task
+        left = await self.handoff.close(flush_timeout_s)
+        if left:
+            log.warning("%d message(s) not delivered at shutdown; they stay in the outbox for the relay", left)
+        await self.acker.drain()
+        await self.batcher.close()
+        await self.redis.aclose()
+
+    async def ready(self) -> tuple[bool, str]:
+        """Redis answers PING and Kafka answers a metadata request (cached for 1 s)."""
+        checked_at, ok, why = self._ready
+        if time.monotonic() - checked_at < 1.0:
+            return ok, why
+        ok, why = True, "ok"
+        try:
+            await asyncio.wait_for(self.redis.ping(), self.settings.redis_timeout_ms / 1000)
+        except (RedisError, OSError, TimeoutError) as e:
+            ok, why = False, f"redis: {type(e).__name__}"
+        if ok:
+            try:
+                await asyncio.to_thread(self._kafka_metadata)
+            except KafkaException as e:
+                ok, why = False, f"kafka: {e}"
+        self._ready = (time.monotonic(), ok, why)
+        return ok, why
+
+    def _kafka_metadata(self) -> Any:
+        return self.handoff.list_topics(self.settings.topic, timeout_s=1.0)

@@ -1,0 +1,106 @@
+"""The relay: republish outbox entries pending past a threshold, ack them once Kafka has them.
+
+Runs in every gate process and as `flashgate relay`. Several relays are safe together:
+claiming (XAUTOCLAIM) resets an entry's idle time, so only one relay takes it per threshold;
+an entry is deleted only after a delivery report, and deleting twice is a no-op. The
+threshold exceeds the producer's message timeout, so a message the first producer may still
+deliver is never republished beside it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from functools import partial
+
+from gate.admission import AdmissionClient
+from gate.errors import GateError, HandoffError
+from gate.handoff import Handoff
+from gate.outbox import OutboxAcker, event_of
+
+log = logging.getLogger(__name__)
+
+
+class Relay:
+    """`await relay.tick()` republishes what is stale now; `run()` ticks every `interval_s`.
+
+    SKUs come from this process's admissions and, unless `discover_s` is 0, from a SCAN for
+    outbox streams every `discover_s` (so a relay also covers the outboxes of crashed gates).
+    """
+
+    def __init__(
+        self,
+        admission: AdmissionClient,
+        handoff: Handoff,
+        acker: OutboxAcker,
+        *,
+        stale_ms: int,
+        batch: int,
+        discover_s: float,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._admission = admission
+        self._handoff = handoff
+        self._acker = acker
+        self._stale_ms = stale_ms
+        self._batch = batch
+        self._discover_s = discover_s
+        self._clock = clock
+        self._discovered_at: float | None = None
+        self.skus: set[str] = set()
+        self.republished = 0
+
+    def note_sku(self, sku: str) -> None:
+        """An SKU this process admitted for: watch its outbox without waiting for discovery."""
+        self.skus.add(sku)
+
+    async def tick(self) -> int:
+        """One pass over every known outbox; returns how many entries were handed to the producer."""
+        now = self._clock()
+        due = self._discovered_at is None or now - self._discovered_at >= self._discover_s
+        if self._discover_s > 0 and due:
+            self.skus.update(await self._admission.outbox_skus())
+            self._discovered_at = now
+        sent = 0
+        for sku in sorted(self.skus):
+            sent += await self._relay_sku(sku)
+        self.republished += sent
+        if sent:
+            log.info("relay republished %d outbox entries", sent)
+        return sent
+
+    async def _relay_sku(self, sku: str) -> int:
+        sent, cursor = 0, "0-0"
+        while True:
+            cursor, entries = await self._admission.claim(
+                sku, min_idle_ms=self._stale_ms, cursor=cursor, count=self._batch
+            )
+            for entry in entries:
+                if self._handoff.in_flight(entry.order_id):
+                    continue
+                try:
+                    fut = self._handoff.send(event_of(sku, entry))
+                except HandoffError as e:
+                    log.warning("relay: producer refused a message, next tick retries: %s", e)
+                    return sent
+                fut.add_done_callback(partial(self._delivered, sku, entry.stream_id))
+                sent += 1
+            if cursor == "0-0":
+                return sent
+
+    def _delivered(self, sku: str, stream_id: str, fut: asyncio.Future[None]) -> None:
+        if not fut.cancelled() and fut.exception() is None:
+            self._acker.ack(sku, stream_id)
+
+    async def run(self, interval_s: float) -> None:
+        """Tick forever; a failed tick (Redis down) is logged and retried next interval."""
+        while True:
+            try:
+                await self.tick()
+            except (GateError, OSError) as e:
+                log.warning("relay tick failed: %s", e)
+            except Exception:
+                log.exception("relay tick crashed; retrying next interval")
+            await asyncio.sleep(interval_s)

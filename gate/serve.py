@@ -1,0 +1,100 @@
+"""`flashgate gate` (N server processes of the app) and `flashgate relay` (the relay alone)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+
+import click
+
+from gate.settings import GateSettings, SettingsError
+
+APP_FACTORY = "gate.app:app_from_env"
+log = logging.getLogger(__name__)
+
+
+def _settings(env: dict[str, str] | None = None) -> GateSettings:
+    try:
+        return GateSettings.from_env(env)
+    except (SettingsError, OSError) as e:
+        raise click.ClickException(str(e)) from e
+
+
+@click.command("gate")
+@click.option("--host", default="127.0.0.1", show_default=True, envvar="FLASHGATE_HOST", help="Listen address.")
+@click.option("--port", default=8000, show_default=True, envvar="FLASHGATE_PORT", help="Listen port.")
+@click.option("--workers", "-w", default=2, show_default=True, envvar="FLASHGATE_WORKERS", help="Server processes.")
+@click.option(
+    "--server",
+    type=click.Choice(["granian", "uvicorn"]),
+    default="granian",
+    show_default=True,
+    envvar="FLASHGATE_SERVER",
+    help="ASGI server (granian measured faster here; see README).",
+)
+@click.option(
+    "--graceful-timeout", default=30, show_default=True, help="Seconds to finish in-flight requests on SIGTERM."
+)
+def gate_command(host: str, port: int, workers: int, server: str, graceful_timeout: int) -> None:
+    """Serve the gate's HTTP contract. Settings: REDIS_URL, KAFKA_BOOTSTRAP, FLASHGATE_* (README, Gate).
+
+    SIGTERM: stop accepting, finish in-flight requests, flush the Kafka producer, exit.
+    """
+    _settings()  # fail here, once, rather than in every worker
+    logging.basicConfig(level=os.environ.get("FLASHGATE_LOG_LEVEL", "INFO"), format="%(asctime)s %(name)s %(message)s")
+    if server == "uvicorn":
+        import uvicorn
+
+        uvicorn.run(
+            APP_FACTORY,
+            factory=True,
+            host=host,
+            port=port,
+            workers=workers,
+            loop="uvloop",
+            lifespan="on",
+            access_log=False,
+            log_level="warning",
+            timeout_graceful_shutdown=graceful_timeout,
+        )
+        return
+    from granian.constants import Interfaces, Loops
+    from granian.log import LogLevels
+    from granian.server import Server
+
+    Server(
+        APP_FACTORY,
+        address=host,
+        port=port,
+        interface=Interfaces.ASGI,
+        workers=workers,
+        loop=Loops.uvloop,
+        factory=True,
+        log_level=LogLevels.warning,
+        workers_kill_timeout=graceful_timeout,
+        respawn_failed_workers=True,
+    ).serve()
+
+
+@click.command("relay")
+def relay_command() -> None:
+    """Republish stale outbox entries of every SKU to Kafka until SIGTERM (gates also relay)."""
+    settings = _settings({**os.environ, "FLASHGATE_AUTH": "off", "FLASHGATE_RELAY": "on"})
+    logging.basicConfig(level=os.environ.get("FLASHGATE_LOG_LEVEL", "INFO"), format="%(asctime)s %(name)s %(message)s")
+    asyncio.run(_relay(settings))
+
+
+async def _relay(settings: GateSettings) -> None:
+    from gate.core import Gate  # here, so `flashgate stack …` does not pay for Kafka/Redis imports
+
+    gate = Gate(settings)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await gate.start()
+    log.info("relay running (stale after %d ms)", settings.relay_stale_ms)
+    await stop.wait()
+    await gate.stop()

@@ -1,0 +1,106 @@
+"""The gate's settings: one frozen object per process, built from the environment in main()/the app factory."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from flashgate.names import ORDERS_TOPIC
+
+
+class SettingsError(ValueError):
+    """A setting that cannot work; the message names the variable."""
+
+
+@dataclass(frozen=True, slots=True)
+class AuthSettings:
+    """Buyer identity: a JWT (`sub`) verified with HS256 or RS256, or, only when `disabled`, X-User-Id."""
+
+    disabled: bool = False
+    hs256_secret: str | None = None
+    rs256_public_key: str | None = None
+    audience: str | None = None
+    issuer: str | None = None
+
+    def __post_init__(self) -> None:
+        if not self.disabled and not (self.hs256_secret or self.rs256_public_key):
+            raise SettingsError(
+                "auth: set FLASHGATE_JWT_HS256_SECRET or FLASHGATE_JWT_RS256_PUBLIC_KEY, "
+                "or FLASHGATE_AUTH=off explicitly"
+            )
+
+
+@dataclass(frozen=True, slots=True)
+class GateSettings:
+    """Everything one gate process needs; units are in the names."""
+
+    redis_url: str
+    kafka_bootstrap: str
+    auth: AuthSettings
+    topic: str = ORDERS_TOPIC
+    delivery_budget_ms: int = 2000  # wait this long for Kafka before answering `queued`
+    idem_ttl_s: int = 86_400
+    redis_timeout_ms: int = 250  # per pipeline; a busy event loop eats into it too
+    breaker_failures: int = 3
+    breaker_cooldown_ms: int = 500
+    max_inflight: int = 2048  # admissions in flight per process before 503
+    soldout_cache_ms: int = 500
+    body_limit_bytes: int = 4096
+    linger_ms: int = 2
+    message_timeout_ms: int = 10_000  # librdkafka gives up on a message after this
+    relay_enabled: bool = True
+    relay_interval_ms: int = 1000
+    relay_stale_ms: int = 15_000  # republish outbox entries pending longer than this
+    relay_batch: int = 200
+    relay_discover_ms: int = 10_000  # rescan Redis for outbox streams this often; 0: own SKUs only
+
+    def __post_init__(self) -> None:
+        if not 50 <= self.redis_timeout_ms <= 1000:
+            raise SettingsError("FLASHGATE_REDIS_TIMEOUT_MS must be within 50..1000")
+        # A relay must not republish while the first producer may still deliver the message.
+        if self.relay_stale_ms <= self.message_timeout_ms:
+            raise SettingsError("FLASHGATE_RELAY_STALE_MS must exceed FLASHGATE_MESSAGE_TIMEOUT_MS")
+        if self.max_inflight < 1 or self.body_limit_bytes < 64:
+            raise SettingsError("FLASHGATE_MAX_INFLIGHT >= 1 and FLASHGATE_BODY_LIMIT_BYTES >= 64")
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> GateSettings:
+        """Read REDIS_URL, KAFKA_BOOTSTRAP and FLASHGATE_* (see README, section Gate)."""
+        e = os.environ if env is None else env
+
+        def num(name: str, default: int) -> int:
+            raw = e.get(f"FLASHGATE_{name}")
+            try:
+                return default if raw is None else int(raw)
+            except ValueError as err:
+                raise SettingsError(f"FLASHGATE_{name} must be an integer, not {raw!r}") from err
+
+        key = e.get("FLASHGATE_JWT_RS256_PUBLIC_KEY")
+        if key and not key.lstrip().startswith("-----"):
+            key = Path(key).read_text()
+        auth = AuthSettings(
+            disabled=e.get("FLASHGATE_AUTH", "jwt").lower() == "off",
+            hs256_secret=e.get("FLASHGATE_JWT_HS256_SECRET") or None,
+            rs256_public_key=key or None,
+            audience=e.get("FLASHGATE_JWT_AUDIENCE") or None,
+            issuer=e.get("FLASHGATE_JWT_ISSUER") or None,
+        )
+        try:
+            redis_url, kafka = e["REDIS_URL"], e["KAFKA_BOOTSTRAP"]
+        except KeyError as err:
+            raise SettingsError(f"{err.args[0]} is not set") from err
+        d = cls.__dataclass_fields__
+        return cls(
+            redis_url=redis_url,
+            kafka_bootstrap=kafka,
+            auth=auth,
+            topic=e.get("FLASHGATE_TOPIC", ORDERS_TOPIC),
+            relay_enabled=e.get("FLASHGATE_RELAY", "on").lower() != "off",
+            **{
+                name: num(name.upper(), f.default)  # type: ignore[arg-type]
+                for name, f in d.items()
+                if name.endswith(("_ms", "_s", "_bytes", "_failures", "inflight", "_batch"))
+            },
+        )

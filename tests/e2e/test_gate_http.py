@@ -1,0 +1,250 @@
+"""The HTTP contract of the gate, in-process over real Redis and Kafka: every status code."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import jwt
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from flashgate import events, names
+from gate.sales import Sale, put_sale
+from gate.settings import AuthSettings
+from tests.gatekit import (
+    consume_all,
+    create_topic,
+    gate_settings,
+    order_headers,
+    redis_client,
+    running_gate,
+    token,
+    until,
+)
+from tests.stackctl import StackHandle
+
+PROBLEM = "application/problem+json"
+
+
+async def sale(stack: StackHandle, s: Sale) -> None:
+    r = redis_client(stack)
+    try:
+        await put_sale(r, s)
+    finally:
+        await r.aclose()
+
+
+async def stock(stack: StackHandle, sku: str) -> int:
+    r = redis_client(stack)
+    try:
+        return int(await r.get(names.stock_key(sku)) or "0")
+    finally:
+        await r.aclose()
+
+
+async def test_accepted_order_reaches_kafka_and_leaves_the_outbox(stack: StackHandle, name: str) -> None:
+    create_topic(stack, name)
+    await sale(stack, Sale(sku=name, units=3))
+    # A generous budget: on a fresh broker the first idempotent producer waits for its id.
+    async with running_gate(gate_settings(stack, name, delivery_budget_ms=9000)) as (client, gate):
+        res = await client.post("/v1/orders", json={"sku": name, "qty": 2}, headers=order_headers("alice", "k1"))
+        assert res.status_code == 202, res.text
+        body = res.json()
+        assert body == {"order_id": body["order_id"], "sku": name, "qty": 2, "status": "accepted"}
+        assert "idempotent-replayed" not in res.headers
+
+        again = await client.post("/v1/orders", json={"sku": name, "qty": 2}, headers=order_headers("alice", "k1"))
+        assert (again.status_code, again.json()) == (202, body)
+        assert again.headers["idempotent-replayed"] == "true"
+
+        status = await client.get(f"/v1/orders/{body['order_id']}", headers=order_headers("alice", "-"))
+        assert status.status_code == 200
+        assert status.json() == body
+        other = await client.get(f"/v1/orders/{body['order_id']}", headers=order_headers("bob", "-"))
+        assert (other.status_code, other.headers["content-type"]) == (404, PROBLEM)
+        bogus = await client.get("/v1/orders/not-a-uuid", headers=order_headers("alice", "-"))
+        assert bogus.status_code == 404
+
+        r = redis_client(stack)
+
+        async def outbox_empty() -> bool:
+            return await r.xlen(names.outbox_key(name)) == 0
+
+        await until(outbox_empty, what="outbox acked")
+        await r.aclose()
+        assert gate.acker.acked == 1
+    [message] = consume_all(stack, name, expect=1)
+    event = events.decode(message)
+    assert (str(event.order_id), event.sku, event.user_id, event.qty, event.idempotency_key) == (
+        body["order_id"],
+        name,
+        "alice",
+        2,
+        "k1",
+    )
+    assert abs(event.accepted_at.timestamp() - time.time()) < 30
+
+
+async def test_business_refusals(stack: StackHandle, name: str) -> None:
+    now_ms = int(time.time() * 1000)
+    await sale(stack, Sale(sku=f"{name}-cap", units=10, per_user_limit=1))
+    await sale(stack, Sale(sku=f"{name}-one", units=1))
+    await sale(stack, Sale(sku=f"{name}-soon", units=1, starts_at_ms=now_ms + 60_000))
+    await sale(stack, Sale(sku=f"{name}-over", units=1, ends_at_ms=now_ms - 1))
+    await sale(stack, Sale(sku=f"{name}-rl", units=10, rate_per_s=0.2, burst=1))
+
+    async with running_gate(gate_settings(stack, name, delivery_budget_ms=9000)) as (client, _):
+
+        async def order(sku: str, key: str, qty: int = 1, user: str = "bob") -> tuple[int, str, dict[str, str]]:
+            res = await client.post("/v1/orders", json={"sku": sku, "qty": qty}, headers=order_headers(user, key))
+            if res.status_code == 202:
+                return 202, res.json()["status"], dict(res.headers)
+            assert res.headers["content-type"] == PROBLEM
+            doc = res.json()
+            assert doc["type"] == f"urn:flashgate:problem:{doc['code']}"
+            assert doc["status"] == res.status_code
+            return res.status_code, doc["code"], dict(res.headers)
+
+        assert (await order(f"{name}-cap", "a"))[:2] == (202, "accepted")
+        assert (await order(f"{name}-cap", "b"))[:2] == (409, "user_limit")
+        assert (await order(f"{name}-cap", "a", qty=3))[:2] == (422, "idempotency_key_reused")
+        assert (await order(f"{name}-one", "a", qty=2))[:2] == (409, "sold_out")
+        assert (await order(f"{name}-one", "b"))[0] == 202
+        assert (await order(f"{name}-one", "c"))[:2] == (409, "sold_out")
+        # Sold-out cache is hot now; a retry of the admitted order still gets its own answer.
+        replay = await order(f"{name}-one", "b")
+        assert (replay[0], replay[2]["idempotent-replayed"]) == (202, "true")
+        assert (await order(f"{name}-soon", "a"))[:2] == (409, "sale_not_started")
+        assert (await order(f"{name}-over", "a"))[:2] == (409, "sale_ended")
+        assert (await order(f"{name}-none", "a"))[:2] == (404, "unknown_sku")
+        assert (await order(f"{name}-rl", "a"))[0] == 202
+        limited = await order(f"{name}-rl", "b")
+        assert limited[:2] == (429, "rate_limited")
+        assert 1 <= int(limited[2]["retry-after"]) <= 5
+        assert await stock(stack, f"{name}-rl") == 9  # the limited request took nothing
+        # 429 is not stored: the same key is judged afresh (and still limited).
+        assert (await order(f"{name}-rl", "b"))[:2] == (429, "rate_limited")
+
+
+@pytest.mark.parametrize(
+    ("body", "headers", "status", "code"),
+    [
+        (b"{not json", {}, 400, "malformed_json"),
+        (b'{"sku": "x", "qty": 0}', {}, 400, "invalid_fields"),
+        (b'{"sku": "x"}', {}, 400, "invalid_fields"),
+        (b'{"sku": "a{b}", "qty": 1}', {}, 400, "invalid_fields"),
+        (b'{"sku": "x", "qty": 1, "price": 1}', {}, 400, "invalid_fields"),
+        (b'{"sku": "x", "qty": 1}', {"Idempotency-Key": ""}, 400, "bad_idempotency_key"),
+        (b'{"sku": "x", "qty": 1}', {"Idempotency-Key": "a b"}, 400, "bad_idempotency_key"),
+        (b'{"sku": "x", "qty": 1}', {"Idempotency-Key": "k" * 129}, 400, "bad_idempotency_key"),
+        (b'{"sku": "x", "qty": 1}', {"Idempotency-Key": None}, 400, "missing_idempotency_key"),
+        (b'{"sku": "x", "qty": 1, "pad": "' + b"x" * 5000 + b'"}', {}, 413, "body_too_large"),
+        (b'{"sku": "x", "qty": 1}', {"Authorization": None}, 401, "unauthorized"),
+        (b'{"sku": "x", "qty": 1}', {"Authorization": "Bearer nonsense"}, 401, "unauthorized"),
+        (b'{"sku": "x", "qty": 1}', {"Authorization": "Basic dTpw"}, 401, "unauthorized"),
+    ],
+)
+async def test_malformed_requests(
+    stack: StackHandle, name: str, body: bytes, headers: dict[str, str | None], status: int, code: str
+) -> None:
+    async with running_gate(gate_settings(stack, name)) as (client, _):
+        sent = {k: v for k, v in {**order_headers("carol", "k1"), **headers}.items() if v is not None}
+        res = await client.post("/v1/orders", content=body, headers={**sent, "Content-Type": "application/json"})
+        assert (res.status_code, res.headers["content-type"], res.json()["code"]) == (status, PROBLEM, code)
+        if status == 401:
+            assert res.headers["www-authenticate"] == "Bearer"
+
+
+async def test_tokens_wrong_secret_expired_and_x_user_id_ignored(stack: StackHandle, name: str) -> None:
+    await sale(stack, Sale(sku=name, units=5))
+    async with running_gate(gate_settings(stack, name)) as (client, _):
+        body = {"sku": name, "qty": 1}
+        for bad in (token("u", secret="another-secret-that-is-long-enough-xx"), token("u", ttl_s=-60)):
+            res = await client.post(
+                "/v1/orders", json=body, headers={"Authorization": f"Bearer {bad}", "Idempotency-Key": "k"}
+            )
+            assert (res.status_code, res.json()["code"]) == (401, "unauthorized")
+        no_sub = jwt.encode(
+            {"exp": int(time.time()) + 60}, "test-secret-that-is-long-enough-for-hs256", algorithm="HS256"
+        )
+        res = await client.post(
+            "/v1/orders", json=body, headers={"Authorization": f"Bearer {no_sub}", "Idempotency-Key": "k"}
+        )
+        assert res.status_code == 401
+        res = await client.post("/v1/orders", json=body, headers={"X-User-Id": "mallory", "Idempotency-Key": "k"})
+        assert res.status_code == 401
+    assert await stock(stack, name) == 5
+
+
+async def test_rs256_public_key(stack: StackHandle, name: str) -> None:
+    await sale(stack, Sale(sku=name, units=5))
+    private = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    public_pem = (
+        private.public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        .decode()
+    )
+    auth = AuthSettings(rs256_public_key=public_pem)
+    async with running_gate(gate_settings(stack, name, auth=auth)) as (client, _):
+        good = jwt.encode({"sub": "dave", "exp": int(time.time()) + 60}, private, algorithm="RS256")
+        res = await client.post(
+            "/v1/orders",
+            json={"sku": name, "qty": 1},
+            headers={"Authorization": f"Bearer {good}", "Idempotency-Key": "k"},
+        )
+        assert res.status_code == 202
+        hs = token("dave")  # an HS256 token must not pass an RS256 gate
+        res = await client.post(
+            "/v1/orders",
+            json={"sku": name, "qty": 1},
+            headers={"Authorization": f"Bearer {hs}", "Idempotency-Key": "k"},
+        )
+        assert res.status_code == 401
+
+
+async def test_auth_off_takes_x_user_id(stack: StackHandle, name: str) -> None:
+    await sale(stack, Sale(sku=name, units=5, per_user_limit=1))
+    async with running_gate(gate_settings(stack, name, auth=AuthSettings(disabled=True))) as (client, _):
+        body = {"sku": name, "qty": 1}
+        assert (
+            await client.post("/v1/orders", json=body, headers={"X-User-Id": "erin", "Idempotency-Key": "a"})
+        ).status_code == 202
+        res = await client.post("/v1/orders", json=body, headers={"X-User-Id": "erin", "Idempotency-Key": "b"})
+        assert res.json()["code"] == "user_limit"
+        res = await client.post("/v1/orders", json=body, headers={"Idempotency-Key": "c"})
+        assert res.status_code == 401
+
+
+async def test_inflight_bound_sheds_with_503_and_takes_nothing(stack: StackHandle, name: str) -> None:
+    await sale(stack, Sale(sku=name, units=100))
+    async with running_gate(gate_settings(stack, name, max_inflight=1)) as (client, _):
+        results = await asyncio.gather(
+            *(
+                client.post("/v1/orders", json={"sku": name, "qty": 1}, headers=order_headers(f"u{i}", "k"))
+                for i in range(20)
+            )
+        )
+    shed = [r for r in results if r.status_code == 503]
+    assert {r.status_code for r in results} == {202, 503}
+    assert all(r.json()["code"] == "overloaded" and r.headers["retry-after"] == "1" for r in shed)
+    assert await stock(stack, name) == 100 - (len(results) - len(shed))
+
+
+async def test_health_metrics_and_unknown_routes(stack: StackHandle, name: str) -> None:
+    async with running_gate(gate_settings(stack, name)) as (client, _):
+        assert (await client.get("/health/live")).json() == {"status": "ok"}
+        ready = await client.get("/health/ready")
+        assert ready.status_code == 200, ready.text
+        await client.post("/v1/orders", json={"sku": name, "qty": 1}, headers=order_headers("x", "k"))
+        metrics = (await client.get("/metrics")).text
+        assert 'flashgate_gate_answers_total{code="unknown_sku",status="404"} 1.0' in metrics
+        missing = await client.get("/nope")
+        assert (missing.status_code, missing.headers["content-type"], missing.json()["code"]) == (
+            404,
+            PROBLEM,
+            "not_found",
+        )
+        wrong = await client.get("/v1/orders")
+        assert (wrong.status_code, wrong.json()["code"]) == (405, "method_not_allowed")

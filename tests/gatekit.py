@@ -1,0 +1,116 @@
+"""Helpers for gate tests: a Redis admission client on the test stack, sales, JWTs, topics."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+import httpx
+import jwt
+import redis.asyncio as aioredis
+from confluent_kafka import Consumer
+from confluent_kafka.admin import AdminClient
+from confluent_kafka.cimpl import NewTopic
+
+from gate.admission import AdmissionClient
+from gate.app import create_app
+from gate.breaker import Breaker
+from gate.core import Gate
+from gate.redis_batch import RedisBatcher
+from gate.scripts import Scripts
+from gate.settings import AuthSettings, GateSettings
+from tests.stackctl import StackHandle
+
+SECRET = "test-secret-that-is-long-enough-for-hs256"
+
+
+def redis_client(stack: StackHandle) -> aioredis.Redis:
+    return aioredis.Redis.from_url(stack.redis_url, decode_responses=True, socket_timeout=5)
+
+
+@asynccontextmanager
+async def admission_client(stack: StackHandle) -> AsyncIterator[tuple[AdmissionClient, aioredis.Redis]]:
+    """An AdmissionClient over a batcher with a generous timeout, and a plain client for checks."""
+    client = redis_client(stack)
+    batcher = RedisBatcher(client, Breaker(failures_to_open=1000, cooldown_s=0.1), timeout_s=5)
+    try:
+        yield AdmissionClient(batcher, Scripts(), idem_ttl_s=60), client
+    finally:
+        await batcher.close()
+        await client.aclose()
+
+
+def token(sub: str, *, secret: str = SECRET, ttl_s: int = 300) -> str:
+    return jwt.encode({"sub": sub, "exp": int(time.time()) + ttl_s}, secret, algorithm="HS256")
+
+
+def create_topic(stack: StackHandle, topic: str, partitions: int = 1) -> None:
+    admin = AdminClient({"bootstrap.servers": stack.kafka_bootstrap})
+    admin.create_topics([NewTopic(topic, num_partitions=partitions, replication_factor=1)])[topic].result(timeout=30)
+
+
+def consume_all(stack: StackHandle, topic: str, *, expect: int, timeout_s: float = 30.0) -> list[bytes]:
+    """Read `topic` from the start until `expect` messages arrived, then 1 s more for extras."""
+    consumer = Consumer(
+        {
+            "bootstrap.servers": stack.kafka_bootstrap,
+            "group.id": f"g-{topic}-{time.time_ns()}",
+            "auto.offset.reset": "earliest",
+        }
+    )
+    consumer.subscribe([topic])
+    got: list[bytes] = []
+    deadline = time.monotonic() + timeout_s
+    settle: float | None = None
+    try:
+        while time.monotonic() < (settle or deadline):
+            msg = consumer.poll(0.1)
+            if msg is not None and msg.error() is None and (value := msg.value()) is not None:
+                got.append(value)
+            if settle is None and len(got) >= expect:
+                settle = time.monotonic() + 1.0
+    finally:
+        consumer.close()
+    return got
+
+
+def gate_settings(stack: StackHandle, topic: str, **overrides: Any) -> GateSettings:
+    """Settings for an in-process gate on the test stack; JWT HS256 with SECRET unless overridden."""
+    values: dict[str, Any] = {
+        "redis_url": stack.redis_url,
+        "kafka_bootstrap": stack.kafka_bootstrap,
+        "auth": AuthSettings(hs256_secret=SECRET),
+        "topic": topic,
+        # Relay only this gate's SKUs: other tests' outboxes must not leak into this topic.
+        "relay_discover_ms": 0,
+    }
+    return GateSettings(**{**values, **overrides})
+
+
+@asynccontextmanager
+async def running_gate(settings: GateSettings) -> AsyncIterator[tuple[httpx.AsyncClient, Gate]]:
+    """The app with its lifespan running, behind an in-process HTTP client."""
+    app = create_app(settings)
+    async with app.lifespan():
+        # httpx's ASGI transport runs concurrent requests concurrently, in this test's loop.
+        transport = httpx.ASGITransport(app=app)  # type: ignore[arg-type]
+        async with httpx.AsyncClient(transport=transport, base_url="http://gate", timeout=30) as client:
+            yield client, app.state.gate
+
+
+def order_headers(user: str, key: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token(user)}", "Idempotency-Key": key}
+
+
+async def until(check: Callable[[], Awaitable[bool]], *, timeout_s: float = 10.0, what: str = "condition") -> None:
+    """Poll an async check until true; fail at the deadline (never a blind sleep)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        if await check():
+            return
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what} not met within {timeout_s} s")
+        await asyncio.sleep(0.02)

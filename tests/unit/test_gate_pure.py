@@ -1,0 +1,84 @@
+"""Pure parts of the gate: breaker, admit.lua reply parsing, uuid7, settings."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+
+from gate.admission import Admission, Code, parse_admit, parse_entry
+from gate.breaker import Breaker
+from gate.ids import uuid7
+from gate.settings import GateSettings, SettingsError
+
+ENV = {"REDIS_URL": "redis://x", "KAFKA_BOOTSTRAP": "k:1", "FLASHGATE_AUTH": "off"}
+
+
+def test_breaker_opens_after_consecutive_failures_and_probes_once() -> None:
+    b = Breaker(failures_to_open=2, cooldown_s=1.0)
+    b.failure(0.0)
+    assert b.allow(0.1)
+    b.success()
+    b.failure(0.2)
+    b.failure(0.3)
+    assert b.is_open
+    assert not b.allow(0.5)
+    assert b.allow(1.4)  # the probe
+    assert not b.allow(1.4)  # only one
+    b.failure(1.5)
+    assert not b.allow(2.0)
+    assert b.allow(2.6)
+    b.success()
+    assert not b.is_open
+    assert b.allow(2.6)
+    assert b.allow(2.6)
+
+
+def test_parse_admit_every_code() -> None:
+    assert parse_admit([0, "o", 5, "1-0", 3]) == Admission(Code.ACCEPTED, "o", 5, "1-0", stock_left=3)
+    assert parse_admit([1, 0, "o", 5, 1]) == Admission(Code.ACCEPTED, "o", 5, replayed=True, pending=True)
+    assert parse_admit([1, 8, "", 0, 0]) == Admission(Code.SOLD_OUT, replayed=True)
+    assert parse_admit([2]) == Admission(Code.MISMATCH)
+    assert parse_admit([4, 1500]) == Admission(Code.NOT_STARTED, wait_ms=1500)
+    assert parse_admit([6, 20]) == Admission(Code.RATE_LIMITED, wait_ms=20)
+    assert parse_admit([8, 0]) == Admission(Code.SOLD_OUT, stock_left=0)
+    with pytest.raises(ValueError, match="99"):
+        parse_admit([99])
+
+
+def test_parse_entry() -> None:
+    e = parse_entry("1-0", ["o", "id", "u", "user", "q", "2", "k", "key", "t", "17"])
+    assert (e.stream_id, e.order_id, e.user, e.qty, e.key, e.accepted_at_us) == ("1-0", "id", "user", 2, "key", 17)
+
+
+def test_uuid7_layout_and_order() -> None:
+    a, b = uuid7(1_000), uuid7(2_000)
+    assert a.version == 7
+    assert a.variant == uuid.RFC_4122
+    assert a.int >> 80 == 1_000
+    assert a < b
+    assert len({uuid7() for _ in range(1000)}) == 1000
+
+
+def test_settings_from_env_defaults_and_overrides() -> None:
+    s = GateSettings.from_env({**ENV, "FLASHGATE_DELIVERY_BUDGET_MS": "300", "FLASHGATE_RELAY": "off"})
+    assert (s.delivery_budget_ms, s.relay_enabled, s.auth.disabled, s.idem_ttl_s) == (300, False, True, 86_400)
+
+
+@pytest.mark.parametrize(
+    ("env", "match"),
+    [
+        ({"FLASHGATE_AUTH": "jwt"}, "JWT"),
+        ({"FLASHGATE_REDIS_TIMEOUT_MS": "5000"}, "REDIS_TIMEOUT"),
+        ({"FLASHGATE_RELAY_STALE_MS": "100"}, "RELAY_STALE"),
+        ({"FLASHGATE_MAX_INFLIGHT": "x"}, "integer"),
+    ],
+)
+def test_settings_refuse_what_cannot_work(env: dict[str, str], match: str) -> None:
+    with pytest.raises(SettingsError, match=match):
+        GateSettings.from_env({**ENV, **env})
+
+
+def test_settings_need_redis_url() -> None:
+    with pytest.raises(SettingsError, match="REDIS_URL"):
+        GateSettings.from_env({"KAFKA_BOOTSTRAP": "k", "FLASHGATE_AUTH": "off"})
