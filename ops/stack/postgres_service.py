@@ -142,14 +142,9 @@ class PostgresService(Service):
                 "pg_ctl", "stop", "-D", str(self.data_dir), "-m", "fast", "-w", "-t", str(int(self.stop_timeout_s))
             )
         except ServiceFailed:
-            super().kill()
-
-    def kill(self) -> None:
-        # postmaster and every backend die together, like a machine crash; the next start
-        # runs crash recovery from the WAL.
-        pid = self.pid()
-        if pid is not None:
-            process.kill_tree(pid)
+            # A postmaster that will not stop is killed with its backends, like a crash;
+            # the next start runs crash recovery from the WAL.
+            self.kill()
 
     def _run(self, tool: str, *args: str) -> None:
         argv = [str(find_bindir() / tool), *args]

@@ -8,7 +8,6 @@ never mistaken for our service.
 from __future__ import annotations
 
 import contextlib
-import os
 import signal
 import subprocess
 import time
@@ -115,12 +114,6 @@ def _wait_gone(procs: list[psutil.Process], *, timeout_s: float) -> None:
         if not any(is_alive(p.pid) for p in procs):
             return
         time.sleep(0.05)
-
-
-def signal_process(pid: int, sig: int) -> None:
-    """Send `sig` to `pid` only (SIGSTOP/SIGCONT for freeze tests); a gone pid is ignored."""
-    with contextlib.suppress(ProcessLookupError):
-        os.kill(pid, sig)
 
 
 def wait_ready(
