@@ -11,7 +11,7 @@ import asyncpg
 from tests.pipeline import add_product, persisted
 from tests.stackctl import StackHandle
 from worker.batch import OrderRow
-from worker.writer import persist
+from worker.writer import PersistResult, persist
 
 
 def rows(sku: str, n: int, qty: int = 1, start: int = 0) -> list[OrderRow]:
@@ -19,15 +19,19 @@ def rows(sku: str, n: int, qty: int = 1, start: int = 0) -> list[OrderRow]:
     return [OrderRow(uuid.uuid4(), sku, f"u{start + i}", qty, f"k{start + i}", now, 0, start + i) for i in range(n)]
 
 
+async def persist_twice(database_url: str, batch: list[OrderRow]) -> tuple[PersistResult, PersistResult]:
+    """Write the same batch two times over, as a redelivery would."""
+    conn = await asyncpg.connect(database_url)
+    try:
+        return await persist(conn, batch), await persist(conn, batch)
+    finally:
+        await conn.close()
+
+
 async def test_repeated_batch_is_recorded_once(stack: StackHandle, name: str) -> None:
     await add_product(stack.database_url, name, 10)
     batch = rows(name, 4, qty=2)
-    conn = await asyncpg.connect(stack.database_url)
-    try:
-        first = await persist(conn, batch)
-        again = await persist(conn, batch)
-    finally:
-        await conn.close()
+    first, again = await persist_twice(stack.database_url, batch)
     assert (first.inserted, first.duplicates) == (4, 0)
     assert (again.inserted, again.duplicates) == (0, 4)
     state = await persisted(stack.database_url, name)
@@ -51,12 +55,7 @@ async def test_same_idempotency_key_under_another_order_id_is_a_duplicate(stack:
 async def test_refused_order_stays_refused_on_redelivery(stack: StackHandle, name: str) -> None:
     await add_product(stack.database_url, name, 1)
     batch = rows(name, 3)
-    conn = await asyncpg.connect(stack.database_url)
-    try:
-        first = await persist(conn, batch)
-        again = await persist(conn, batch)
-    finally:
-        await conn.close()
+    first, again = await persist_twice(stack.database_url, batch)
     assert (first.inserted, first.refused) == (1, {"oversell": 2})
     assert (again.inserted, again.duplicates, again.refused) == (0, 3, {})
 
