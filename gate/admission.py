@@ -72,6 +72,16 @@ class OutboxEntry:
     accepted_at_us: int
 
 
+@dataclass(frozen=True, slots=True)
+class IndexedOrder:
+    """What Redis remembers of an admitted order for the status endpoint."""
+
+    sku: str
+    user: str
+    qty: int
+    pending: bool  # still in the outbox (not yet known to be in Kafka)
+
+
 def parse_admit(raw: Sequence[Any]) -> Admission:
     """admit.lua's reply → Admission; raises ValueError on a reply the header does not list."""
     code = Code(int(raw[0]))
@@ -137,14 +147,14 @@ class AdmissionClient:
         value = "\x1f".join((req.sku, req.user, str(req.qty), stream_id))
         self._batcher.fire("SET", names.order_key(order_id), value, "EX", self._idem_ttl_s)
 
-    async def order(self, order_id: str) -> tuple[str, str, int, bool] | None:
-        """(sku, user, qty, still in the outbox) of an indexed order, or None."""
+    async def order(self, order_id: str) -> IndexedOrder | None:
+        """An indexed order (sku, user, qty, still in the outbox), or None."""
         value = await self._batcher.call("GET", names.order_key(order_id))
         if value is None:
             return None
         sku, user, qty, x = value.split("\x1f")
         pending = bool(await self._batcher.call("XRANGE", names.outbox_key(sku), x, x))
-        return sku, user, int(qty), pending
+        return IndexedOrder(sku, user, int(qty), pending)
 
     async def ack(self, sku: str, stream_ids: Sequence[str]) -> int:
         """outbox_ack.lua: forget delivered entries; returns how many this call deleted."""

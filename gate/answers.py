@@ -5,8 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from gate.admission import Admission, AdmitRequest, Code
-from gate.errors import GateError
+from gate.admission import Admission, AdmitRequest, Code, IndexedOrder
+from gate.errors import GateError, NotFound
+from gate.records import PersistedOrder
 
 PROBLEM_TYPE = "urn:flashgate:problem:"
 PROBLEM_JSON = "application/problem+json"
@@ -62,3 +63,19 @@ def order_answer(adm: Admission, req: AdmitRequest, *, delivered: bool = False) 
     if adm.code is Code.RATE_LIMITED:
         retry_after = max(1, -(-adm.wait_ms // 1000))
     return Answer(http_status, problem(http_status, code, title), code, retry_after, replayed=adm.replayed)
+
+
+def status_answer(order_id: str, user: str, row: PersistedOrder | None, indexed: IndexedOrder | None) -> Answer:
+    """Where an order is: `persisted` (PostgreSQL row), else `queued`/`accepted` (Redis); NotFound otherwise.
+
+    Another buyer's order is reported as unknown, never as someone else's.
+    """
+    if row is not None:
+        if row.user != user:
+            raise NotFound("no such order")
+        body = {"order_id": order_id, "sku": row.sku, "qty": row.qty, "status": "persisted"}
+        return Answer(200, {**body, "persisted_at": row.persisted_at.isoformat()}, "persisted")
+    if indexed is None or indexed.user != user:
+        raise NotFound("no such order")
+    status = "queued" if indexed.pending else "accepted"
+    return Answer(200, {"order_id": order_id, "sku": indexed.sku, "qty": indexed.qty, "status": status}, status)

@@ -21,6 +21,7 @@ from gate.handoff import Handoff, producer_config
 from gate.metrics import GateMetrics
 from gate.orders import OrderDesk
 from gate.outbox import OutboxAcker
+from gate.records import OrderRecords
 from gate.redis_batch import RedisBatcher
 from gate.relay import Relay
 from gate.scripts import Scripts
@@ -62,6 +63,7 @@ class Gate:
             batch=s.relay_batch,
             discover_s=s.relay_discover_ms / 1000,
         )
+        self.records = OrderRecords(s.database_url, timeout_s=s.db_timeout_ms / 1000, pool_max=s.db_pool_max)
         self.metrics = GateMetrics()
         self.identity = Identity(s.auth)
         self.desk = OrderDesk(
@@ -69,6 +71,7 @@ class Gate:
             handoff=self.handoff,
             acker=self.acker,
             relay=self.relay,
+            records=self.records,
             soldout=SoldOutCache(s.soldout_cache_ms / 1000),
             metrics=self.metrics,
             budget_s=s.delivery_budget_ms / 1000,
@@ -79,6 +82,7 @@ class Gate:
 
     async def start(self) -> None:
         self.handoff.start(asyncio.get_running_loop())
+        await self.records.start()
         with contextlib.suppress(RedisError, OSError):
             for name, source in self.scripts.source.items():
                 await self.redis.script_load(source)
@@ -98,6 +102,7 @@ class Gate:
         await self.acker.drain()
         await self.batcher.close()
         await self.redis.aclose()
+        await self.records.close()
 
     async def ready(self) -> tuple[bool, str]:
         """Redis answers PING and Kafka answers a metadata request (cached for 1 s)."""

@@ -9,12 +9,13 @@ from collections.abc import Callable
 from functools import partial
 
 from gate.admission import Admission, AdmissionClient, AdmitRequest, Code, OutboxEntry
-from gate.answers import Answer, order_answer
+from gate.answers import Answer, order_answer, status_answer
 from gate.errors import HandoffError, NotFound
 from gate.handoff import Handoff
 from gate.ids import uuid7
 from gate.metrics import GateMetrics
 from gate.outbox import OutboxAcker, event_of
+from gate.records import OrderRecords
 from gate.relay import Relay
 from gate.soldout import SoldOutCache
 
@@ -29,6 +30,7 @@ class OrderDesk:
         handoff: Handoff,
         acker: OutboxAcker,
         relay: Relay,
+        records: OrderRecords,
         soldout: SoldOutCache,
         metrics: GateMetrics,
         budget_s: float,
@@ -38,6 +40,7 @@ class OrderDesk:
         self._handoff = handoff
         self._acker = acker
         self._relay = relay
+        self._records = records
         self._soldout = soldout
         self._metrics = metrics
         self._budget_s = budget_s
@@ -81,14 +84,14 @@ class OrderDesk:
             self._acker.ack(sku, stream_id)
 
     async def status(self, order_id: str, user: str) -> Answer:
-        """Where an order is: `queued` (outbox) or `accepted` (in Kafka). 404 for others' orders."""
+        """Where an order is: `persisted` (PostgreSQL), else `queued`/`accepted` (Redis). 404 for others' orders.
+
+        PostgreSQL unreachable → the Redis answer; Redis unreachable too → RedisUnavailable (503).
+        """
         try:
-            uuid.UUID(order_id)
+            oid = uuid.UUID(order_id)
         except ValueError as e:
             raise NotFound("no such order") from e
-        found = await self._admission.order(order_id)
-        if found is None or found[1] != user:
-            raise NotFound("no such order")
-        sku, _, qty, pending = found
-        status = "queued" if pending else "accepted"
-        return Answer(200, {"order_id": order_id, "sku": sku, "qty": qty, "status": status}, status)
+        row = await self._records.find(oid)
+        indexed = None if row is not None else await self._admission.order(order_id)
+        return status_answer(order_id, user, row, indexed)

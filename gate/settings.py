@@ -39,6 +39,7 @@ class GateSettings:
     redis_url: str
     kafka_bootstrap: str
     auth: AuthSettings
+    database_url: str | None = None  # optional: `GET /v1/orders/{id}` reports `persisted` from PostgreSQL
     topic: str = ORDERS_TOPIC
     delivery_budget_ms: int = 2000  # wait this long for Kafka before answering `queued`
     idem_ttl_s: int = 86_400
@@ -55,6 +56,8 @@ class GateSettings:
     relay_stale_ms: int = 15_000  # republish outbox entries pending longer than this
     relay_batch: int = 200
     relay_discover_ms: int = 10_000  # rescan Redis for outbox streams this often; 0: own SKUs only
+    db_timeout_ms: int = 250  # order-status lookup in PostgreSQL; past it the answer comes from Redis
+    db_pool_max: int = 2  # connections per process for order-status lookups
 
     def __post_init__(self) -> None:
         if not 50 <= self.redis_timeout_ms <= 1000:
@@ -62,6 +65,8 @@ class GateSettings:
         # A relay must not republish while the first producer may still deliver the message.
         if self.relay_stale_ms <= self.message_timeout_ms:
             raise SettingsError("FLASHGATE_RELAY_STALE_MS must exceed FLASHGATE_MESSAGE_TIMEOUT_MS")
+        if self.db_timeout_ms < 1 or self.db_pool_max < 1:
+            raise SettingsError("FLASHGATE_DB_TIMEOUT_MS >= 1 and FLASHGATE_DB_POOL_MAX >= 1")
         if self.max_inflight < 1 or self.body_limit_bytes < 64:
             raise SettingsError("FLASHGATE_MAX_INFLIGHT >= 1 and FLASHGATE_BODY_LIMIT_BYTES >= 64")
 
@@ -96,11 +101,12 @@ class GateSettings:
             redis_url=redis_url,
             kafka_bootstrap=kafka,
             auth=auth,
+            database_url=e.get("DATABASE_URL") or None,
             topic=e.get("FLASHGATE_TOPIC", ORDERS_TOPIC),
             relay_enabled=e.get("FLASHGATE_RELAY", "on").lower() != "off",
             **{
                 name: num(name.upper(), f.default)  # type: ignore[arg-type]
                 for name, f in d.items()
-                if name.endswith(("_ms", "_s", "_bytes", "_failures", "inflight", "_batch"))
+                if name.endswith(("_ms", "_s", "_bytes", "_failures", "inflight", "_batch", "_max"))
             },
         )

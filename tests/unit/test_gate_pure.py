@@ -1,14 +1,18 @@
-"""Pure parts of the gate: breaker, admit.lua reply parsing, uuid7, settings."""
+"""Pure parts of the gate: breaker, admit.lua reply parsing, uuid7, settings, order status."""
 
 from __future__ import annotations
 
 import uuid
+from datetime import UTC, datetime
 
 import pytest
 
-from gate.admission import Admission, Code, parse_admit, parse_entry
+from gate.admission import Admission, Code, IndexedOrder, parse_admit, parse_entry
+from gate.answers import status_answer
 from gate.breaker import Breaker
+from gate.errors import NotFound
 from gate.ids import uuid7
+from gate.records import PersistedOrder
 from gate.settings import GateSettings, SettingsError
 
 ENV = {"REDIS_URL": "redis://x", "KAFKA_BOOTSTRAP": "k:1", "FLASHGATE_AUTH": "off"}
@@ -72,6 +76,7 @@ def test_settings_from_env_defaults_and_overrides() -> None:
         ({"FLASHGATE_REDIS_TIMEOUT_MS": "5000"}, "REDIS_TIMEOUT"),
         ({"FLASHGATE_RELAY_STALE_MS": "100"}, "RELAY_STALE"),
         ({"FLASHGATE_MAX_INFLIGHT": "x"}, "integer"),
+        ({"FLASHGATE_DB_TIMEOUT_MS": "0"}, "DB_TIMEOUT"),
     ],
 )
 def test_settings_refuse_what_cannot_work(env: dict[str, str], match: str) -> None:
@@ -79,6 +84,49 @@ def test_settings_refuse_what_cannot_work(env: dict[str, str], match: str) -> No
         GateSettings.from_env({**ENV, **env})
 
 
+def test_settings_database_url_is_optional() -> None:
+    assert GateSettings.from_env(ENV).database_url is None
+    s = GateSettings.from_env({**ENV, "DATABASE_URL": "postgresql://db/x", "FLASHGATE_DB_POOL_MAX": "3"})
+    assert (s.database_url, s.db_pool_max, s.db_timeout_ms) == ("postgresql://db/x", 3, 250)
+
+
 def test_settings_need_redis_url() -> None:
     with pytest.raises(SettingsError, match="REDIS_URL"):
         GateSettings.from_env({"KAFKA_BOOTSTRAP": "k", "FLASHGATE_AUTH": "off"})
+
+
+PERSISTED_AT = datetime(2025, 1, 2, 3, 4, 5, tzinfo=UTC)
+
+
+def test_status_persisted_row_wins_over_redis() -> None:
+    row = PersistedOrder("s", "alice", 2, PERSISTED_AT)
+    answer = status_answer("o1", "alice", row, IndexedOrder("s", "alice", 2, pending=True))
+    assert (answer.status, answer.code) == (200, "persisted")
+    assert answer.body == {
+        "order_id": "o1",
+        "sku": "s",
+        "qty": 2,
+        "status": "persisted",
+        "persisted_at": "2025-01-02T03:04:05+00:00",
+    }
+
+
+@pytest.mark.parametrize(("pending", "status"), [(True, "queued"), (False, "accepted")])
+def test_status_from_redis_without_row(pending: bool, status: str) -> None:
+    answer = status_answer("o1", "alice", None, IndexedOrder("s", "alice", 1, pending=pending))
+    assert answer.body == {"order_id": "o1", "sku": "s", "qty": 1, "status": status}
+
+
+@pytest.mark.parametrize(
+    ("row", "indexed"),
+    [
+        (None, None),
+        (PersistedOrder("s", "bob", 1, PERSISTED_AT), None),
+        (None, IndexedOrder("s", "bob", 1, pending=False)),
+    ],
+)
+def test_status_unknown_or_someone_elses_order_is_not_found(
+    row: PersistedOrder | None, indexed: IndexedOrder | None
+) -> None:
+    with pytest.raises(NotFound):
+        status_answer("o1", "alice", row, indexed)
