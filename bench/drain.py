@@ -6,6 +6,7 @@ steady state (first to last `persisted_at`). Run against the local stack:
 
     flashgate stack up && eval "$(flashgate stack env)"
     .venv/bin/python -m bench.drain --orders 200000 [--batch-max-rows 2000] [--workers 1]
+    flashgate bench drain --orders 200000          # the same, from the CLI
 
 Uses its own random topic, group and SKU, so it never disturbs other data.
 """
@@ -52,36 +53,31 @@ def prefill(bootstrap: str, topic: str, sku: str, count: int) -> float:
     return time.perf_counter() - began
 
 
-async def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    ap.add_argument("--orders", type=int, default=100_000)
-    ap.add_argument("--partitions", type=int, default=6)
-    ap.add_argument("--workers", type=int, default=1)
-    ap.add_argument("--batch-max-rows", type=int, default=2000)
-    args = ap.parse_args()
-    bootstrap, dsn = os.environ["KAFKA_BOOTSTRAP"], os.environ["DATABASE_URL"]
+async def drain(bootstrap: str, dsn: str, *, orders: int, partitions: int = 6, workers: int = 1,
+                batch_max_rows: int = 2000) -> dict[str, float | int | bool]:  # fmt: skip
+    """Pre-fill a fresh topic with `orders`, start `workers` workers, wait for every row; the rates."""
     name = f"bench{uuid.uuid4().hex[:8]}"
     topic = f"{name}.orders"
     admin = AdminClient({"bootstrap.servers": bootstrap})  # must outlive its futures
-    for future in admin.create_topics([NewTopic(topic, args.partitions, 1), NewTopic(f"{name}.dlq", 1, 1)]).values():
+    for future in admin.create_topics([NewTopic(topic, partitions, 1), NewTopic(f"{name}.dlq", 1, 1)]).values():
         future.result(30)
     conn = await asyncpg.connect(dsn)
-    await conn.execute("INSERT INTO products (sku, name, units_on_sale) VALUES ($1, $1, $2)", name, args.orders)
-    produce_s = prefill(bootstrap, topic, name, args.orders)
+    await conn.execute("INSERT INTO products (sku, name, units_on_sale) VALUES ($1, $1, $2)", name, orders)
+    produce_s = prefill(bootstrap, topic, name, orders)
     env = {
         **os.environ,
         "FLASHGATE_WORKER_TOPIC": topic,
         "FLASHGATE_WORKER_DLQ_TOPIC": f"{name}.dlq",
         "FLASHGATE_WORKER_GROUP": f"{name}.writers",
-        "FLASHGATE_WORKER_BATCH_MAX_ROWS": str(args.batch_max_rows),
+        "FLASHGATE_WORKER_BATCH_MAX_ROWS": str(batch_max_rows),
     }
     began = time.perf_counter()
     procs = [
         subprocess.Popen([FLASHGATE, "worker"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        for _ in range(args.workers)
+        for _ in range(workers)
     ]
     try:
-        while await conn.fetchval("SELECT count(*) FROM orders WHERE sku = $1", name) < args.orders:
+        while await conn.fetchval("SELECT count(*) FROM orders WHERE sku = $1", name) < orders:
             await asyncio.sleep(0.1)
         total_s = time.perf_counter() - began
         steady_s = await conn.fetchval(
@@ -93,14 +89,45 @@ async def main() -> None:
             p.terminate()
             p.wait(30)
         await conn.close()
+    return {
+        "orders": orders,
+        "partitions": partitions,
+        "workers": workers,
+        "batch_max_rows": batch_max_rows,
+        "prefill_per_s": orders / produce_s,
+        "drain_total_s": total_s,
+        "drain_per_s_from_start": orders / total_s,
+        "drain_steady_s": steady_s,
+        "drain_per_s_steady": orders / steady_s,
+        "units_sold_ok": sold == orders,
+    }
+
+
+def report(r: dict[str, float | int | bool]) -> list[str]:
     cpu = platform.processor() or platform.machine()
-    print(f"machine: {os.cpu_count()} cores, {cpu}, Python {platform.python_version()}")
-    print(f"load: {args.orders} orders, {args.partitions} partitions, {args.workers} worker(s), "
-          f"batch_max_rows={args.batch_max_rows}")  # fmt: skip
-    print(f"prefill: {args.orders / produce_s:,.0f} orders/s produced")
-    print(f"drain: {args.orders / total_s:,.0f} orders/s from worker start ({total_s:.2f} s, includes start-up)")
-    print(f"drain: {args.orders / steady_s:,.0f} orders/s steady state (first→last persisted_at, {steady_s:.2f} s)")
-    print(f"check: units_sold={sold} rows={args.orders} -> {'OK' if sold == args.orders else 'MISMATCH'}")
+    return [
+        f"machine: {os.cpu_count()} cores, {cpu}, Python {platform.python_version()}",
+        f"load: {r['orders']} orders, {r['partitions']} partitions, {r['workers']} worker(s), "
+        f"batch_max_rows={r['batch_max_rows']}",
+        f"prefill: {r['prefill_per_s']:,.0f} orders/s produced",
+        f"drain: {r['drain_per_s_from_start']:,.0f} orders/s from worker start ({r['drain_total_s']:.2f} s, "
+        "includes start-up)",
+        f"drain: {r['drain_per_s_steady']:,.0f} orders/s steady state (first→last persisted_at, "
+        f"{r['drain_steady_s']:.2f} s)",
+        f"check: units_sold == rows -> {'OK' if r['units_sold_ok'] else 'MISMATCH'}",
+    ]
+
+
+async def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    ap.add_argument("--orders", type=int, default=100_000)
+    ap.add_argument("--partitions", type=int, default=6)
+    ap.add_argument("--workers", type=int, default=1)
+    ap.add_argument("--batch-max-rows", type=int, default=2000)
+    a = ap.parse_args()
+    r = await drain(os.environ["KAFKA_BOOTSTRAP"], os.environ["DATABASE_URL"], orders=a.orders,
+                    partitions=a.partitions, workers=a.workers, batch_max_rows=a.batch_max_rows)  # fmt: skip
+    print("\n".join(report(r)))
 
 
 if __name__ == "__main__":

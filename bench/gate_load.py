@@ -24,6 +24,7 @@ import statistics
 import time
 import uuid
 from collections import Counter
+from dataclasses import dataclass
 
 import redis.asyncio as aioredis
 import uvloop
@@ -58,25 +59,45 @@ async def worker(
         writer.close()
 
 
-async def main(args: argparse.Namespace) -> None:
+@dataclass(frozen=True)
+class LoadResult:
+    """Figures of one load run: wall time, answers by status, latency quantiles in ms."""
+
+    requests: int
+    wall_s: float
+    codes: dict[int, int]
+    p50_ms: float
+    p90_ms: float
+    p99_ms: float
+    max_ms: float
+
+    @property
+    def accepted_per_s(self) -> float:
+        return self.codes.get(202, 0) / self.wall_s
+
+
+async def run(host: str, port: int, *, requests: int, concurrency: int, units: int = 0) -> LoadResult:
+    """Create a sale with `units` (default: one per request) in REDIS_URL, then load the gate."""
     sku = f"bench-{uuid.uuid4().hex[:8]}"
     r = aioredis.Redis.from_url(os.environ["REDIS_URL"])
-    await put_sale(r, Sale(sku=sku, units=args.units or args.requests))
+    await put_sale(r, Sale(sku=sku, units=units or requests))
     await r.aclose()
     lat: list[float] = []
     codes: Counter[int] = Counter()
     next_id = [0]
     started = time.perf_counter()
-    await asyncio.gather(
-        *(worker(args.host, args.port, sku, next_id, args.requests, lat, codes) for _ in range(args.concurrency))
-    )
+    await asyncio.gather(*(worker(host, port, sku, next_id, requests, lat, codes) for _ in range(concurrency)))
     wall = time.perf_counter() - started
     q = statistics.quantiles(lat, n=1000)
-    print(f"requests {len(lat)} in {wall:.2f} s, concurrency {args.concurrency}: {dict(sorted(codes.items()))}")
-    print(f"throughput {len(lat) / wall:,.0f} req/s; accepted {codes[202] / wall:,.0f} orders/s")
-    print(
-        f"latency ms: p50 {q[499] * 1e3:.1f}  p90 {q[899] * 1e3:.1f}  p99 {q[989] * 1e3:.1f}  max {max(lat) * 1e3:.1f}"
-    )
+    return LoadResult(len(lat), wall, dict(sorted(codes.items())), q[499] * 1e3, q[899] * 1e3, q[989] * 1e3,
+                      max(lat) * 1e3)  # fmt: skip
+
+
+async def main(args: argparse.Namespace) -> None:
+    res = await run(args.host, args.port, requests=args.requests, concurrency=args.concurrency, units=args.units)
+    print(f"requests {res.requests} in {res.wall_s:.2f} s, concurrency {args.concurrency}: {res.codes}")
+    print(f"throughput {res.requests / res.wall_s:,.0f} req/s; accepted {res.accepted_per_s:,.0f} orders/s")
+    print(f"latency ms: p50 {res.p50_ms:.1f}  p90 {res.p90_ms:.1f}  p99 {res.p99_ms:.1f}  max {res.max_ms:.1f}")
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ import asyncio
 import asyncpg
 import click
 
+from bench.cli import bench_group
 from gate.serve import gate_command, relay_command
 from ops import migrate
 from ops.stack.cli import stack_group
@@ -22,6 +23,7 @@ cli.add_command(stack_group)
 cli.add_command(gate_command)
 cli.add_command(relay_command)
 cli.add_command(worker_command)
+cli.add_command(bench_group)
 
 
 @cli.command("migrate")

@@ -1,0 +1,100 @@
+"""`flashgate bench …`: the flash-sale harness and the worker drain benchmark (README, Benchmarks)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+from pathlib import Path
+
+import click
+
+
+def _env(name: str) -> str:
+    value = os.environ.get(name)
+    if not value:
+        raise click.ClickException(f'{name} is not set (eval "$(flashgate stack env)")')
+    return value
+
+
+@click.group("bench")
+def bench_group() -> None:
+    """Benchmarks: measurements to reproduce, not pass/fail tests."""
+
+
+@bench_group.command("flash-sale")
+@click.option("--gate-url", default="http://127.0.0.1:8000", show_default=True, help="The running gate (auth off).")
+@click.option("--stock", default=10_000, show_default=True, help="Units on sale.")
+@click.option("--duration", default=10, show_default=True, help="Seconds of load (wrk -d).")
+@click.option("--connections", default=128, show_default=True, help="Concurrent keep-alive connections (wrk -c).")
+@click.option("--threads", default=1, show_default=True, help="wrk threads.")
+@click.option("--users", default=100_000, show_default=True, help="Distinct buyers (X-User-Id).")
+@click.option("--per-user-limit", default=0, show_default=True, help="Per-buyer cap of the sale (0: none).")
+@click.option("--workers", default=2, show_default=True, help="Process count of the gate; the bare server uses it.")
+@click.option("--bare/--no-bare", default=True, show_default=True, help="Also load a bare endpoint for the ratio.")
+@click.option("--drain-timeout", default=120.0, show_default=True, help="Seconds to wait for the worker to drain.")
+@click.option("--out", "out_dir", default="bench/results", show_default=True, type=click.Path(path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="Print the raw result as JSON instead of the summary.")
+def flash_sale_command(
+    gate_url: str,
+    stock: int,
+    duration: int,
+    connections: int,
+    threads: int,
+    users: int,
+    per_user_limit: int,
+    workers: int,
+    bare: bool,
+    drain_timeout: float,
+    out_dir: Path,
+    as_json: bool,
+) -> None:
+    """One flash sale against the running gate and worker, then drain, invariant check and bare baseline.
+
+    Needs REDIS_URL and DATABASE_URL (the gate's), the gate served with FLASHGATE_AUTH=off, a
+    worker running, and wrk. Exit 1 if the invariant check fails.
+    """
+    from bench.flash_sale import BenchError, FlashSaleSettings, flash_sale, report_lines
+    from bench.served import ServeError
+    from bench.wrk import WrkError
+
+    if min(stock, duration, connections, threads, users, workers) < 1 or connections < threads:
+        raise click.ClickException("stock, duration, users, workers >= 1 and connections >= threads >= 1")
+    settings = FlashSaleSettings(
+        gate_url=gate_url.rstrip("/"),
+        redis_url=_env("REDIS_URL"),
+        database_url=_env("DATABASE_URL"),
+        stock=stock,
+        duration_s=duration,
+        connections=connections,
+        threads=threads,
+        users=users,
+        per_user_limit=per_user_limit,
+        workers=workers,
+        bare=bare,
+        drain_timeout_s=drain_timeout,
+        out_dir=out_dir,
+    )
+    try:
+        result = flash_sale(settings)
+    except (BenchError, WrkError, ServeError, OSError) as e:
+        raise click.ClickException(f"bench flash-sale: {e}") from e
+    click.echo(json.dumps(result, indent=1, default=str) if as_json else "\n".join(report_lines(result)))
+    if not result["verify"]["ok"]:
+        raise SystemExit(1)
+
+
+@bench_group.command("drain")
+@click.option("--orders", default=100_000, show_default=True, help="Orders pre-filled into a fresh topic.")
+@click.option("--partitions", default=6, show_default=True)
+@click.option("--workers", default=1, show_default=True, help="flashgate worker processes.")
+@click.option("--batch-max-rows", default=2000, show_default=True)
+def drain_command(orders: int, partitions: int, workers: int, batch_max_rows: int) -> None:
+    """Time workers persisting N pre-filled orders into PostgreSQL (KAFKA_BOOTSTRAP, DATABASE_URL)."""
+    from bench.drain import drain, report
+
+    if min(orders, partitions, workers, batch_max_rows) < 1:
+        raise click.ClickException("--orders, --partitions, --workers and --batch-max-rows must be >= 1")
+    result = asyncio.run(drain(_env("KAFKA_BOOTSTRAP"), _env("DATABASE_URL"), orders=orders,
+                               partitions=partitions, workers=workers, batch_max_rows=batch_max_rows))  # fmt: skip
+    click.echo("\n".join(report(result)))

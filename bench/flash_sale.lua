@@ -1,0 +1,102 @@
+-- flash_sale.lua: wrk script for `flashgate bench flash-sale` (POST /v1/orders, auth off).
+--
+-- Arguments (after `--`): SKU USERS.  Every request carries a unique Idempotency-Key
+-- (<thread>-<n>) and one of USERS buyers (X-User-Id), spread round-robin across threads.
+-- Per thread it counts answers by status per wall-clock second (CLOCK_REALTIME via LuaJIT
+-- FFI) and remembers the time of the first request and of the last 202. done() prints one
+-- JSON line on stdout, prefixed "FLASHSALE_JSON ", with wrk's own latency histogram (µs).
+
+local ffi = require("ffi")
+ffi.cdef [[
+  typedef struct { long tv_sec; long tv_nsec; } fg_timespec;
+  int clock_gettime(int clk_id, fg_timespec *tp);
+]]
+local ts = ffi.new("fg_timespec")
+local function now()
+  ffi.C.clock_gettime(0, ts)
+  return tonumber(ts.tv_sec) + tonumber(ts.tv_nsec) * 1e-9
+end
+
+local threads = {}
+local counter = 0
+
+function setup(thread)
+  counter = counter + 1
+  thread:set("tid", counter)
+  table.insert(threads, thread)
+end
+
+-- thread-local state (each wrk thread has its own Lua state)
+tid = 0
+n = 0
+users = 1000
+nthreads = 1
+body = ""
+buckets = {}
+first_t = 0
+last_202 = 0
+
+function init(args)
+  body = '{"sku":"' .. args[1] .. '","qty":1}'
+  users = tonumber(args[2])
+  nthreads = counter
+  if nthreads == 0 then nthreads = 1 end
+end
+
+function request()
+  n = n + 1
+  if first_t == 0 then first_t = now() end
+  local user = ((n * 7919) + tid) % users
+  return wrk.format("POST", "/v1/orders", {
+    ["Content-Type"] = "application/json",
+    ["X-User-Id"] = "u" .. user,
+    ["Idempotency-Key"] = "k" .. tid .. "-" .. n,
+  }, body)
+end
+
+function response(status, headers, resp_body)
+  local t = now()
+  local sec = math.floor(t)
+  local b = buckets[sec]
+  if b == nil then
+    b = {}
+    buckets[sec] = b
+  end
+  b[status] = (b[status] or 0) + 1
+  if status == 202 then last_202 = t end
+end
+
+local function json_buckets(all)
+  local parts = {}
+  for sec, b in pairs(all) do
+    local inner = {}
+    for status, c in pairs(b) do table.insert(inner, '"' .. status .. '":' .. c) end
+    table.insert(parts, '"' .. sec .. '":{' .. table.concat(inner, ",") .. '}')
+  end
+  return "{" .. table.concat(parts, ",") .. "}"
+end
+
+function done(summary, latency, requests)
+  local all, first, last = {}, nil, 0
+  for _, thread in ipairs(threads) do
+    for sec, b in pairs(thread:get("buckets")) do
+      local a = all[sec] or {}
+      for status, c in pairs(b) do a[status] = (a[status] or 0) + c end
+      all[sec] = a
+    end
+    local f = thread:get("first_t")
+    if f > 0 and (first == nil or f < first) then first = f end
+    local l = thread:get("last_202")
+    if l > last then last = l end
+  end
+  local e = summary.errors
+  io.write(string.format(
+    'FLASHSALE_JSON {"duration_us":%d,"requests":%d,"bytes":%d,' ..
+    '"errors":{"connect":%d,"read":%d,"write":%d,"status":%d,"timeout":%d},' ..
+    '"latency_us":{"p50":%d,"p90":%d,"p99":%d,"p999":%d,"max":%d,"mean":%.1f},' ..
+    '"first_request_t":%.6f,"last_202_t":%.6f,"per_second":%s}\n',
+    summary.duration, summary.requests, summary.bytes,
+    e.connect, e.read, e.write, e.status, e.timeout,
+    latency:percentile(50), latency:percentile(90), latency:percentile(99), latency:percentile(99.9),
+    latency.max, latency.mean, first or 0, last, json_buckets(all)))
+end

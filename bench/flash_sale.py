@@ -1,0 +1,206 @@
+"""The flash-sale benchmark: one sale, wrk against the running gate, drain, invariants, bare baseline.
+
+What it measures (`flashgate bench flash-sale`, README "Benchmarks"): the offered rate, 202/409/429
+answers per second, errors, latency p50/p90/p99/max, time to sell out and the sold-out answer
+rate of a gate that is already running (with its worker); then the end-to-end persistence lag
+(accepted_at → persisted_at, from PostgreSQL) once the worker drained the sale, the invariant
+check `flashgate reconcile verify --sku S --json`, and the same wrk load against a bare
+endpoint (constant JSON) served by the same server with the same process count.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import redis.asyncio as aioredis
+
+from bench.figures import load_figures
+from bench.served import FLASHGATE, bare_argv, box_snapshot, free_port, machine, serve
+from bench.wrk import WrkRun, cores, run_wrk
+from flashgate import names
+from gate.sales import Sale, put_sale
+
+LAG = """SELECT count(*) AS n,
+  percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM persisted_at - accepted_at)) AS p50,
+  percentile_cont(0.99) WITHIN GROUP (ORDER BY extract(epoch FROM persisted_at - accepted_at)) AS p99,
+  max(extract(epoch FROM persisted_at - accepted_at)) AS max
+FROM orders WHERE sku = $1"""
+
+
+@dataclass(frozen=True)
+class FlashSaleSettings:
+    """One run's knobs; `workers` must match the gate's process count for the bare ratio to mean anything."""
+
+    gate_url: str
+    redis_url: str
+    database_url: str
+    stock: int = 10_000
+    duration_s: int = 10
+    connections: int = 128
+    threads: int = 1
+    users: int = 100_000
+    per_user_limit: int = 0
+    workers: int = 2
+    bare: bool = True
+    drain_timeout_s: float = 120.0
+    out_dir: Path = Path("bench/results")
+
+
+class BenchError(RuntimeError):
+    """The benchmark could not run (gate not answering, drain timed out, ...)."""
+
+
+async def create_sale(s: FlashSaleSettings, sku: str) -> None:
+    """The database row first, then Redis (as `flashgate sale create` and ops/demo.py do)."""
+    conn = await asyncpg.connect(s.database_url)
+    try:
+        await conn.execute(
+            "INSERT INTO products (sku, name, units_on_sale, per_user_limit) VALUES ($1, $1, $2, $3)",
+            sku,
+            s.stock,
+            s.per_user_limit or None,
+        )
+    finally:
+        await conn.close()
+    r = aioredis.Redis.from_url(s.redis_url)
+    try:
+        await put_sale(r, Sale(sku=sku, units=s.stock, per_user_limit=s.per_user_limit))
+    finally:
+        await r.aclose()
+
+
+async def redis_state(redis_url: str, sku: str) -> tuple[int, int]:
+    """(stock left, outbox entries) of a SKU."""
+    r = aioredis.Redis.from_url(redis_url)
+    try:
+        return int(await r.get(names.stock_key(sku)) or 0), int(await r.xlen(names.outbox_key(sku)))
+    finally:
+        await r.aclose()
+
+
+async def wait_drained(s: FlashSaleSettings, sku: str, accepted: int) -> dict[str, Any]:
+    """Poll until PostgreSQL holds `accepted` rows for the SKU and its outbox is empty; then the lag."""
+    started = time.monotonic()
+    conn = await asyncpg.connect(s.database_url)
+    try:
+        while True:
+            rows = int(await conn.fetchval("SELECT count(*) FROM orders WHERE sku = $1", sku))
+            _, outbox = await redis_state(s.redis_url, sku)
+            if rows >= accepted and outbox == 0:
+                break
+            if time.monotonic() - started > s.drain_timeout_s:
+                raise BenchError(f"not drained after {s.drain_timeout_s} s: {rows}/{accepted} rows, outbox {outbox}")
+            await asyncio.sleep(0.2)
+        lag = await conn.fetchrow(LAG, sku)
+        assert lag is not None  # an aggregate always returns one row
+    finally:
+        await conn.close()
+    return {
+        "drain_wait_s": time.monotonic() - started,
+        "rows": rows,
+        "lag_p50_ms": (lag["p50"] or 0) * 1e3,
+        "lag_p99_ms": (lag["p99"] or 0) * 1e3,
+        "lag_max_ms": float(lag["max"] or 0) * 1e3,
+    }
+
+
+def verify(sku: str) -> dict[str, Any]:
+    """`flashgate reconcile verify --sku S --json` (contract: issue 5); exit 0 ok, 1 violation, 2 error."""
+    done = subprocess.run([FLASHGATE, "reconcile", "verify", "--sku", sku, "--json"],
+                          capture_output=True, text=True, timeout=120, check=False)  # fmt: skip
+    try:
+        report = json.loads(done.stdout)
+    except json.JSONDecodeError:
+        report = None
+    return {"exit": done.returncode, "ok": done.returncode == 0, "report": report,
+            "stderr": done.stderr.strip()[-500:]}  # fmt: skip
+
+
+def _summary(run: WrkRun, *, sold_out: bool) -> dict[str, Any]:
+    figures = load_figures(run.result, sold_out=sold_out).as_dict()
+    figures["generator"] = {
+        "wrk_cpu_s": run.wrk_cpu_s,
+        "wrk_share_of_box": run.cpu_share(cores()),
+        "box_busy_share": run.box_busy_s / (run.wall_s * cores()),
+    }
+    return figures
+
+
+def bare_run(s: FlashSaleSettings, log: Path) -> dict[str, Any]:
+    port = free_port()
+    with serve(bare_argv(port, s.workers), f"http://127.0.0.1:{port}/health/ready", log):
+        run = run_wrk(f"http://127.0.0.1:{port}", sku="bare", users=s.users, connections=s.connections,
+                      threads=s.threads, duration_s=s.duration_s, label="bare endpoint")  # fmt: skip
+    return _summary(run, sold_out=False)
+
+
+def flash_sale(s: FlashSaleSettings) -> dict[str, Any]:
+    """Run everything; returns the raw result (also written as JSON next to its PNG chart)."""
+    sku = f"fs-{uuid.uuid4().hex[:10]}"
+    s.out_dir.mkdir(parents=True, exist_ok=True)
+    result: dict[str, Any] = {
+        "when": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "sku": sku,
+        "machine": machine(),
+        "settings": {k: str(v) if isinstance(v, Path) else v for k, v in vars(s).items()},
+        "box_before": box_snapshot(),
+    }
+    asyncio.run(create_sale(s, sku))
+    run = run_wrk(s.gate_url, sku=sku, users=s.users, connections=s.connections, threads=s.threads,
+                  duration_s=s.duration_s, label=f"flash sale {sku}")  # fmt: skip
+    stock_left, _ = asyncio.run(redis_state(s.redis_url, sku))
+    gate = _summary(run, sold_out=stock_left == 0)
+    gate["stock_left"] = stock_left
+    result["gate"] = gate
+    accepted = gate["by_status"].get(202, 0)
+    result["persistence"] = asyncio.run(wait_drained(s, sku, accepted))
+    result["verify"] = verify(sku)
+    if s.bare:
+        result["bare"] = bare_run(s, s.out_dir / "bare-server.log")
+        result["ratio_gate_to_bare"] = {
+            "all_answers": gate["offered_per_s"] / result["bare"]["offered_per_s"],
+            "accepted": gate["accepted_per_s"] / result["bare"]["offered_per_s"],
+        }
+    stem = s.out_dir / f"flash-sale-{time.strftime('%Y%m%d-%H%M%S')}-{sku}"
+    result["files"] = {"json": str(stem.with_suffix(".json")), "png": str(stem.with_suffix(".png"))}
+    stem.with_suffix(".json").write_text(json.dumps(result, indent=1, default=str))
+    from bench.chart import draw  # matplotlib is slow to import; only needed here
+
+    draw(result, stem.with_suffix(".png"))
+    return result
+
+
+def report_lines(r: dict[str, Any]) -> list[str]:
+    """The human summary printed by the CLI."""
+    g, p, m = r["gate"], r["persistence"], r["machine"]
+    gen = g["generator"]
+    lines = [
+        f"machine: {m['cores']} cores, {m['cpu_model']}, Python {m['python']}; "
+        f"load before {r['box_before']['loadavg']}",
+        f"sale {r['sku']}: stock {r['settings']['stock']}, {r['settings']['connections']} connections, "
+        f"{r['settings']['duration_s']} s, {r['settings']['users']} buyers",
+        f"offered {g['offered_per_s']:,.0f} req/s; answers {g['by_status']}; errors {g['errors']}",
+        f"202/s {g['accepted_per_s']:,.0f} (selling phase)  409/s {g['conflict_per_s']:,.0f}  "
+        f"429/s {g['rate_limited_per_s']:,.0f}  sold-out phase {g['sold_out_phase_per_s'] or 0:,.0f} answers/s",
+        f"latency ms: p50 {g['p50_ms']:.1f}  p90 {g['p90_ms']:.1f}  p99 {g['p99_ms']:.1f}  max {g['max_ms']:.1f}",
+        f"time to sell out: {g['time_to_sell_out_s']:.2f} s" if g["time_to_sell_out_s"] else
+        f"not sold out ({g['stock_left']} left)",
+        f"persistence lag (accepted_at → persisted_at, {p['rows']} rows): p50 {p['lag_p50_ms']:.0f} ms  "
+        f"p99 {p['lag_p99_ms']:.0f} ms  max {p['lag_max_ms']:.0f} ms",
+        f"generator: wrk used {gen['wrk_share_of_box']:.0%} of the box (box busy {gen['box_busy_share']:.0%})",
+        f"verify: {'ok' if r['verify']['ok'] else 'FAILED'} (exit {r['verify']['exit']}) {r['verify']['stderr']}",
+    ]  # fmt: skip
+    if "bare" in r:
+        b, ratio = r["bare"], r["ratio_gate_to_bare"]
+        lines.append(f"bare endpoint: {b['offered_per_s']:,.0f} req/s p99 {b['p99_ms']:.1f} ms → gate/bare "
+                     f"{ratio['all_answers']:.2f} (all answers), {ratio['accepted']:.2f} (202s)")  # fmt: skip
+    lines.append(f"raw: {r['files']['json']}  chart: {r['files']['png']}")
+    return lines

@@ -1,0 +1,1 @@
+"""pytest-benchmark micro-benchmarks (run explicitly, never by `make test`)."""

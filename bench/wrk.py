@@ -1,0 +1,82 @@
+"""Run wrk with bench/flash_sale.lua under a progress bar; parse its JSON and measure its CPU share.
+
+wrk (Debian package `wrk`, C + LuaJIT) is the load generator because it costs about half the
+CPU per request of our asyncio generator on this box (bench/README.md), so more of the two
+cores go to the server under test. Its CPU time is read from the kernel's accounting of
+reaped children (getrusage), so the share it took from the box is reported with every run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import shutil
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import psutil
+from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+SCRIPT = Path(__file__).with_name("flash_sale.lua")
+MARK = "FLASHSALE_JSON "
+
+
+class WrkError(RuntimeError):
+    """wrk is missing, failed, or printed no result."""
+
+
+@dataclass(frozen=True)
+class WrkRun:
+    """One wrk run: its JSON result, its own CPU seconds, and the box's CPU seconds over the same wall time."""
+
+    result: dict[str, Any]
+    wall_s: float
+    wrk_cpu_s: float
+    box_busy_s: float  # all processes on the box (user + system, every core)
+
+    def cpu_share(self, cores: int) -> float:
+        """wrk's share of the whole box's CPU capacity during the run."""
+        return self.wrk_cpu_s / (self.wall_s * cores)
+
+
+def run_wrk(url: str, *, sku: str, users: int, connections: int, threads: int, duration_s: int, label: str) -> WrkRun:
+    """`wrk -c C -t T -d S --latency -s flash_sale.lua URL -- SKU USERS` with a rich progress bar."""
+    exe = shutil.which("wrk")
+    if exe is None:
+        raise WrkError("wrk is not installed: apt-get install wrk (make bootstrap does it)")
+    argv = [exe, "-c", str(connections), "-t", str(threads), "-d", f"{duration_s}s", "--timeout", "10s",
+            "-s", str(SCRIPT), url, "--", sku, str(users)]  # fmt: skip
+    before_children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    box_before = psutil.cpu_times()
+    started = time.monotonic()
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    with Progress(TextColumn("{task.description}"), BarColumn(), TimeRemainingColumn(), transient=True) as bar:
+        task = bar.add_task(label, total=duration_s)
+        while proc.poll() is None:
+            bar.update(task, completed=min(duration_s, time.monotonic() - started))
+            time.sleep(0.2)
+    out, err = proc.communicate()
+    wall = time.monotonic() - started
+    box_after = psutil.cpu_times()
+    after_children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if proc.returncode != 0:
+        raise WrkError(f"wrk exited {proc.returncode}: {err.strip() or out.strip()}")
+    line = next((ln for ln in out.splitlines() if ln.startswith(MARK)), None)
+    if line is None:
+        raise WrkError(f"wrk printed no result:\n{out}{err}")
+    cpu = (after_children.ru_utime - before_children.ru_utime) + (after_children.ru_stime - before_children.ru_stime)
+    busy = _busy(box_after) - _busy(box_before)
+    return WrkRun(json.loads(line[len(MARK) :]), wall, cpu, busy)
+
+
+def _busy(t: Any) -> float:
+    idle = float(t.idle + getattr(t, "iowait", 0.0) + getattr(t, "steal", 0.0))
+    return float(sum(t)) - idle - float(getattr(t, "guest", 0.0) + getattr(t, "guest_nice", 0.0))
+
+
+def cores() -> int:
+    return os.cpu_count() or 1
