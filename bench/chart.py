@@ -30,9 +30,9 @@ def draw(result: dict[str, Any], path: Path) -> None:
         top.plot(t, [row.get(st, 0) for row in series], label=st, color=COLORS.get(st), marker=".")
     if "bare" in result:
         top.axhline(result["bare"]["offered_per_s"], color="grey", linestyle="--", label="bare endpoint req/s")
-    if gate["time_to_sell_out_s"]:
+    if gate["sold_out_at_s"] is not None:
         for ax in (top, bottom):
-            ax.axvline(gate["time_to_sell_out_s"], color="black", linestyle=":", label="sold out")
+            ax.axvline(gate["sold_out_at_s"], color="black", linestyle=":", label="sold out")
     top.set_ylabel("answers / s")
     top.set_title(f"flash sale {result['sku']}: stock {result['settings']['stock']}, {conns} connections")
     top.legend(loc="upper right")

@@ -19,12 +19,14 @@ class LoadFigures:
     rate_limited_per_s: float  # 429s over the run
     sold_out_phase_per_s: float | None  # answers/s after the last 202 (all 409 once sold out)
     errors: int  # socket errors, timeouts and 5xx
+    server_errors: dict[str, int]  # 5xx answers by problem code (redis_unavailable, overloaded, ...)
     p50_ms: float
     p90_ms: float
     p99_ms: float
     p999_ms: float
     max_ms: float
     time_to_sell_out_s: float | None
+    sold_out_at_s: float | None  # on the series' time axis (seconds since the first request's whole second)
     series: list[dict[str, Any]]  # per wall-clock second: t (s from start), answers by status
 
     def as_dict(self) -> dict[str, Any]:
@@ -34,7 +36,10 @@ class LoadFigures:
 def load_figures(raw: dict[str, Any], *, sold_out: bool) -> LoadFigures:
     """`sold_out`: the stock reached 0 (from Redis), so the last 202 marks the sell-out."""
     duration_s = raw["duration_us"] / 1e6
-    per_second = {int(sec): {int(st): int(c) for st, c in b.items()} for sec, b in raw["per_second"].items()}
+    per_second: dict[int, dict[int, int]] = {}
+    for key, count in raw["per_second"].items():  # "<unix second>:<status>" → answers
+        sec, status = (int(x) for x in key.split(":"))
+        per_second.setdefault(sec, {})[status] = int(count)
     by_status: dict[int, int] = {}
     for b in per_second.values():
         for st, c in b.items():
@@ -63,11 +68,13 @@ def load_figures(raw: dict[str, Any], *, sold_out: bool) -> LoadFigures:
         rate_limited_per_s=by_status.get(429, 0) / duration_s,
         sold_out_phase_per_s=after / len(full) if len(full) else None,
         errors=socket_errors + sum(c for st, c in by_status.items() if st >= 500),
+        server_errors=dict(raw.get("server_errors", {})),
         p50_ms=lat["p50"] / 1e3,
         p90_ms=lat["p90"] / 1e3,
         p99_ms=lat["p99"] / 1e3,
         p999_ms=lat["p999"] / 1e3,
         max_ms=lat["max"] / 1e3,
         time_to_sell_out_s=selling_s if sold_out and accepted else None,
+        sold_out_at_s=last_202_t - start if sold_out and accepted else None,
         series=series,
     )

@@ -3,7 +3,7 @@
 -- Arguments (after `--`): SKU USERS.  Every request carries a unique Idempotency-Key
 -- (<thread>-<n>) and one of USERS buyers (X-User-Id), spread round-robin across threads.
 -- Per thread it counts answers by status per wall-clock second (CLOCK_REALTIME via LuaJIT
--- FFI) and remembers the time of the first request and of the last 202. done() prints one
+-- FFI; keys "<second>:<status>") and remembers the time of the first request and of the last 202. done() prints one
 -- JSON line on stdout, prefixed "FLASHSALE_JSON ", with wrk's own latency histogram (µs).
 
 local ffi = require("ffi")
@@ -33,6 +33,7 @@ users = 1000
 nthreads = 1
 body = ""
 buckets = {}
+problems = {}  -- 5xx answers by problem code
 first_t = 0
 last_202 = 0
 
@@ -54,36 +55,30 @@ function request()
   }, body)
 end
 
+-- Flat "<second>:<status>" keys: wrk's thread:get() cannot copy nested tables (it crashes).
 function response(status, headers, resp_body)
   local t = now()
-  local sec = math.floor(t)
-  local b = buckets[sec]
-  if b == nil then
-    b = {}
-    buckets[sec] = b
+  local key = math.floor(t) .. ":" .. status
+  buckets[key] = (buckets[key] or 0) + 1
+  if status == 202 then
+    last_202 = t
+  elseif status >= 500 then
+    local code = string.match(resp_body, '"code":"([%w_]+)"') or "none"
+    problems[code] = (problems[code] or 0) + 1
   end
-  b[status] = (b[status] or 0) + 1
-  if status == 202 then last_202 = t end
 end
 
 local function json_buckets(all)
   local parts = {}
-  for sec, b in pairs(all) do
-    local inner = {}
-    for status, c in pairs(b) do table.insert(inner, '"' .. status .. '":' .. c) end
-    table.insert(parts, '"' .. sec .. '":{' .. table.concat(inner, ",") .. '}')
-  end
+  for key, c in pairs(all) do table.insert(parts, '"' .. key .. '":' .. c) end
   return "{" .. table.concat(parts, ",") .. "}"
 end
 
 function done(summary, latency, requests)
-  local all, first, last = {}, nil, 0
+  local all, probs, first, last = {}, {}, nil, 0
   for _, thread in ipairs(threads) do
-    for sec, b in pairs(thread:get("buckets")) do
-      local a = all[sec] or {}
-      for status, c in pairs(b) do a[status] = (a[status] or 0) + c end
-      all[sec] = a
-    end
+    for key, c in pairs(thread:get("buckets")) do all[key] = (all[key] or 0) + c end
+    for key, c in pairs(thread:get("problems")) do probs[key] = (probs[key] or 0) + c end
     local f = thread:get("first_t")
     if f > 0 and (first == nil or f < first) then first = f end
     local l = thread:get("last_202")
@@ -94,9 +89,9 @@ function done(summary, latency, requests)
     'FLASHSALE_JSON {"duration_us":%d,"requests":%d,"bytes":%d,' ..
     '"errors":{"connect":%d,"read":%d,"write":%d,"status":%d,"timeout":%d},' ..
     '"latency_us":{"p50":%d,"p90":%d,"p99":%d,"p999":%d,"max":%d,"mean":%.1f},' ..
-    '"first_request_t":%.6f,"last_202_t":%.6f,"per_second":%s}\n',
+    '"first_request_t":%.6f,"last_202_t":%.6f,"per_second":%s,"server_errors":%s}\n',
     summary.duration, summary.requests, summary.bytes,
     e.connect, e.read, e.write, e.status, e.timeout,
     latency:percentile(50), latency:percentile(90), latency:percentile(99), latency:percentile(99.9),
-    latency.max, latency.mean, first or 0, last, json_buckets(all)))
+    latency.max, latency.mean, first or 0, last, json_buckets(all), json_buckets(probs)))
 end

@@ -187,7 +187,8 @@ def report_lines(r: dict[str, Any]) -> list[str]:
         f"load before {r['box_before']['loadavg']}",
         f"sale {r['sku']}: stock {r['settings']['stock']}, {r['settings']['connections']} connections, "
         f"{r['settings']['duration_s']} s, {r['settings']['users']} buyers",
-        f"offered {g['offered_per_s']:,.0f} req/s; answers {g['by_status']}; errors {g['errors']}",
+        f"offered {g['offered_per_s']:,.0f} req/s; answers {g['by_status']}; errors {g['errors']} "
+        f"{g['server_errors'] or ''}",
         f"202/s {g['accepted_per_s']:,.0f} (selling phase)  409/s {g['conflict_per_s']:,.0f}  "
         f"429/s {g['rate_limited_per_s']:,.0f}  sold-out phase {g['sold_out_phase_per_s'] or 0:,.0f} answers/s",
         f"latency ms: p50 {g['p50_ms']:.1f}  p90 {g['p90_ms']:.1f}  p99 {g['p99_ms']:.1f}  max {g['max_ms']:.1f}",
