@@ -18,12 +18,13 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import asyncpg
 import redis.asyncio as aioredis
 
 from bench.figures import load_figures
-from bench.served import FLASHGATE, bare_argv, box_snapshot, free_port, machine, serve
+from bench.served import FLASHGATE, bare_argv, box_snapshot, free_port, listener_pid, machine, serve
 from bench.wrk import WrkRun, cores, run_wrk
 from flashgate import names
 from gate.sales import Sale, put_sale
@@ -86,18 +87,22 @@ async def redis_state(redis_url: str, sku: str) -> tuple[int, int]:
         await r.aclose()
 
 
-async def wait_drained(s: FlashSaleSettings, sku: str, accepted: int) -> dict[str, Any]:
-    """Poll until PostgreSQL holds `accepted` rows for the SKU and its outbox is empty; then the lag."""
+async def wait_drained(s: FlashSaleSettings, sku: str, admitted: int) -> dict[str, Any]:
+    """Poll until PostgreSQL holds `admitted` rows for the SKU and its outbox is empty; then the lag.
+
+    `admitted` is what Redis took from the stock, so it also counts orders admitted while wrk
+    stopped (their 202 was never read) and orders admitted just before a Redis timeout (503).
+    """
     started = time.monotonic()
     conn = await asyncpg.connect(s.database_url)
     try:
         while True:
             rows = int(await conn.fetchval("SELECT count(*) FROM orders WHERE sku = $1", sku))
             _, outbox = await redis_state(s.redis_url, sku)
-            if rows >= accepted and outbox == 0:
+            if rows >= admitted and outbox == 0:
                 break
             if time.monotonic() - started > s.drain_timeout_s:
-                raise BenchError(f"not drained after {s.drain_timeout_s} s: {rows}/{accepted} rows, outbox {outbox}")
+                raise BenchError(f"not drained after {s.drain_timeout_s} s: {rows}/{admitted} rows, outbox {outbox}")
             await asyncio.sleep(0.2)
         lag = await conn.fetchrow(LAG, sku)
         assert lag is not None  # an aggregate always returns one row
@@ -124,12 +129,22 @@ def verify(sku: str) -> dict[str, Any]:
             "stderr": done.stderr.strip()[-500:]}  # fmt: skip
 
 
+def _port(url: str) -> int:
+    parsed = urlsplit(url)
+    return parsed.port or (443 if parsed.scheme == "https" else 80)
+
+
 def _summary(run: WrkRun, *, sold_out: bool) -> dict[str, Any]:
     figures = load_figures(run.result, sold_out=sold_out).as_dict()
     figures["generator"] = {
         "wrk_cpu_s": run.wrk_cpu_s,
         "wrk_share_of_box": run.cpu_share(cores()),
         "box_busy_share": run.box_busy_s / (run.wall_s * cores()),
+    }
+    # CPU per answer does not depend on how much of the box other work took during the run.
+    answers = max(1, figures["responses"])
+    figures["cpu"] = {f"{name}_cpu_s": cpu for name, cpu in run.watched_cpu_s.items()} | {
+        f"{name}_cpu_us_per_answer": cpu / answers * 1e6 for name, cpu in run.watched_cpu_s.items()
     }
     return figures
 
@@ -138,7 +153,8 @@ def bare_run(s: FlashSaleSettings, log: Path) -> dict[str, Any]:
     port = free_port()
     with serve(bare_argv(port, s.workers), f"http://127.0.0.1:{port}/health/ready", log):
         run = run_wrk(f"http://127.0.0.1:{port}", sku="bare", users=s.users, connections=s.connections,
-                      threads=s.threads, duration_s=s.duration_s, label="bare endpoint")  # fmt: skip
+                      threads=s.threads, duration_s=s.duration_s, label="bare endpoint",
+                      watch={"server": listener_pid(port)})  # fmt: skip
     return _summary(run, sold_out=False)
 
 
@@ -154,14 +170,14 @@ def flash_sale(s: FlashSaleSettings) -> dict[str, Any]:
         "box_before": box_snapshot(),
     }
     asyncio.run(create_sale(s, sku))
+    watch = {"server": listener_pid(_port(s.gate_url)), "redis": listener_pid(_port(s.redis_url))}
     run = run_wrk(s.gate_url, sku=sku, users=s.users, connections=s.connections, threads=s.threads,
-                  duration_s=s.duration_s, label=f"flash sale {sku}")  # fmt: skip
+                  duration_s=s.duration_s, label=f"flash sale {sku}", watch=watch)  # fmt: skip
     stock_left, _ = asyncio.run(redis_state(s.redis_url, sku))
     gate = _summary(run, sold_out=stock_left == 0)
     gate["stock_left"] = stock_left
     result["gate"] = gate
-    accepted = gate["by_status"].get(202, 0)
-    result["persistence"] = asyncio.run(wait_drained(s, sku, accepted))
+    result["persistence"] = asyncio.run(wait_drained(s, sku, s.stock - stock_left))
     result["verify"] = verify(sku)
     if s.bare:
         result["bare"] = bare_run(s, s.out_dir / "bare-server.log")
@@ -197,11 +213,14 @@ def report_lines(r: dict[str, Any]) -> list[str]:
         f"persistence lag (accepted_at → persisted_at, {p['rows']} rows): p50 {p['lag_p50_ms']:.0f} ms  "
         f"p99 {p['lag_p99_ms']:.0f} ms  max {p['lag_max_ms']:.0f} ms",
         f"generator: wrk used {gen['wrk_share_of_box']:.0%} of the box (box busy {gen['box_busy_share']:.0%})",
+        "CPU per answer: " + ", ".join(f"{k.removesuffix('_cpu_us_per_answer')} {v:,.0f} µs"
+                                        for k, v in g["cpu"].items() if k.endswith("per_answer")),
         f"verify: {'ok' if r['verify']['ok'] else 'FAILED'} (exit {r['verify']['exit']}) {r['verify']['stderr']}",
     ]  # fmt: skip
     if "bare" in r:
         b, ratio = r["bare"], r["ratio_gate_to_bare"]
-        lines.append(f"bare endpoint: {b['offered_per_s']:,.0f} req/s p99 {b['p99_ms']:.1f} ms → gate/bare "
+        lines.append(f"bare endpoint: {b['offered_per_s']:,.0f} req/s p99 {b['p99_ms']:.1f} ms, server CPU "
+                     f"{b['cpu'].get('server_cpu_us_per_answer', 0):,.0f} µs/answer → gate/bare "
                      f"{ratio['all_answers']:.2f} (all answers), {ratio['accepted']:.2f} (202s)")  # fmt: skip
     lines.append(f"raw: {r['files']['json']}  chart: {r['files']['png']}")
     return lines

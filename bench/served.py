@@ -90,6 +90,17 @@ def tree_cpu_s(pid: int) -> float:
     return total
 
 
+def listener_pid(port: int) -> int | None:
+    """The process listening on a local TCP port (the served gate's main process, Redis, ...)."""
+    try:
+        for c in psutil.net_connections(kind="tcp"):
+            if c.status == psutil.CONN_LISTEN and c.laddr and c.laddr.port == port and c.pid:
+                return c.pid
+    except psutil.AccessDenied:
+        return None
+    return None
+
+
 def box_snapshot(top: int = 8) -> dict[str, object]:
     """What else runs on the box: load averages and the busiest processes right now."""
     procs = list(psutil.process_iter(["pid", "name", "cmdline"]))

@@ -21,6 +21,8 @@ from typing import Any
 import psutil
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
+from bench.served import tree_cpu_s
+
 SCRIPT = Path(__file__).with_name("flash_sale.lua")
 MARK = "FLASHSALE_JSON "
 
@@ -37,13 +39,24 @@ class WrkRun:
     wall_s: float
     wrk_cpu_s: float
     box_busy_s: float  # all processes on the box (user + system, every core)
+    watched_cpu_s: dict[str, float]  # CPU seconds of the watched process trees (server, Redis) during the run
 
     def cpu_share(self, cores: int) -> float:
         """wrk's share of the whole box's CPU capacity during the run."""
         return self.wrk_cpu_s / (self.wall_s * cores)
 
 
-def run_wrk(url: str, *, sku: str, users: int, connections: int, threads: int, duration_s: int, label: str) -> WrkRun:
+def run_wrk(
+    url: str,
+    *,
+    sku: str,
+    users: int,
+    connections: int,
+    threads: int,
+    duration_s: int,
+    label: str,
+    watch: dict[str, int | None] | None = None,
+) -> WrkRun:
     """`wrk -c C -t T -d S --latency -s flash_sale.lua URL -- SKU USERS` with a rich progress bar."""
     exe = shutil.which("wrk")
     if exe is None:
@@ -51,17 +64,21 @@ def run_wrk(url: str, *, sku: str, users: int, connections: int, threads: int, d
     argv = [exe, "-c", str(connections), "-t", str(threads), "-d", f"{duration_s}s", "--timeout", "10s",
             "-s", str(SCRIPT), url, "--", sku, str(users)]  # fmt: skip
     before_children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    watched = {name: pid for name, pid in (watch or {}).items() if pid}
+    watched_before = {name: tree_cpu_s(pid) for name, pid in watched.items()}
     box_before = psutil.cpu_times()
     started = time.monotonic()
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    with Progress(TextColumn("{task.description}"), BarColumn(), TimeRemainingColumn(), transient=True) as bar:
+    columns = (TextColumn("{task.description}"), BarColumn(), TimeRemainingColumn())
+    with Progress(*columns, transient=True, refresh_per_second=2) as bar:  # low refresh: the box is small
         task = bar.add_task(label, total=duration_s)
         while proc.poll() is None:
             bar.update(task, completed=min(duration_s, time.monotonic() - started))
-            time.sleep(0.2)
+            time.sleep(0.5)
     out, err = proc.communicate()
     wall = time.monotonic() - started
     box_after = psutil.cpu_times()
+    watched_cpu = {name: tree_cpu_s(pid) - watched_before[name] for name, pid in watched.items()}
     after_children = resource.getrusage(resource.RUSAGE_CHILDREN)
     if proc.returncode != 0:
         raise WrkError(f"wrk exited {proc.returncode}: {err.strip() or out.strip()}")
@@ -70,7 +87,7 @@ def run_wrk(url: str, *, sku: str, users: int, connections: int, threads: int, d
         raise WrkError(f"wrk printed no result:\n{out}{err}")
     cpu = (after_children.ru_utime - before_children.ru_utime) + (after_children.ru_stime - before_children.ru_stime)
     busy = _busy(box_after) - _busy(box_before)
-    return WrkRun(json.loads(line[len(MARK) :]), wall, cpu, busy)
+    return WrkRun(json.loads(line[len(MARK) :]), wall, cpu, busy, watched_cpu)
 
 
 def _busy(t: Any) -> float:
