@@ -27,7 +27,6 @@ from bench.figures import load_figures
 from bench.served import FLASHGATE, bare_argv, box_snapshot, free_port, listener_pid, machine, serve
 from bench.wrk import WrkRun, cores, run_wrk
 from flashgate import names
-from gate.sales import Sale, put_sale
 
 LAG = """SELECT count(*) AS n,
   percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM persisted_at - accepted_at)) AS p50,
@@ -59,23 +58,14 @@ class BenchError(RuntimeError):
     """The benchmark could not run (gate not answering, drain timed out, ...)."""
 
 
-async def create_sale(s: FlashSaleSettings, sku: str) -> None:
-    """The database row first, then Redis (as `flashgate sale create` and ops/demo.py do)."""
-    conn = await asyncpg.connect(s.database_url)
-    try:
-        await conn.execute(
-            "INSERT INTO products (sku, name, units_on_sale, per_user_limit) VALUES ($1, $1, $2, $3)",
-            sku,
-            s.stock,
-            s.per_user_limit or None,
-        )
-    finally:
-        await conn.close()
-    r = aioredis.Redis.from_url(s.redis_url)
-    try:
-        await put_sale(r, Sale(sku=sku, units=s.stock, per_user_limit=s.per_user_limit))
-    finally:
-        await r.aclose()
+def create_sale(s: FlashSaleSettings, sku: str) -> None:
+    """`flashgate sale create` (the PostgreSQL row first, then Redis), as an operator opens a sale."""
+    argv = [FLASHGATE, "sale", "create", "--sku", sku, "--name", f"bench {sku}", "--stock", str(s.stock)]
+    if s.per_user_limit:
+        argv += ["--per-user-limit", str(s.per_user_limit)]
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=60, check=False)
+    if done.returncode != 0:
+        raise BenchError(f"flashgate sale create exited {done.returncode}: {(done.stderr or done.stdout).strip()}")
 
 
 async def redis_state(redis_url: str, sku: str) -> tuple[int, int]:
@@ -169,7 +159,7 @@ def flash_sale(s: FlashSaleSettings) -> dict[str, Any]:
         "settings": {k: str(v) if isinstance(v, Path) else v for k, v in vars(s).items()},
         "box_before": box_snapshot(),
     }
-    asyncio.run(create_sale(s, sku))
+    create_sale(s, sku)
     watch = {"server": listener_pid(_port(s.gate_url)), "redis": listener_pid(_port(s.redis_url))}
     run = run_wrk(s.gate_url, sku=sku, users=s.users, connections=s.connections, threads=s.threads,
                   duration_s=s.duration_s, label=f"flash sale {sku}", watch=watch)  # fmt: skip
