@@ -19,7 +19,7 @@ class SaleConfig:
 
     def to_redis(self) -> dict[str, str]:
         """The `sale:{sku}` hash fields, as admit.lua parses them."""
-        return {f.name: repr(getattr(self, f.name)) for f in fields(self)}
+        return {f.name: repr(getattr(self, f.name)) for f in fields(SaleConfig)}
 
     @classmethod
     def from_redis(cls, raw: Mapping[str, str]) -> SaleConfig:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -13,16 +13,10 @@ from flashgate.saleconfig import SaleConfig
 
 
 @dataclass(frozen=True, slots=True)
-class Sale:
-    """One SKU on sale. Times are Unix ms (0 = open-ended); rate 0 = no rate limit; limit 0 = no cap."""
+class Sale(SaleConfig):
+    """One SKU on sale: its config (see SaleConfig) and, by keyword, the SKU."""
 
-    sku: str
-    units: int
-    starts_at_ms: int = 0
-    ends_at_ms: int = 0
-    per_user_limit: int = 0
-    rate_per_s: float = 0.0
-    burst: int = 1
+    sku: str = field(kw_only=True)
 
 
 async def put_sale(client: aioredis.Redis, sale: Sale) -> None:
@@ -30,9 +24,7 @@ async def put_sale(client: aioredis.Redis, sale: Sale) -> None:
 
     Overwrites stock: use it to create a sale, not to change one that is selling.
     """
-    config: dict[Any, Any] = SaleConfig(
-        sale.units, sale.starts_at_ms, sale.ends_at_ms, sale.per_user_limit, sale.rate_per_s, sale.burst
-    ).to_redis()
+    config: dict[Any, Any] = sale.to_redis()
     async with client.pipeline(transaction=True) as pipe:
         pipe.hset(names.sale_key(sale.sku), mapping=config)
         pipe.set(names.stock_key(sale.sku), sale.units)
