@@ -55,6 +55,7 @@ class GateSettings:
     relay_stale_ms: int = 15_000  # republish outbox entries pending longer than this
     relay_batch: int = 200
     relay_discover_ms: int = 10_000  # rescan Redis for outbox streams this often; 0: own SKUs only
+    metrics_dir: str | None = None  # PROMETHEUS_MULTIPROC_DIR: metrics shared by every gate process
 
     def __post_init__(self) -> None:
         if not 50 <= self.redis_timeout_ms <= 1000:
@@ -98,6 +99,7 @@ class GateSettings:
             auth=auth,
             topic=e.get("FLASHGATE_TOPIC", ORDERS_TOPIC),
             relay_enabled=e.get("FLASHGATE_RELAY", "on").lower() != "off",
+            metrics_dir=e.get("PROMETHEUS_MULTIPROC_DIR") or None,
             **{
                 name: num(name.upper(), f.default)  # type: ignore[arg-type]
                 for name, f in d.items()
