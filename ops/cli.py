@@ -9,6 +9,7 @@ import click
 
 from gate.serve import gate_command, relay_command
 from ops import migrate
+from ops.monitor.main import monitor_command
 from ops.stack.cli import stack_group
 from worker.cli import worker_command
 
@@ -22,6 +23,7 @@ cli.add_command(stack_group)
 cli.add_command(gate_command)
 cli.add_command(relay_command)
 cli.add_command(worker_command)
+cli.add_command(monitor_command)
 
 
 @cli.command("migrate")
