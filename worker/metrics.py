@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+REFUSAL_REASONS = ("oversell", "unknown_sku")  # worker.batch.fit_to_stock
 _BATCH_ROWS = (1, 10, 50, 100, 250, 500, 1000, 2000, 5000, 10000)
 _SECONDS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
@@ -32,6 +33,8 @@ class WorkerMetrics:
             ["reason"],
             registry=registry,
         )
+        for reason in REFUSAL_REASONS:  # present at 0 from the start, so increase() sees the first refusal
+            self.refused.labels(reason=reason)
         self.retries = Counter(
             "flashgate_worker_retries_total",
             "Batch steps retried after a transient failure.",
