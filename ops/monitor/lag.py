@@ -53,7 +53,8 @@ class GroupLag:
         return {p: partition_lag(committed.get(p, -1), low[p], high[p]) for p in partitions}
 
     def _partitions(self) -> list[int]:
-        meta = self._admin.list_topics(self.topic, timeout=self._timeout_s).topics.get(self.topic)
+        # All topics, not list_topics(topic): a metadata request naming a topic may auto-create it.
+        meta = self._admin.list_topics(timeout=self._timeout_s).topics.get(self.topic)
         if meta is None or meta.error is not None or not meta.partitions:
             why = meta.error if meta is not None else "no metadata"
             raise SourceUnavailable(f"kafka: topic {self.topic!r} is not available: {why}")
