@@ -164,7 +164,7 @@ async def test_stopped_worker_fires_the_lag_alert_through_prometheus(
         return up == {"flashgate-gate": "up", "flashgate-worker": "up", "flashgate-monitor": "up"}
 
     eventually(scraped, timeout_s=30, interval_s=0.5)
-    # Both gate processes answered; one scrape of either sums them (multiprocess metrics).
+    # The gate runs 2 processes; whichever answers the scrape reports the sum over both.
     accepted = 'sum(flashgate_gate_requests_total{status="202"})'
     eventually(lambda: query(base, accepted) == 20, timeout_s=30, interval_s=0.5)
     assert lag_alerts(base, procs.topics.group) == []
