@@ -16,7 +16,7 @@ from typing import Annotated, Any
 import msgspec
 from litestar import Litestar, Request, Response, get, post
 from litestar.exceptions import HTTPException
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 
 from flashgate.events import Qty
 from gate.admission import AdmitRequest
@@ -77,6 +77,7 @@ def _gate(request: Request[Any, Any, Any]) -> Gate:
 async def create_order(request: Request[Any, Any, Any]) -> Response[bytes]:
     gate = _gate(request)
     if gate.inflight >= gate.settings.max_inflight:
+        gate.metrics.shed.inc()
         raise Overloaded(f"more than {gate.settings.max_inflight} admissions in flight")
     metrics = gate.metrics
     started = time.perf_counter()
@@ -90,9 +91,9 @@ async def create_order(request: Request[Any, Any, Any]) -> Response[bytes]:
     finally:
         gate.inflight -= 1
         metrics.inflight.dec()
-        metrics.breaker_open.set(1 if gate.batcher.breaker.is_open else 0)
-    metrics.latency.observe(time.perf_counter() - started)
-    metrics.answers.labels(str(answer.status), answer.code).inc()
+        metrics.redis_breaker_open.set(1 if gate.batcher.breaker.is_open else 0)
+    metrics.admission_seconds.observe(time.perf_counter() - started)
+    metrics.requests.labels(str(answer.status), answer.code).inc()
     return respond(answer)
 
 
@@ -118,17 +119,17 @@ async def ready(request: Request[Any, Any, Any]) -> Response[bytes]:
 
 @get("/metrics")
 async def metrics_endpoint(request: Request[Any, Any, Any]) -> Response[bytes]:
-    return Response(generate_latest(_gate(request).metrics.registry), media_type=CONTENT_TYPE_LATEST)
+    return Response(_gate(request).metrics.render(), media_type=CONTENT_TYPE_LATEST)
 
 
 def on_gate_error(request: Request[Any, Any, Any], exc: GateError) -> Response[bytes]:
-    _gate(request).metrics.answers.labels(str(exc.status), exc.code).inc()
+    _gate(request).metrics.requests.labels(str(exc.status), exc.code).inc()
     return respond(error_answer(exc))
 
 
 def on_http_error(request: Request[Any, Any, Any], exc: HTTPException) -> Response[bytes]:
     code = HTTP_CODES.get(exc.status_code, "http_error")
-    _gate(request).metrics.answers.labels(str(exc.status_code), code).inc()
+    _gate(request).metrics.requests.labels(str(exc.status_code), code).inc()
     body = problem(exc.status_code, code, exc.detail or "HTTP error")
     return Response(_encode(body), status_code=exc.status_code, media_type=PROBLEM_JSON)
 

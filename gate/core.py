@@ -17,13 +17,13 @@ from redis.exceptions import RedisError
 from gate.admission import AdmissionClient
 from gate.auth import Identity
 from gate.breaker import Breaker
-from gate.handoff import Handoff, producer_config
+from gate.handoff import producer_config
+from gate.metered import MeteredHandoff, MeteredRelay
 from gate.metrics import GateMetrics
 from gate.orders import OrderDesk
 from gate.outbox import OutboxAcker
 from gate.records import OrderRecords
 from gate.redis_batch import RedisBatcher
-from gate.relay import Relay
 from gate.scripts import Scripts
 from gate.settings import GateSettings
 from gate.soldout import SoldOutCache
@@ -37,6 +37,7 @@ class Gate:
     def __init__(self, settings: GateSettings) -> None:
         self.settings = s = settings
         timeout_s = s.redis_timeout_ms / 1000
+        self.metrics = GateMetrics(s.metrics_dir)
         # No client-side retry: a retried EVALSHA after a timeout could admit twice.
         self.redis = aioredis.Redis.from_url(
             s.redis_url,
@@ -47,24 +48,29 @@ class Gate:
             max_connections=64,
         )
         self.batcher = RedisBatcher(
-            self.redis, Breaker(s.breaker_failures, s.breaker_cooldown_ms / 1000), timeout_s=timeout_s
+            self.redis,
+            Breaker(s.breaker_failures, s.breaker_cooldown_ms / 1000),
+            timeout_s=timeout_s,
+            observe=self.metrics.observe_redis,
         )
         self.scripts = Scripts()
         self.admission = AdmissionClient(self.batcher, self.scripts, idem_ttl_s=s.idem_ttl_s)
-        self.handoff = Handoff(
-            producer_config(s.kafka_bootstrap, linger_ms=s.linger_ms, message_timeout_ms=s.message_timeout_ms), s.topic
+        self.handoff = MeteredHandoff(
+            producer_config(s.kafka_bootstrap, linger_ms=s.linger_ms, message_timeout_ms=s.message_timeout_ms),
+            s.topic,
+            metrics=self.metrics,
         )
         self.acker = OutboxAcker(self.admission)
-        self.relay = Relay(
+        self.relay = MeteredRelay(
             self.admission,
             self.handoff,
             self.acker,
             stale_ms=s.relay_stale_ms,
             batch=s.relay_batch,
             discover_s=s.relay_discover_ms / 1000,
+            metrics=self.metrics,
         )
         self.records = OrderRecords(s.database_url, timeout_s=s.db_timeout_ms / 1000, pool_max=s.db_pool_max)
-        self.metrics = GateMetrics()
         self.identity = Identity(s.auth)
         self.desk = OrderDesk(
             admission=self.admission,

@@ -1,35 +1,136 @@
-"""Prometheus metrics of one gate process, in a registry of its own (built in the app factory)."""
+"""Prometheus metrics of the gate; with PROMETHEUS_MULTIPROC_DIR set, `/metrics` sums every gate process.
+
+`flashgate gate` runs N server processes and points PROMETHEUS_MULTIPROC_DIR at a fresh folder
+of its own, so each process writes its values to files there and any process's `/metrics`
+renders the sum (live gauges only over live processes). Without the variable (tests, one
+process) the metrics live in the process's own registry.
+"""
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+import re
+from pathlib import Path
+
+import psutil
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest, multiprocess, values
+
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+_SECONDS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
+_COMMANDS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512)
+_LIVE_GAUGE_FILE = re.compile(r"^gauge_live\w*?_(\d+)\.db$")
 
 
 class GateMetrics:
-    """Counts and latencies; `/metrics` renders `registry`."""
+    """Counts and latencies of one gate process; `render()` is the `/metrics` body.
 
-    def __init__(self) -> None:
-        self.registry = CollectorRegistry()
-        self.answers = Counter(
-            "flashgate_gate_answers",
-            "Answers to POST /v1/orders by problem code",
-            ["status", "code"],
-            registry=self.registry,
+    `multiproc_dir`: the shared folder of all gate processes (None: this process alone).
+    """
+
+    def __init__(self, multiproc_dir: str | None = None) -> None:
+        self.multiproc_dir = multiproc_dir
+        if multiproc_dir is not None and not getattr(values.ValueClass, "_multiprocess", False):
+            # The server forks its workers after prometheus_client was imported in the parent,
+            # which chose the in-memory value class then; pick the file-backed one again.
+            values.ValueClass = values.get_value_class()  # type: ignore[no-untyped-call]
+        self.registry = r = CollectorRegistry()
+        self.requests = Counter(
+            "flashgate_gate_requests_total",
+            "Answers to POST /v1/orders by HTTP status and outcome (order status or problem code).",
+            ["status", "outcome"],
+            registry=r,
         )
-        self.handoff = Counter(
-            "flashgate_gate_handoff", "Admitted orders by Kafka handoff result", ["result"], registry=self.registry
+        self.admission_seconds = Histogram(
+            "flashgate_gate_admission_duration_seconds",
+            "Time to answer POST /v1/orders: admission in Redis, then the Kafka handoff when admitted.",
+            buckets=_SECONDS,
+            registry=r,
         )
-        self.relayed = Counter("flashgate_relay_republished", "Outbox entries republished", registry=self.registry)
+        self.redis_roundtrip_seconds = Histogram(
+            "flashgate_gate_redis_roundtrip_seconds",
+            "Round trip of one Redis pipeline (the commands of one event-loop tick), failures included.",
+            buckets=_SECONDS,
+            registry=r,
+        )
+        self.redis_batch_commands = Histogram(
+            "flashgate_gate_redis_batch_commands", "Commands per Redis pipeline.", buckets=_COMMANDS, registry=r
+        )
+        self.redis_breaker_open = Gauge(
+            "flashgate_gate_redis_breaker_open",
+            "1 while a process's Redis circuit breaker is open (max over live processes).",
+            multiprocess_mode="livemax",
+            registry=r,
+        )
+        self.kafka_delivery_seconds = Histogram(
+            "flashgate_gate_kafka_delivery_seconds",
+            "From handing an order to the producer to Kafka's delivery report (gate and relay).",
+            buckets=_SECONDS,
+            registry=r,
+        )
+        self.kafka_deliveries = Counter(
+            "flashgate_gate_kafka_deliveries_total",
+            "Kafka delivery outcomes: delivered, failed (report with an error), refused (producer queue).",
+            ["result"],
+            registry=r,
+        )
+        self.handoffs = Counter(
+            "flashgate_gate_handoffs_total",
+            "Admitted orders by whether Kafka had them within the delivery budget (accepted) or not (queued).",
+            ["result"],
+            registry=r,
+        )
+        self.relay_republished = Counter(
+            "flashgate_relay_republished_total", "Outbox entries the relay handed to Kafka again.", registry=r
+        )
+        self.relay_ticks = Counter(
+            "flashgate_relay_ticks_total", "Relay passes over the outboxes, by result (ok, failed).", ["result"],
+            registry=r,
+        )  # fmt: skip
         self.soldout_cache_hits = Counter(
-            "flashgate_gate_soldout_cache_hits", "Requests answered from the sold-out cache", registry=self.registry
+            "flashgate_gate_soldout_cache_hits_total",
+            "Requests answered from the in-process sold-out cache without an admission call.",
+            registry=r,
         )
-        self.inflight = Gauge("flashgate_gate_inflight", "Admissions in flight", registry=self.registry)
-        self.breaker_open = Gauge(
-            "flashgate_gate_redis_breaker_open", "1 while the breaker is open", registry=self.registry
+        self.inflight = Gauge(
+            "flashgate_gate_inflight_requests",
+            "Admissions in flight (sum over live processes).",
+            multiprocess_mode="livesum",
+            registry=r,
         )
-        self.latency = Histogram(
-            "flashgate_gate_order_seconds",
-            "POST /v1/orders latency",
-            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
-            registry=self.registry,
+        self.shed = Counter(
+            "flashgate_gate_shed_requests_total",
+            "Requests refused with 503 overloaded because too many admissions were in flight.",
+            registry=r,
         )
+
+    def observe_redis(self, commands: int, seconds: float) -> None:
+        """One Redis pipeline round trip (the batcher's `observe` hook)."""
+        self.redis_batch_commands.observe(commands)
+        self.redis_roundtrip_seconds.observe(seconds)
+
+    def render(self) -> bytes:
+        """The exposition text: this process alone, or the sum over every process of the folder."""
+        if self.multiproc_dir is None:
+            return generate_latest(self.registry)
+        forget_dead_processes(self.multiproc_dir)
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry, path=self.multiproc_dir)  # type: ignore[no-untyped-call]
+        return generate_latest(registry)
+
+
+def forget_dead_processes(path: str) -> list[int]:
+    """Drop the live-gauge files of processes that are gone (counters stay: they only add up)."""
+    dead = []
+    for file in Path(path).glob("gauge_live*.db"):
+        m = _LIVE_GAUGE_FILE.match(file.name)
+        if m and not _alive(int(m.group(1))):
+            dead.append(int(m.group(1)))
+    for pid in sorted(set(dead)):
+        multiprocess.mark_process_dead(pid, path)  # type: ignore[no-untyped-call]
+    return sorted(set(dead))
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False

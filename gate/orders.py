@@ -61,7 +61,7 @@ class OrderDesk:
         self._admission.index_order(order_id, req, adm.stream_id)
         self._relay.note_sku(req.sku)
         delivered = await self._hand_off(req, adm)
-        self._metrics.handoff.labels("delivered" if delivered else "queued").inc()
+        self._metrics.handoffs.labels("accepted" if delivered else "queued").inc()
         return order_answer(adm, req, delivered=delivered)
 
     async def _hand_off(self, req: AdmitRequest, adm: Admission) -> bool:

@@ -35,6 +35,7 @@ class RedisBatcher:
         max_pipelines: int = 4,
         max_batch: int = 512,
         clock: Callable[[], float] = time.monotonic,
+        observe: Callable[[int, float], None] | None = None,
     ) -> None:
         self._client = client
         self._breaker = breaker
@@ -42,6 +43,7 @@ class RedisBatcher:
         self._max_pipelines = max_pipelines
         self._max_batch = max_batch
         self._clock = clock
+        self._observe = observe  # (commands, seconds) of each pipeline round trip, for the metrics
         self._queue: list[tuple[Command, asyncio.Future[Any]]] = []
         self._scheduled = False
         self._running = 0
@@ -89,6 +91,7 @@ class RedisBatcher:
             self._flush()
 
     async def _run(self, batch: list[tuple[Command, asyncio.Future[Any]]]) -> None:
+        began = time.perf_counter()
         try:
             async with asyncio.timeout(self._timeout_s):
                 async with self._client.pipeline(transaction=False) as pipe:
@@ -96,6 +99,7 @@ class RedisBatcher:
                         pipe.execute_command(*command)
                     results = await pipe.execute(raise_on_error=False)
         except (RedisError, OSError, TimeoutError) as e:
+            self._observed(len(batch), began)
             self._breaker.failure(self._clock())
             for _, fut in batch:
                 if not fut.done():
@@ -103,6 +107,7 @@ class RedisBatcher:
                     err.__cause__ = e
                     fut.set_exception(err)
             return
+        self._observed(len(batch), began)
         self._breaker.success()
         for (_, fut), result in zip(batch, results, strict=True):
             if fut.done():
@@ -111,6 +116,10 @@ class RedisBatcher:
                 fut.set_exception(result)
             else:
                 fut.set_result(result)
+
+    def _observed(self, commands: int, began: float) -> None:
+        if self._observe is not None:
+            self._observe(commands, time.perf_counter() - began)
 
     async def close(self) -> None:
         """Wait for pipelines in flight (each is bounded by the timeout)."""

@@ -5,10 +5,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import shutil
 import signal
+import tempfile
 
 import click
 
+from gate.metrics import MULTIPROC_ENV
 from gate.settings import GateSettings, SettingsError
 
 APP_FACTORY = "gate.app:app_from_env"
@@ -44,6 +47,16 @@ def gate_command(host: str, port: int, workers: int, server: str, graceful_timeo
     """
     _settings()  # fail here, once, rather than in every worker
     logging.basicConfig(level=os.environ.get("FLASHGATE_LOG_LEVEL", "INFO"), format="%(asctime)s %(name)s %(message)s")
+    # A fresh folder per run, so /metrics sums these server processes and no stale ones.
+    metrics_dir = tempfile.mkdtemp(prefix="flashgate-gate-metrics-")
+    os.environ[MULTIPROC_ENV] = metrics_dir
+    try:
+        _serve(host, port, workers, server, graceful_timeout)
+    finally:
+        shutil.rmtree(metrics_dir, ignore_errors=True)
+
+
+def _serve(host: str, port: int, workers: int, server: str, graceful_timeout: int) -> None:
     if server == "uvicorn":
         import uvicorn
 

@@ -58,6 +58,7 @@ class GateSettings:
     relay_discover_ms: int = 10_000  # rescan Redis for outbox streams this often; 0: own SKUs only
     db_timeout_ms: int = 250  # order-status lookup in PostgreSQL; past it the answer comes from Redis
     db_pool_max: int = 2  # connections per process for order-status lookups
+    metrics_dir: str | None = None  # PROMETHEUS_MULTIPROC_DIR: metrics shared by every gate process
 
     def __post_init__(self) -> None:
         if not 50 <= self.redis_timeout_ms <= 1000:
@@ -104,6 +105,7 @@ class GateSettings:
             database_url=e.get("DATABASE_URL") or None,
             topic=e.get("FLASHGATE_TOPIC", ORDERS_TOPIC),
             relay_enabled=e.get("FLASHGATE_RELAY", "on").lower() != "off",
+            metrics_dir=e.get("PROMETHEUS_MULTIPROC_DIR") or None,
             **{
                 name: num(name.upper(), f.default)  # type: ignore[arg-type]
                 for name, f in d.items()

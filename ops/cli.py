@@ -10,6 +10,7 @@ import click
 from bench.cli import bench_group
 from gate.serve import gate_command, relay_command
 from ops import migrate
+from ops.monitor.main import monitor_command
 from ops.sale.cli import sale_group
 from ops.stack.cli import stack_group
 from worker.cli import worker_command
@@ -25,6 +26,7 @@ cli.add_command(stack_group)
 cli.add_command(gate_command)
 cli.add_command(relay_command)
 cli.add_command(worker_command)
+cli.add_command(monitor_command)
 cli.add_command(sale_group)
 cli.add_command(reconcile_group)
 cli.add_command(bench_group)

@@ -34,9 +34,18 @@ def stack_options(fn: F) -> F:
     )(fn)
 
 
-def build_stack(state_dir: str | None, ports: dict[str, int | None], free_ports: bool = False) -> Stack:
+def build_stack(
+    state_dir: str | None,
+    ports: dict[str, int | None],
+    free_ports: bool = False,
+    prometheus: dict[str, int | None] | None = None,
+    with_prometheus: bool = False,
+) -> Stack:
     try:
-        return Stack(stack_settings.resolve(state_dir, ports, free_ports=free_ports))
+        settings = stack_settings.resolve(
+            state_dir, ports, free_ports=free_ports, prometheus=prometheus, with_prometheus=with_prometheus
+        )
+        return Stack(settings)
     except StackError as e:
         raise click.ClickException(str(e)) from e
 
@@ -57,11 +66,40 @@ def stack_group() -> None:
 @stack_group.command("up")
 @stack_options
 @click.option("--free-ports", is_flag=True, help="Pick unused ports for any port not given or saved.")
-def up(state_dir: str | None, free_ports: bool, **ports: int | None) -> None:
+@click.option("--with-prometheus", is_flag=True, help="Also run Prometheus (scrapes gate, worker, monitor; alerts).")
+@click.option("--gate-port", type=int, help="Port of the gate Prometheus scrapes (default 8000).")
+@click.option("--worker-metrics-port", type=int, help="Worker's --metrics-port Prometheus scrapes (default 9101).")
+@click.option("--monitor-port", type=int, help="Port of `flashgate monitor` Prometheus scrapes (default 9102).")
+@click.option("--prometheus-interval-s", type=int, help="Scrape and rule evaluation interval (default 15).")
+@click.option(
+    "--prometheus-alert-for-s",
+    type=int,
+    help="Tests/demos only: every alert's `for:` becomes this many seconds (default 0: the rules' own).",
+)
+def up(
+    state_dir: str | None,
+    free_ports: bool,
+    with_prometheus: bool,
+    gate_port: int | None,
+    worker_metrics_port: int | None,
+    monitor_port: int | None,
+    prometheus_interval_s: int | None,
+    prometheus_alert_for_s: int | None,
+    **ports: int | None,
+) -> None:
     """Start all services (idempotent) and wait until each answers."""
-    stack = build_stack(state_dir, ports, free_ports)
+    prometheus = {
+        "gate_port": gate_port,
+        "worker_metrics_port": worker_metrics_port,
+        "monitor_port": monitor_port,
+        "prometheus_interval_s": prometheus_interval_s,
+        "prometheus_alert_for_s": prometheus_alert_for_s,
+    }
+    stack = build_stack(state_dir, ports, free_ports, prometheus, with_prometheus)
     took = run(stack.up)
     click.echo(f"stack up in {took:.1f} s ({stack.settings.state_dir})")
+    if stack.settings.with_prometheus:
+        click.echo(f"prometheus: http://127.0.0.1:{stack.settings.prometheus_port}")
 
 
 @stack_group.command("down")

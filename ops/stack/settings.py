@@ -26,18 +26,31 @@ DEFAULT_PORTS: Mapping[str, int] = {
     "postgres_port": 15432,
     "kafka_port": 19092,
     "kafka_controller_port": 19093,
+    "prometheus_port": 19090,
 }
 PORT_ENV: Mapping[str, str] = {
     "redis_port": "FLASHGATE_REDIS_PORT",
     "postgres_port": "FLASHGATE_POSTGRES_PORT",
     "kafka_port": "FLASHGATE_KAFKA_PORT",
     "kafka_controller_port": "FLASHGATE_KAFKA_CONTROLLER_PORT",
+    "prometheus_port": "FLASHGATE_PROMETHEUS_PORT",
 }
 PORT_OPTION: Mapping[str, str] = {
     "redis_port": "--redis-port",
     "postgres_port": "--postgres-port",
     "kafka_port": "--kafka-port",
     "kafka_controller_port": "--kafka-controller-port",
+    "prometheus_port": "--prometheus-port",
+}
+# What the optional Prometheus scrapes and how (`stack up --with-prometheus`): ports of processes
+# the stack does not run (gate, worker, monitor), the scrape/evaluation interval, and, for tests
+# and demos only, one `for:` duration replacing every alert's own (0 keeps the rules' values).
+PROMETHEUS_DEFAULTS: Mapping[str, int] = {
+    "gate_port": 8000,
+    "worker_metrics_port": 9101,
+    "monitor_port": 9102,
+    "prometheus_interval_s": 15,
+    "prometheus_alert_for_s": 0,
 }
 
 
@@ -50,6 +63,13 @@ class StackSettings:
     postgres_port: int
     kafka_port: int
     kafka_controller_port: int
+    prometheus_port: int = DEFAULT_PORTS["prometheus_port"]
+    with_prometheus: bool = False
+    gate_port: int = PROMETHEUS_DEFAULTS["gate_port"]
+    worker_metrics_port: int = PROMETHEUS_DEFAULTS["worker_metrics_port"]
+    monitor_port: int = PROMETHEUS_DEFAULTS["monitor_port"]
+    prometheus_interval_s: int = PROMETHEUS_DEFAULTS["prometheus_interval_s"]
+    prometheus_alert_for_s: int = PROMETHEUS_DEFAULTS["prometheus_alert_for_s"]
     orders_partitions: int = 6
     redis_appendfsync: str = "always"
     kafka_heap_mb: int = 512
@@ -86,8 +106,14 @@ def resolve(
     *,
     free_ports: bool = False,
     env: Mapping[str, str] | None = None,
+    prometheus: Mapping[str, int | None] | None = None,
+    with_prometheus: bool = False,
 ) -> StackSettings:
-    """Build settings by precedence; `free_ports` picks unused ports for anything not given."""
+    """Build settings by precedence; `free_ports` picks unused ports for anything not given.
+
+    `prometheus`: PROMETHEUS_DEFAULTS keys given as options (None: saved, else default);
+    `with_prometheus` turns the optional Prometheus on (it stays on in the saved settings).
+    """
     env = os.environ if env is None else env
     root = Path(state_dir or env.get("FLASHGATE_STACK_DIR") or DEFAULT_STATE_DIR).resolve()
     saved = _load_saved(root)
@@ -105,10 +131,28 @@ def resolve(
         postgres_port=chosen["postgres_port"],
         kafka_port=chosen["kafka_port"],
         kafka_controller_port=chosen["kafka_controller_port"],
+        prometheus_port=chosen["prometheus_port"],
+        with_prometheus=with_prometheus or saved.get("with_prometheus") is True,
+        **_prometheus_settings(prometheus or {}, saved),
         orders_partitions=int(str(saved.get("orders_partitions", StackSettings.orders_partitions))),
         redis_appendfsync=str(saved.get("redis_appendfsync", StackSettings.redis_appendfsync)),
         kafka_heap_mb=int(str(saved.get("kafka_heap_mb", StackSettings.kafka_heap_mb))),
     )
+
+
+def _prometheus_settings(given: Mapping[str, int | None], saved: Mapping[str, object]) -> dict[str, int]:
+    chosen = {}
+    for name, default in PROMETHEUS_DEFAULTS.items():
+        value = given.get(name)
+        if value is None:
+            value = _saved_port(saved, name)
+        chosen[name] = default if value is None else value
+    for name in ("gate_port", "worker_metrics_port", "monitor_port"):
+        if not 1 <= chosen[name] <= 65535:
+            raise StackConfigError(f"--{name.replace('_', '-')} {chosen[name]} is outside 1-65535")
+    if chosen["prometheus_interval_s"] < 1 or chosen["prometheus_alert_for_s"] < 0:
+        raise StackConfigError("--prometheus-interval-s must be >= 1 and --prometheus-alert-for-s >= 0")
+    return chosen
 
 
 def _env_port(env: Mapping[str, str], name: str) -> int | None:

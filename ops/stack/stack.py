@@ -9,11 +9,12 @@ from dataclasses import dataclass
 from ops.stack.errors import StackConfigError, StackError
 from ops.stack.kafka_service import KafkaService
 from ops.stack.postgres_service import PostgresService
+from ops.stack.prometheus_service import PrometheusService
 from ops.stack.redis_service import RedisService
 from ops.stack.service import Service
 from ops.stack.settings import StackSettings
 
-SERVICE_NAMES = ("redis", "postgres", "kafka")
+SERVICE_NAMES = ("redis", "postgres", "kafka", "prometheus")
 
 
 @dataclass(frozen=True)
@@ -31,19 +32,30 @@ class ServiceStatus:
 
 
 class Stack:
-    """All services of one state folder; every method is safe to repeat."""
+    """All services of one state folder; every method is safe to repeat.
+
+    Prometheus is optional: part of `up` and `status` once turned on (`with_prometheus`, saved),
+    always stopped by `down`, and startable by name.
+    """
 
     def __init__(self, settings: StackSettings) -> None:
         self.settings = settings
-        self.services: dict[str, Service] = {
+        self.all_services: dict[str, Service] = {
             "redis": RedisService(settings),
             "postgres": PostgresService(settings),
             "kafka": KafkaService(settings),
+            "prometheus": PrometheusService(settings),
         }
+
+    @property
+    def services(self) -> dict[str, Service]:
+        """The services `up` starts and `status` reports: the core three, and Prometheus when on."""
+        on = {"redis", "postgres", "kafka"} | ({"prometheus"} if self.settings.with_prometheus else set())
+        return {name: svc for name, svc in self.all_services.items() if name in on}
 
     def service(self, name: str) -> Service:
         try:
-            return self.services[name]
+            return self.all_services[name]
         except KeyError as e:
             raise StackConfigError(f"unknown service {name!r}; choose one of {', '.join(SERVICE_NAMES)}") from e
 
@@ -66,8 +78,8 @@ class Stack:
 
     def down(self) -> None:
         """Stop every service gracefully; nothing of the stack keeps running afterwards."""
-        with ThreadPoolExecutor(max_workers=len(self.services)) as pool:
-            list(pool.map(lambda s: s.stop(), self.services.values()))
+        with ThreadPoolExecutor(max_workers=len(self.all_services)) as pool:
+            list(pool.map(lambda s: s.stop(), self.all_services.values()))
 
     def status(self) -> list[ServiceStatus]:
         result = []

@@ -239,7 +239,7 @@ async def test_health_metrics_and_unknown_routes(stack: StackHandle, name: str) 
         assert ready.status_code == 200, ready.text
         await client.post("/v1/orders", json={"sku": name, "qty": 1}, headers=order_headers("x", "k"))
         metrics = (await client.get("/metrics")).text
-        assert 'flashgate_gate_answers_total{code="unknown_sku",status="404"} 1.0' in metrics
+        assert 'flashgate_gate_requests_total{outcome="unknown_sku",status="404"} 1.0' in metrics
         missing = await client.get("/nope")
         assert (missing.status_code, missing.headers["content-type"], missing.json()["code"]) == (
             404,

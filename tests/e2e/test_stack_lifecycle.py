@@ -34,9 +34,12 @@ def live(pid: int) -> bool:
 
 
 def test_up_down_up(state_dir: Path) -> None:
-    stack = StackHandle.up(state_dir)
+    stack = StackHandle.up(state_dir, "--with-prometheus")
     pids = stack.pids()
     assert all(pids.values()), pids
+    assert set(pids) == {"redis", "postgres", "kafka", "prometheus"}
+    listening = {c.laddr.ip for c in psutil.Process(pids["prometheus"]).net_connections() if c.status == "LISTEN"}
+    assert listening == {"127.0.0.1"}
     children = [c.pid for p in pids.values() if p for c in psutil.Process(p).children(recursive=True)]
     assert stack.run("status").returncode == 0
 
@@ -47,7 +50,7 @@ def test_up_down_up(state_dir: Path) -> None:
     assert not [p for p in [*pids.values(), *children] if p and live(p)]
     stopped = stack.run("status", check=False)
     assert stopped.returncode == 1
-    assert stopped.stdout.count("stopped") == 3
+    assert stopped.stdout.count("stopped") == 4
 
     again = StackHandle.up(state_dir)
     assert again.env == stack.env  # the saved ports are reused
@@ -95,3 +98,38 @@ def test_unknown_service_is_rejected(tmp_path: Path) -> None:
     done = flashgate("stack", "kill", "mysql", "--state-dir", str(tmp_path), check=False)
     assert done.returncode == 2
     assert "Traceback" not in done.stderr
+
+
+def test_taken_prometheus_port_is_a_one_line_error(tmp_path: Path) -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        port = s.getsockname()[1]
+        done = flashgate(
+            "stack", "up", "--state-dir", str(tmp_path), "--free-ports", "--with-prometheus",
+            "--prometheus-port", str(port), check=False,
+        )  # fmt: skip
+    err = one_line_error(done)
+    assert f"prometheus: port {port}" in err
+    assert "--prometheus-port" in err
+
+
+def test_missing_prometheus_names_the_package(tmp_path: Path) -> None:
+    # Everything on PATH but prometheus: the launcher checks before it starts anything.
+    bare = tmp_path / "bin"
+    bare.mkdir()
+    for folder in os.environ["PATH"].split(os.pathsep):
+        for tool in Path(folder).glob("*") if Path(folder).is_dir() else []:
+            if tool.name != "prometheus" and not (bare / tool.name).exists():
+                (bare / tool.name).symlink_to(tool)
+    done = subprocess.run(
+        [FLASHGATE, "stack", "up", "--state-dir", str(tmp_path / "s"), "--free-ports", "--with-prometheus"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PATH": str(bare)},
+        timeout=120,
+        check=False,
+    )
+    err = one_line_error(done)
+    assert "apt-get install -y prometheus" in err
+    assert not (tmp_path / "s" / "redis" / "redis.pid").exists()

@@ -187,9 +187,9 @@ async def test_metrics_endpoint(stack: StackHandle, topics: Topics, workers: Sta
         "flashgate_worker_batch_messages_bucket",
         "flashgate_worker_commit_duration_seconds_count",
         "flashgate_worker_consumer_lag_messages{",
-        "flashgate_db_pool_size",
-        "flashgate_db_pool_in_use",
+        "flashgate_db_pool_open_connections",
+        "flashgate_db_pool_busy_connections",
         "flashgate_db_pool_waiters",
-        "flashgate_db_pool_acquire_seconds_count",
+        "flashgate_db_pool_acquire_duration_seconds_count",
     ):
         assert metric in text, metric

@@ -110,3 +110,10 @@ def test_settings_from_env_and_overrides() -> None:
 def test_bad_settings(env: dict[str, str], message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         WorkerSettings.from_env(env=env)
+
+
+def test_every_refusal_reason_is_a_metric_label_present_from_the_start() -> None:
+    from worker.metrics import REFUSAL_REASONS
+
+    result = fit_to_stock([row("S", 2, 1), row("GHOST", 1, 2)], {"S": 1})
+    assert {reason for _, reason in result.refuse} == set(REFUSAL_REASONS)

@@ -1,0 +1,146 @@
+"""The monitor's loop and the `flashgate monitor` command: check Kafka and Redis every interval.
+
+A drift check (the reconciler's, issue 5) plugs in as `drift_check`: an async function
+returning {sku: drift units}; its failures count as source `reconcile`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from collections.abc import Awaitable, Callable, Mapping
+
+import click
+import redis.asyncio as aioredis
+from prometheus_client import CollectorRegistry, start_http_server
+
+from ops.monitor.errors import MonitorConfigError, SourceUnavailable
+from ops.monitor.lag import GroupLag
+from ops.monitor.metrics import MonitorMetrics
+from ops.monitor.outbox import OutboxProbe
+from ops.monitor.settings import DEFAULT_PORT, MonitorSettings
+
+log = logging.getLogger("flashgate.monitor")
+DriftCheck = Callable[[], Awaitable[Mapping[str, int]]]
+
+
+class Monitor:
+    """`await check_once()` refreshes every gauge; `run(stop)` does it every interval until `stop`."""
+
+    def __init__(
+        self,
+        settings: MonitorSettings,
+        metrics: MonitorMetrics,
+        *,
+        lag: GroupLag,
+        outbox: OutboxProbe,
+        drift_check: DriftCheck | None = None,
+    ) -> None:
+        self.settings = settings
+        self.metrics = metrics
+        self._lag = lag
+        self._outbox = outbox
+        self._drift_check = drift_check
+        self._failing: set[str] = set()
+
+    async def check_once(self) -> None:
+        await asyncio.gather(self.check_lag(), self.check_outbox(), self.check_drift())
+
+    async def check_lag(self) -> None:
+        try:
+            lag = await asyncio.to_thread(self._lag.read)
+        except SourceUnavailable as e:
+            self._failed("kafka", "lag", e)
+            return
+        self.metrics.set_lag(self._lag.group, self._lag.topic, lag)
+        self._ok("kafka")
+
+    async def check_outbox(self) -> None:
+        try:
+            state = await self._outbox.read()
+        except SourceUnavailable as e:
+            self._failed("redis", "outbox", e)
+            return
+        self.metrics.set_outbox({s: o.entries for s, o in state.items()}, {s: o.oldest_age_s for s, o in state.items()})
+        self._ok("redis")
+
+    async def check_drift(self) -> None:
+        """The reconciler's periodic drift check plugs in here (`drift_check`); nothing to do without one."""
+        if self._drift_check is None:
+            return
+        try:
+            drift = await self._drift_check()
+        except SourceUnavailable as e:
+            self._failed("reconcile", "drift", e)
+            return
+        self.metrics.set_drift(drift)
+        self._ok("reconcile")
+
+    async def run(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            await self.check_once()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=self.settings.interval_ms / 1000)
+
+    def _ok(self, source: str) -> None:
+        self.metrics.check(source, ok=True)
+        if source in self._failing:
+            self._failing.discard(source)
+            log.info("%s readable again", source)
+
+    def _failed(self, source: str, family: str, e: Exception) -> None:
+        # Unknown is not zero: drop the series, so alerts on them resolve and "source down" fires instead.
+        self.metrics.forget(family)
+        self.metrics.check(source, ok=False)
+        if source not in self._failing:
+            self._failing.add(source)
+            log.warning("%s check failed: %s", source, e)
+
+
+async def serve(settings: MonitorSettings, drift_check: DriftCheck | None = None) -> None:
+    """Serve /metrics on settings.host:port and check until SIGTERM/SIGINT."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    registry = CollectorRegistry()
+    metrics = MonitorMetrics(registry)
+    timeout_s = settings.timeout_ms / 1000
+    redis = aioredis.Redis.from_url(
+        settings.redis_url, decode_responses=True, socket_timeout=timeout_s, socket_connect_timeout=timeout_s
+    )
+    lag = GroupLag(settings.kafka_bootstrap, group=settings.group, topic=settings.topic, timeout_s=timeout_s)
+    try:
+        server, _ = start_http_server(settings.port, addr=settings.host, registry=registry)
+    except OSError as e:
+        raise MonitorConfigError(f"cannot listen on {settings.host}:{settings.port}: {e}") from e
+    log.info("monitor serving %s:%d, group %s on %s", settings.host, settings.port, settings.group, settings.topic)
+    try:
+        await Monitor(settings, metrics, lag=lag, outbox=OutboxProbe(redis), drift_check=drift_check).run(stop)
+    finally:
+        server.shutdown()
+        await redis.aclose()
+        log.info("monitor stopped")
+
+
+@click.command("monitor")
+@click.option(
+    "--port", type=int, help=f"Serve /metrics on this port (env FLASHGATE_MONITOR_PORT; default {DEFAULT_PORT})."
+)
+@click.option("--host", help="Listen address (default 127.0.0.1).")
+@click.option("--group", help="Consumer group whose lag to export (default flashgate-writers).")
+@click.option("--topic", help="Topic of that group (default orders).")
+@click.option("--interval-ms", type=int, help="Check every this many ms (default 5000).")
+def monitor_command(**options: object) -> None:
+    """Export consumer lag and outbox backlog for Prometheus (outlives gate and worker).
+
+    Reads REDIS_URL, KAFKA_BOOTSTRAP and FLASHGATE_MONITOR_* (README, Observability).
+    """
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    try:
+        settings = MonitorSettings.from_env(options)
+        asyncio.run(serve(settings))
+    except MonitorConfigError as e:
+        raise click.ClickException(str(e)) from e
