@@ -1,7 +1,7 @@
 """The monitor's loop and the `flashgate monitor` command: check Kafka and Redis every interval.
 
-A drift check (the reconciler's, issue 5) plugs in as `drift_check`: an async function
-returning {sku: drift units}; its failures count as source `reconcile`.
+With DATABASE_URL set, the reconciler's dry run (ops/monitor/drift.py) runs as `drift_check`
+every FLASHGATE_MONITOR_DRIFT_INTERVAL_MS; its failures count as source `reconcile`.
 """
 
 from __future__ import annotations
@@ -16,11 +16,13 @@ import click
 import redis.asyncio as aioredis
 from prometheus_client import CollectorRegistry, start_http_server
 
+from ops.monitor.drift import ReconcilerDrift
 from ops.monitor.errors import MonitorConfigError, SourceUnavailable
 from ops.monitor.lag import GroupLag
 from ops.monitor.metrics import MonitorMetrics
 from ops.monitor.outbox import OutboxProbe
 from ops.monitor.settings import DEFAULT_PORT, MonitorSettings
+from worker.reconcile.settings import ReconcileSettings
 
 log = logging.getLogger("flashgate.monitor")
 DriftCheck = Callable[[], Awaitable[Mapping[str, int]]]
@@ -125,6 +127,14 @@ async def serve(settings: MonitorSettings, drift_check: DriftCheck | None = None
         log.info("monitor stopped")
 
 
+def drift_check(s: MonitorSettings) -> DriftCheck | None:
+    """The reconciler's dry run, when the monitor may read PostgreSQL too."""
+    if not s.database_url:
+        return None
+    reconcile = ReconcileSettings(s.redis_url, s.database_url, s.kafka_bootstrap, topic=s.topic, group=s.group)
+    return ReconcilerDrift(reconcile, every_s=s.drift_interval_ms / 1000)
+
+
 @click.command("monitor")
 @click.option(
     "--port", type=int, help=f"Serve /metrics on this port (env FLASHGATE_MONITOR_PORT; default {DEFAULT_PORT})."
@@ -134,13 +144,13 @@ async def serve(settings: MonitorSettings, drift_check: DriftCheck | None = None
 @click.option("--topic", help="Topic of that group (default orders).")
 @click.option("--interval-ms", type=int, help="Check every this many ms (default 5000).")
 def monitor_command(**options: object) -> None:
-    """Export consumer lag and outbox backlog for Prometheus (outlives gate and worker).
+    """Export consumer lag, outbox backlog and reconciler drift for Prometheus (outlives gate and worker).
 
     Reads REDIS_URL, KAFKA_BOOTSTRAP and FLASHGATE_MONITOR_* (README, Observability).
     """
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     try:
         settings = MonitorSettings.from_env(options)
-        asyncio.run(serve(settings))
+        asyncio.run(serve(settings, drift_check=drift_check(settings)))
     except MonitorConfigError as e:
         raise click.ClickException(str(e)) from e

@@ -17,7 +17,7 @@ DEFAULT_PORT = 9102
 class MonitorSettings:
     """Where to look and how often; units in the names.
 
-    Environment: REDIS_URL, KAFKA_BOOTSTRAP, and FLASHGATE_MONITOR_<FIELD> for the rest
+    Environment: REDIS_URL, KAFKA_BOOTSTRAP, DATABASE_URL (optional: drift), and FLASHGATE_MONITOR_<FIELD> for the rest
     (e.g. FLASHGATE_MONITOR_PORT=9102, FLASHGATE_MONITOR_INTERVAL_MS=5000).
     """
 
@@ -29,6 +29,8 @@ class MonitorSettings:
     port: int = DEFAULT_PORT
     interval_ms: int = 5000
     timeout_ms: int = 3000  # per Kafka admin request and per Redis command
+    database_url: str | None = None  # set (DATABASE_URL): export the reconciler's drift too
+    drift_interval_ms: int = 60_000  # the drift check reads the whole Kafka backlog: not every interval
 
     @classmethod
     def from_env(
@@ -38,7 +40,8 @@ class MonitorSettings:
         env = os.environ if env is None else env
         values: dict[str, object] = {}
         for f in fields(cls):
-            name = f.name.upper() if f.name in ("redis_url", "kafka_bootstrap") else ENV_PREFIX + f.name.upper()
+            plain = ("redis_url", "kafka_bootstrap", "database_url")
+            name = f.name.upper() if f.name in plain else ENV_PREFIX + f.name.upper()
             raw = env.get(name)
             if raw:
                 values[f.name] = _int(name, raw) if f.type in ("int", int) else raw

@@ -10,9 +10,11 @@ import redis.asyncio as aioredis
 from confluent_kafka import Consumer, TopicPartition
 from prometheus_client import CollectorRegistry, generate_latest
 
+from flashgate import names
 from gate.admission import AdmitRequest
 from gate.ids import uuid7
 from gate.sales import Sale, put_sale
+from ops.monitor.drift import ReconcilerDrift
 from ops.monitor.errors import SourceUnavailable
 from ops.monitor.lag import GroupLag
 from ops.monitor.main import Monitor
@@ -20,8 +22,10 @@ from ops.monitor.metrics import MonitorMetrics
 from ops.monitor.outbox import OutboxProbe
 from ops.monitor.settings import MonitorSettings
 from tests.gatekit import admission_client
+from tests.oncall import oncall
 from tests.pipeline import create_topics, order, produce_orders
 from tests.stackctl import StackHandle
+from worker.reconcile.settings import ReconcileSettings
 
 
 def commit(stack: StackHandle, group: str, topic: str, offsets: dict[int, int]) -> None:
@@ -133,3 +137,24 @@ async def test_drift_check_hook_sets_the_drift_gauge(stack: StackHandle) -> None
         assert 'flashgate_monitor_source_up{source="reconcile"} 0.0' in text
     finally:
         await client.aclose()
+
+
+async def test_reconciler_drift_reads_the_real_drift_and_fails_as_unavailable(stack: StackHandle, name: str) -> None:
+    topics = create_topics(stack, name)
+    assert oncall(stack, "sale", "create", "--sku", name, "--name", name, "--stock", "10").returncode == 0
+    client = aioredis.Redis.from_url(stack.redis_url, decode_responses=True)
+    try:
+        await client.incrby(names.stock_key(name), 4)
+        settings = ReconcileSettings(stack.redis_url, stack.database_url, stack.kafka_bootstrap, topic=topics.orders)
+        check = ReconcilerDrift(settings, every_s=3600)
+        assert (await check())[name] == 4
+        await client.incrby(names.stock_key(name), 1)
+        assert (await check())[name] == 4  # within the interval: the last result, no second run
+    finally:
+        await client.aclose()
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        dead = f"postgresql://nobody@127.0.0.1:{s.getsockname()[1]}/none"
+    broken = ReconcilerDrift(ReconcileSettings(stack.redis_url, dead, stack.kafka_bootstrap), every_s=0)
+    with pytest.raises(SourceUnavailable, match="reconciler dry run failed"):
+        await broken()
