@@ -1,0 +1,145 @@
+"""The chaos load driver: concurrent buyers posting orders to a served gate, every answer recorded.
+
+Each buyer is one (user, Idempotency-Key) asking for one unit. A buyer that gets 503, 429 or no
+answer at all retries with the same key (as a real client should: the gate's answer to a retry
+of an admitted order is the stored 202), until it gets a final answer or the load is stopped.
+`timeout_s` bounds every attempt: an attempt the gate did not answer in time is recorded as
+`status=None`, so a test can assert that the gate never hung.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import httpx
+
+RETRIED = frozenset({429, 503, None})
+
+
+@dataclass(frozen=True, slots=True)
+class Attempt:
+    """One HTTP attempt: status (None = transport error or timeout), body fields, seconds taken."""
+
+    buyer: int
+    status: int | None
+    order_id: str | None
+    state: str | None  # 202: "accepted" (in Kafka) or "queued" (in the outbox)
+    code: str | None  # problem code of an error answer
+    latency_s: float
+    error: str | None = None
+
+
+@dataclass
+class Load:
+    """Buyers `0..buyers-1` of `sku` against `base_url`, `concurrency` at a time, at most `rate_per_s`."""
+
+    base_url: str
+    sku: str
+    buyers: int
+    concurrency: int = 32
+    rate_per_s: float = 0.0  # 0 = as fast as the gate answers
+    timeout_s: float = 10.0
+    retry: bool = True
+    retry_pause_s: float = 0.05
+    user_prefix: str = "u"
+    attempts: list[Attempt] = field(default_factory=list)
+    final: dict[int, Attempt] = field(default_factory=dict)
+    _next: int = 0
+    _stopped: bool = False
+    _task: asyncio.Task[None] | None = None
+
+    # --- running -------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Run in the background of the current event loop; `await finish()` or `stop()` later."""
+        self._task = asyncio.create_task(self.run())
+
+    async def run(self) -> None:
+        limits = httpx.Limits(max_connections=self.concurrency, max_keepalive_connections=self.concurrency)
+        async with httpx.AsyncClient(base_url=self.base_url, timeout=self.timeout_s, limits=limits) as client:
+            started = time.monotonic()
+            await asyncio.gather(*(self._buyer_loop(client, started) for _ in range(self.concurrency)))
+
+    async def stop(self) -> None:
+        """No new buyers and no more retries; wait for the attempts in flight."""
+        self._stopped = True
+        await self.finish()
+
+    async def finish(self, timeout_s: float = 120) -> None:
+        """Wait until every buyer has a final answer (or the load was stopped)."""
+        assert self._task is not None, "start() first"
+        await asyncio.wait_for(self._task, timeout_s)
+
+    async def _buyer_loop(self, client: httpx.AsyncClient, started: float) -> None:
+        while not self._stopped and self._next < self.buyers:
+            buyer = self._next
+            self._next += 1
+            if self.rate_per_s:
+                await asyncio.sleep(max(0.0, started + buyer / self.rate_per_s - time.monotonic()))
+            await self._buy(client, buyer)
+
+    async def _buy(self, client: httpx.AsyncClient, buyer: int) -> None:
+        while True:
+            attempt = await self._post(client, buyer)
+            self.attempts.append(attempt)
+            self.final[buyer] = attempt
+            if attempt.status not in RETRIED or not self.retry or self._stopped:
+                return
+            await asyncio.sleep(self.retry_pause_s)
+
+    async def _post(self, client: httpx.AsyncClient, buyer: int) -> Attempt:
+        headers = {"X-User-Id": f"{self.user_prefix}{buyer}", "Idempotency-Key": f"k{buyer}"}
+        began = time.monotonic()
+        try:
+            res = await client.post("/v1/orders", json={"sku": self.sku, "qty": 1}, headers=headers)
+        except httpx.HTTPError as e:
+            return Attempt(buyer, None, None, None, None, time.monotonic() - began, f"{type(e).__name__}: {e}")
+        took = time.monotonic() - began
+        try:
+            body = res.json()
+        except ValueError:
+            body = {}
+        return Attempt(buyer, res.status_code, body.get("order_id"), body.get("status"), body.get("code"), took)
+
+    # --- what happened -------------------------------------------------------------------------
+
+    @property
+    def sent(self) -> int:
+        """HTTP attempts made (retries included)."""
+        return len(self.attempts)
+
+    def accepted_ids(self) -> set[str]:
+        """Order ids of every 202 any attempt saw (a replayed 202 repeats its order id)."""
+        return {a.order_id for a in self.attempts if a.status == 202 and a.order_id}
+
+    @property
+    def accepted(self) -> int:
+        return len(self.accepted_ids())
+
+    def statuses(self) -> Counter[int | None]:
+        """Status of every attempt (None = no answer)."""
+        return Counter(a.status for a in self.attempts)
+
+    def final_statuses(self) -> Counter[int | None]:
+        """Status of each buyer's last attempt."""
+        return Counter(a.status for a in self.final.values())
+
+    def codes(self) -> Counter[str | None]:
+        return Counter(a.code for a in self.attempts if a.status != 202)
+
+    def unanswered(self) -> list[Attempt]:
+        """Attempts that got no HTTP answer within `timeout_s` (a hang, or the gate was gone)."""
+        return [a for a in self.attempts if a.status is None]
+
+
+async def until(check: Callable[[], bool], *, timeout_s: float = 30, what: str = "condition") -> None:
+    """Poll a cheap synchronous check from the event loop (the load keeps running); fail at the deadline."""
+    deadline = time.monotonic() + timeout_s
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what}: not met within {timeout_s} s")
+        await asyncio.sleep(0.05)
