@@ -12,6 +12,9 @@ WRITERS_GROUP = "flashgate-writers"
 ADMIT_SCRIPT = "admit"
 OUTBOX_ACK_SCRIPT = "outbox_ack"
 OUTBOX_CLAIM_SCRIPT = "outbox_claim"
+SALE_SNAPSHOT_SCRIPT = "sale_snapshot"
+SALE_APPLY_SCRIPT = "sale_apply"
+IDEM_RESTORE_SCRIPT = "idem_restore"
 
 # The outbox stream's consumer group: admission parks each new entry as pending under
 # OUTBOX_GATE_CONSUMER; relays claim entries idle past a threshold as OUTBOX_RELAY_CONSUMER.
@@ -46,9 +49,13 @@ def idem_key(sku: str, user: str, key: str) -> str:
     return f"idem:{{{sku}}}:{_user(user)}:{key}"
 
 
-def bought_key(sku: str, user: str) -> str:
-    """Units one user has been admitted for on one SKU (the per-user cap)."""
-    return f"bought:{{{sku}}}:{_user(user)}"
+def bought_key(sku: str) -> str:
+    """Hash of user id → units admitted to that user on one SKU (the per-user cap).
+
+    One hash per SKU rather than a key per buyer, so the reconciler reads every buyer of a
+    SKU in the same atomic snapshot as its stock and outbox.
+    """
+    return f"bought:{{{sku}}}"
 
 
 def outbox_key(sku: str) -> str:
@@ -59,6 +66,17 @@ def outbox_key(sku: str) -> str:
 def sku_of_outbox(key: str) -> str:
     """Inverse of `outbox_key`."""
     return key[len("outbox:{") : -1]
+
+
+def sale_keys(sku: str) -> tuple[str, str, str, str]:
+    """KEYS of sale_snapshot.lua and sale_apply.lua: sale config, stock, buyers, outbox."""
+    return sale_key(sku), stock_key(sku), bought_key(sku), outbox_key(sku)
+
+
+def idem_pattern(sku: str) -> str:
+    """SCAN pattern for every idempotency answer of one SKU (glob characters in the SKU escaped)."""
+    escaped = "".join("\\" + c if c in "*?[]\\" else c for c in sku)
+    return f"idem:{{{escaped}}}:*"
 
 
 def order_key(order_id: str) -> str:

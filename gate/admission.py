@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -12,6 +11,7 @@ from typing import Any
 from redis.exceptions import RedisError
 
 from flashgate import names
+from flashgate.fingerprint import request_fingerprint
 from gate.errors import RedisUnavailable
 from gate.redis_batch import RedisBatcher
 from gate.scripts import Scripts
@@ -42,8 +42,7 @@ class AdmitRequest:
 
     @property
     def fingerprint(self) -> str:
-        """What makes a retry "the same request": the body fields (user and key are in the key name)."""
-        return hashlib.blake2b(f"{self.sku}\x00{self.qty}".encode(), digest_size=8).hexdigest()
+        return request_fingerprint(self.sku, self.qty)
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,7 +105,7 @@ class AdmissionClient:
             names.stock_key(req.sku),
             names.rate_key(req.sku, req.user),
             names.idem_key(req.sku, req.user, req.key),
-            names.bought_key(req.sku, req.user),
+            names.bought_key(req.sku),
             names.outbox_key(req.sku),
         )
         args = (

@@ -1,13 +1,15 @@
-"""Put a sale into Redis (stock, sale config, outbox group) — for tests and benches until `flashgate sale` exists."""
+"""Put a sale straight into Redis (stock, config, outbox group): for tests and benches; on-call uses `sale`."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import redis.asyncio as aioredis
 from redis.exceptions import ResponseError
 
 from flashgate import names
+from flashgate.saleconfig import SaleConfig
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,18 +30,11 @@ async def put_sale(client: aioredis.Redis, sale: Sale) -> None:
 
     Overwrites stock: use it to create a sale, not to change one that is selling.
     """
+    config: dict[Any, Any] = SaleConfig(
+        sale.units, sale.starts_at_ms, sale.ends_at_ms, sale.per_user_limit, sale.rate_per_s, sale.burst
+    ).to_redis()
     async with client.pipeline(transaction=True) as pipe:
-        pipe.hset(
-            names.sale_key(sale.sku),
-            mapping={
-                "units": sale.units,
-                "starts_at_ms": sale.starts_at_ms,
-                "ends_at_ms": sale.ends_at_ms,
-                "per_user_limit": sale.per_user_limit,
-                "rate_per_s": repr(sale.rate_per_s),
-                "burst": sale.burst,
-            },
-        )
+        pipe.hset(names.sale_key(sale.sku), mapping=config)
         pipe.set(names.stock_key(sale.sku), sale.units)
         await pipe.execute()
     try:

@@ -10,7 +10,7 @@
 -- KEYS[2] stock:{sku}         integer units left
 -- KEYS[3] rl:{sku}:<user>     GCRA theoretical arrival time, µs (PX expiry)
 -- KEYS[4] idem:{sku}:<user>:<key>  hash: f fingerprint, c code, o order id, t accepted_at µs, x stream id
--- KEYS[5] bought:{sku}:<user> integer units admitted to this user
+-- KEYS[5] bought:{sku}         hash: user id → units admitted to that user
 -- KEYS[6] outbox:{sku}        stream: o order id, u user, q qty, k idempotency key, t accepted_at µs
 --
 -- ARGV[1] request fingerprint   ARGV[2] qty (>= 1)        ARGV[3] order id (uuid7, new)
@@ -72,7 +72,7 @@ if rate > 0 then
 end
 
 local limit = tonumber(sale[4] or '0') or 0
-local bought = tonumber(redis.call('GET', KEYS[5]) or '0') or 0
+local bought = tonumber(redis.call('HGET', KEYS[5], ARGV[5]) or '0') or 0
 if limit > 0 and bought + qty > limit then store(7); return {7, bought} end
 
 local stock = tonumber(redis.call('GET', KEYS[2]) or '0') or 0
@@ -98,7 +98,7 @@ if park() then
 end
 
 redis.call('DECRBY', KEYS[2], qty)
-redis.call('INCRBY', KEYS[5], qty)
+redis.call('HINCRBY', KEYS[5], ARGV[5], qty)
 redis.call('HSET', KEYS[4], 'f', fingerprint, 'c', 0, 'o', ARGV[3], 't', string.format('%d', now_us), 'x', id)
 redis.call('EXPIRE', KEYS[4], ARGV[4])
 return {0, ARGV[3], now_us, id, stock - qty}

@@ -9,8 +9,10 @@ import click
 
 from gate.serve import gate_command, relay_command
 from ops import migrate
+from ops.sale.cli import sale_group
 from ops.stack.cli import stack_group
 from worker.cli import worker_command
+from worker.reconcile.cli import reconcile_group
 
 
 @click.group()
@@ -22,6 +24,8 @@ cli.add_command(stack_group)
 cli.add_command(gate_command)
 cli.add_command(relay_command)
 cli.add_command(worker_command)
+cli.add_command(sale_group)
+cli.add_command(reconcile_group)
 
 
 @cli.command("migrate")

@@ -1,7 +1,7 @@
-"""The demo sale `make run` opens: one SKU in PostgreSQL and Redis, created once, kept afterwards.
+"""The demo sale `make run` opens: created once with `flashgate sale` semantics, kept afterwards.
 
-The database row is written first, then Redis, as the sale tools do; Redis gets what the
-database says is left, so re-running after a Redis wipe does not re-sell sold units.
+If Redis lost the sale since (a wiped state folder, a flush), the reconciler rebuilds it from
+the record, so re-running never re-sells sold units.
 """
 
 from __future__ import annotations
@@ -12,42 +12,40 @@ import os
 import asyncpg
 import redis.asyncio as aioredis
 
-from flashgate import names
-from gate.sales import Sale, put_sale
+from ops.sale import store
+from ops.sale.spec import SaleError, SaleSpec
+from worker.reconcile.redis_state import SaleRedis
+from worker.reconcile.run import reconcile
+from worker.reconcile.settings import ReconcileSettings
 
-DEMO_SKU = "demo-sku"
-DEMO_UNITS = 1000
+DEMO = SaleSpec("demo-sku", "Demo", stock=1000, per_user_limit=5, rate_per_s=5.0, burst=5)
 
 
-async def open_demo_sale(database_url: str, redis_url: str) -> int:
-    """Ensure the demo sale exists; return the units left."""
-    conn = await asyncpg.connect(database_url)
+async def open_demo_sale(settings: ReconcileSettings) -> int:
+    """Ensure the demo sale exists in PostgreSQL and Redis; return the units left."""
+    conn = await asyncpg.connect(settings.database_url)
+    client = aioredis.from_url(settings.redis_url)
     try:
-        await conn.execute(
-            "INSERT INTO products (sku, name, units_on_sale, per_user_limit) VALUES ($1, 'Demo', $2, 5) "
-            "ON CONFLICT (sku) DO NOTHING",
-            DEMO_SKU,
-            DEMO_UNITS,
-        )
-        left: int = await conn.fetchval("SELECT units_on_sale - units_sold FROM products WHERE sku = $1", DEMO_SKU)
-    finally:
-        await conn.close()
-    client = aioredis.from_url(redis_url)
-    try:
-        if not await client.exists(names.sale_key(DEMO_SKU)):
-            await put_sale(client, Sale(sku=DEMO_SKU, units=left, per_user_limit=5, rate_per_s=5.0, burst=5))
-        return int(await client.get(names.stock_key(DEMO_SKU)) or 0)
+        try:
+            await store.create(conn, SaleRedis(client), DEMO)
+        except SaleError:
+            (view,) = await store.views(conn, client, [DEMO.sku])
+            if not view.redis_has_sale:
+                await reconcile(settings, [DEMO.sku], apply=True)
+        (view,) = await store.views(conn, client, [DEMO.sku])
+        return view.redis_stock or 0
     finally:
         await client.aclose()
+        await conn.close()
 
 
 def main() -> None:
-    left = asyncio.run(open_demo_sale(os.environ["DATABASE_URL"], os.environ["REDIS_URL"]))
+    left = asyncio.run(open_demo_sale(ReconcileSettings.from_env()))
     port = os.environ.get("FLASHGATE_PORT", "8000")
-    print(f"demo sale {DEMO_SKU}: {left} units left (5 per buyer)")
+    print(f"demo sale {DEMO.sku}: {left} units left ({DEMO.per_user_limit} per buyer)")
     print(
         f"try: curl -s -XPOST localhost:{port}/v1/orders -H 'X-User-Id: alice' "
-        f'-H \'Idempotency-Key: k1\' -d \'{{"sku": "{DEMO_SKU}", "qty": 1}}\''
+        f'-H \'Idempotency-Key: k1\' -d \'{{"sku": "{DEMO.sku}", "qty": 1}}\''
     )
 
 

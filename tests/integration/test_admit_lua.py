@@ -30,7 +30,7 @@ async def test_accept_takes_stock_and_parks_the_order_in_the_outbox(stack: Stack
         assert (a.code, a.order_id, a.stock_left, a.replayed) == (Code.ACCEPTED, order_id, 3, False)
         assert abs(a.accepted_at_us / 1e6 - time.time()) < 5
         assert await r.get(names.stock_key(name)) == "3"
-        assert await r.get(names.bought_key(name, "u1")) == "2"
+        assert await r.hget(names.bought_key(name), "u1") == "2"
         entries: list[tuple[str, dict[str, str]]] = await r.xrange(names.outbox_key(name))  # type: ignore[assignment]
         assert [(sid, f["o"], f["q"]) for sid, f in entries] == [(a.stream_id, order_id, "2")]
         pending = await r.xpending(names.outbox_key(name), names.OUTBOX_GROUP)
@@ -95,7 +95,7 @@ async def test_rate_limited_request_consumes_nothing(stack: StackHandle, name: s
         assert limited.code is Code.RATE_LIMITED
         assert 0 < limited.wait_ms <= 2000
         assert await r.get(names.stock_key(name)) == "98"
-        assert await r.get(names.bought_key(name, "u1")) == "2"
+        assert await r.hget(names.bought_key(name), "u1") == "2"
         assert await r.exists(names.idem_key(name, "u1", "c")) == 0
         assert await r.xlen(names.outbox_key(name)) == 2
         # Another user has a bucket of their own.

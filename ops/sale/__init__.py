@@ -1,0 +1,1 @@
+"""`flashgate sale`: create and change sales — the database row first, then Redis."""

@@ -1,0 +1,95 @@
+"""`flashgate reconcile`: show Redis drift against the record, repair it, or verify the invariants.
+
+Exit codes: 0 nothing drifts (or every drift was repaired exactly), 1 something drifts (or a
+repair had to clamp), 2 error (bad input, unknown SKU, a service that cannot be read).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import sys
+from collections.abc import Coroutine
+from typing import Any, TextIO, TypeVar
+
+import asyncpg
+import click
+from confluent_kafka import KafkaException
+from redis.exceptions import RedisError
+
+from worker.errors import ConfigError, ReconcileError
+from worker.reconcile.render import as_json, table
+from worker.reconcile.run import reconcile
+from worker.reconcile.settings import ReconcileSettings
+from worker.reconcile.verify import parse_order_ids, verify
+
+T = TypeVar("T")
+EXIT_DRIFT = 1
+EXIT_ERROR = 2
+
+
+def _run(work: Coroutine[Any, Any, T]) -> T:
+    """Run one reconciler coroutine; any failure is one line on stderr and exit 2."""
+    try:
+        return asyncio.run(work)
+    except (ReconcileError, ConfigError) as e:
+        message = str(e)
+    except RedisError as e:
+        message = f"Redis: {e}"
+    except (asyncpg.PostgresError, asyncpg.InterfaceError) as e:
+        message = f"PostgreSQL: {e}"
+    except KafkaException as e:
+        message = f"Kafka: {e}"
+    except OSError as e:
+        message = f"cannot connect: {e}"
+    click.echo(f"reconcile: {message}", err=True)
+    sys.exit(EXIT_ERROR)
+
+
+def _settings() -> ReconcileSettings:
+    try:
+        return ReconcileSettings.from_env()
+    except ConfigError as e:
+        click.echo(f"reconcile: {e}", err=True)
+        sys.exit(EXIT_ERROR)
+
+
+@click.group("reconcile", invoke_without_command=True)
+@click.option("--sku", "skus", multiple=True, help="Only this SKU (repeatable); default every SKU in PostgreSQL.")
+@click.option("--apply", "do_apply", is_flag=True, help="Repair the drift (atomic, relative; safe while selling).")
+@click.option("--json", "as_json_output", is_flag=True, help="Machine-readable output.")
+@click.pass_context
+def reconcile_group(ctx: click.Context, skus: tuple[str, ...], do_apply: bool, as_json_output: bool) -> None:
+    """Compare Redis with PostgreSQL + Kafka backlog + outbox per SKU; --apply repairs. Dry run by default."""
+    if ctx.invoked_subcommand is not None:
+        return
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s %(message)s")
+    outcome = _run(reconcile(_settings(), list(skus) or None, apply=do_apply))
+    if as_json_output:
+        click.echo(json.dumps(as_json(outcome.diffs, outcome.repairs, drifted=outcome.drifted), indent=2))
+    else:
+        click.echo(table(outcome.diffs, outcome.repairs))
+    sys.exit(EXIT_DRIFT if outcome.drifted else 0)
+
+
+@reconcile_group.command("verify")
+@click.option("--sku", "skus", multiple=True, help="Only this SKU (repeatable); default every SKU.")
+@click.option("--accepted", type=click.File("r"), help="Order ids a client got 202 for, one per line ('-' = stdin).")
+@click.option("--json", "as_json_output", is_flag=True, help="Machine-readable output.")
+def verify_command(skus: tuple[str, ...], accepted: TextIO | None, as_json_output: bool) -> None:
+    """Check invariants I1–I4 on a drained pipeline: one line per SKU; exit 1 on any violation."""
+    try:
+        ids = parse_order_ids(accepted) if accepted is not None else None
+    except ReconcileError as e:
+        click.echo(f"reconcile verify: {e}", err=True)
+        sys.exit(EXIT_ERROR)
+    report = _run(verify(_settings(), list(skus) or None, ids))
+    if as_json_output:
+        click.echo(json.dumps(report.as_dict(), indent=2))
+    else:
+        for verdict in report.skus:
+            click.echo(verdict.line())
+        if report.unattributed:
+            click.echo(f"{report.unattributed} accepted order id(s) found nowhere (lost, SKU unknown)")
+    sys.exit(0 if report.ok else EXIT_DRIFT)

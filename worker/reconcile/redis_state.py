@@ -1,0 +1,114 @@
+"""Redis side of the reconciler and the sale tools: atomic snapshot, atomic apply, answer restore."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import redis.asyncio as aioredis
+
+from flashgate import names
+from flashgate.fingerprint import request_fingerprint
+from flashgate.saleconfig import SaleConfig
+from worker.reconcile.model import OrderRef, RedisSnapshot
+
+LUA_DIR = Path(__file__).resolve().parents[2] / "lua"
+RESTORE_BATCH = 500
+
+
+def _text(v: Any) -> str:
+    return v.decode() if isinstance(v, bytes) else str(v)
+
+
+def _pairs(flat: Sequence[Any]) -> dict[str, str]:
+    return {_text(flat[i]): _text(flat[i + 1]) for i in range(0, len(flat), 2)}
+
+
+def _outbox_entry(entry: Sequence[Any]) -> OrderRef:
+    f = _pairs(entry[1])
+    return OrderRef(f["o"], f["u"], f["k"], int(f["q"]), int(f["t"]))
+
+
+@dataclass(frozen=True, slots=True)
+class Applied:
+    """sale_apply.lua's outcome: code 0 applied, 1 sale vanished, 2 sale appeared (see its header)."""
+
+    code: int
+    stock: int = 0
+    clamped: bool = False
+
+
+class SaleRedis:
+    """The three scripts, registered once on one client (redis-py reloads them on NOSCRIPT)."""
+
+    def __init__(self, client: aioredis.Redis) -> None:
+        self._client = client
+        self._snapshot = client.register_script((LUA_DIR / f"{names.SALE_SNAPSHOT_SCRIPT}.lua").read_text())
+        self._apply = client.register_script((LUA_DIR / f"{names.SALE_APPLY_SCRIPT}.lua").read_text())
+        self._restore = client.register_script((LUA_DIR / f"{names.IDEM_RESTORE_SCRIPT}.lua").read_text())
+
+    async def snapshot(self, sku: str) -> RedisSnapshot:
+        now_us, sale, stock, bought, outbox = await self._snapshot(keys=names.sale_keys(sku))
+        stock_text = _text(stock)
+        return RedisSnapshot(
+            taken_at_us=int(now_us),
+            sale=_pairs(sale),
+            stock=int(stock_text) if stock_text != "" else None,
+            bought={user: int(units) for user, units in _pairs(bought).items()},
+            outbox=[_outbox_entry(e) for e in outbox],
+        )
+
+    async def apply(
+        self,
+        sku: str,
+        *,
+        rebuild: bool,
+        stock: int,
+        cap: int | None,
+        config: SaleConfig | None,
+        users: dict[str, int],
+    ) -> Applied:
+        """Run sale_apply.lua: `stock` and `users` are deltas, or absolute values when `rebuild`."""
+        fields = config.to_redis() if config else {}
+        args: list[Any] = ["rebuild" if rebuild else "adjust", stock, -1 if cap is None else cap, names.OUTBOX_GROUP]
+        args += [len(fields), *(x for kv in fields.items() for x in kv)]
+        args += [len(users), *(x for kv in users.items() for x in kv)]
+        reply = await self._apply(keys=names.sale_keys(sku), args=args)
+        if int(reply[0]) != 0:
+            return Applied(int(reply[0]))
+        return Applied(0, int(reply[1]), bool(int(reply[2])))
+
+    async def restore_answers(self, sku: str, orders: Sequence[OrderRef], *, ttl_s: int, now_us: int) -> int:
+        """Put back stored answers of admitted orders younger than `ttl_s`; returns how many were missing."""
+        live = [(o, ttl_s - (now_us - o.accepted_at_us) // 1_000_000) for o in orders]
+        live = [(o, left) for o, left in live if left > 0]
+        restored = 0
+        for i in range(0, len(live), RESTORE_BATCH):
+            chunk = live[i : i + RESTORE_BATCH]
+            keys = [names.idem_key(sku, o.user_id, o.idempotency_key) for o, _ in chunk]
+            args = [
+                x for o, left in chunk for x in (request_fingerprint(sku, o.qty), o.order_id, o.accepted_at_us, left)
+            ]
+            restored += int(await self._restore(keys=keys, args=args))
+        return restored
+
+    async def order_sku(self, order_id: str) -> str | None:
+        """The SKU of an order from the gate's order index (`order:{id}`), None when unknown."""
+        value = await self._client.get(names.order_key(order_id))
+        return _text(value).split("\x1f", 1)[0] if value else None
+
+    async def accepted_answers(self, sku: str) -> dict[str, str]:
+        """Order ids of the accepted answers Redis still remembers for `sku` → idempotency key name."""
+        keys = [key async for key in self._client.scan_iter(match=names.idem_pattern(sku), count=1000)]
+        found: dict[str, str] = {}
+        for i in range(0, len(keys), RESTORE_BATCH):
+            async with self._client.pipeline(transaction=False) as pipe:
+                for key in keys[i : i + RESTORE_BATCH]:
+                    pipe.hmget(key, ["c", "o"])
+                answers = await pipe.execute()
+            for key, (code, order_id) in zip(keys[i : i + RESTORE_BATCH], answers, strict=True):
+                if code is not None and _text(code) == "0" and order_id:
+                    found[_text(order_id)] = _text(key)
+        return found

@@ -1,0 +1,42 @@
+"""Reconciler settings: one frozen object per run, built from the environment by the CLI."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from flashgate.names import ORDERS_TOPIC, WRITERS_GROUP
+from worker.errors import ConfigError
+
+
+@dataclass(frozen=True, slots=True)
+class ReconcileSettings:
+    """REDIS_URL, DATABASE_URL, KAFKA_BOOTSTRAP; FLASHGATE_IDEM_TTL_S as the gate reads it."""
+
+    redis_url: str
+    database_url: str
+    kafka_bootstrap: str
+    topic: str = ORDERS_TOPIC
+    group: str = WRITERS_GROUP
+    idem_ttl_s: int = 86_400
+    backlog_timeout_s: float = 60.0
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> ReconcileSettings:
+        e = os.environ if env is None else env
+        missing = [v for v in ("REDIS_URL", "DATABASE_URL", "KAFKA_BOOTSTRAP") if not e.get(v)]
+        if missing:
+            raise ConfigError(f'{", ".join(missing)} not set (hint: eval "$(flashgate stack env)")')
+        raw_ttl = e.get("FLASHGATE_IDEM_TTL_S", "86400")
+        try:
+            ttl = int(raw_ttl)
+        except ValueError as err:
+            raise ConfigError(f"FLASHGATE_IDEM_TTL_S must be an integer, not {raw_ttl!r}") from err
+        return cls(
+            redis_url=e["REDIS_URL"],
+            database_url=e["DATABASE_URL"],
+            kafka_bootstrap=e["KAFKA_BOOTSTRAP"],
+            topic=e.get("FLASHGATE_TOPIC", ORDERS_TOPIC),
+            idem_ttl_s=ttl,
+        )
