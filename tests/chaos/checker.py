@@ -48,17 +48,26 @@ class Verdict:
         return cls(**{k: d[k] for k in cls.__dataclass_fields__})
 
 
+async def cli(stack: StackHandle, *args: str, ok: tuple[int, ...] = (0,)) -> str:
+    """`flashgate <args>` with the stack's environment, off the event loop; its stdout.
+
+    Fails with stderr unless the exit code is in `ok`.
+    """
+    proc = await asyncio.create_subprocess_exec(
+        FLASHGATE, *args, env={**os.environ, **stack.env},
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    out, err = await asyncio.wait_for(proc.communicate(), 120)
+    if proc.returncode not in ok:
+        raise AssertionError(f"flashgate {' '.join(args)} exited {proc.returncode}: {err.decode(errors='replace')}")
+    return out.decode()
+
+
 async def verify(stack: StackHandle, sku: str, accepted: Iterable[str], workdir: Path) -> Verdict:
     """Run `flashgate reconcile verify` for `sku` with the order ids buyers got a 202 for."""
     path = workdir / f"accepted-{sku}.txt"
     path.write_text("".join(f"{order_id}\n" for order_id in sorted(accepted)))
-    proc = await asyncio.create_subprocess_exec(
-        FLASHGATE, "reconcile", "verify", "--sku", sku, "--accepted", str(path), "--json",
-        env={**os.environ, **stack.env}, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-    )  # fmt: skip
-    out, err = await asyncio.wait_for(proc.communicate(), 120)
-    if proc.returncode not in (0, 1):
-        raise AssertionError(f"reconcile verify exited {proc.returncode}: {err.decode(errors='replace')}")
+    out = await cli(stack, "reconcile", "verify", "--sku", sku, "--accepted", str(path), "--json", ok=(0, 1))
     report = json.loads(out)
     (mine,) = [s for s in report["skus"] if s["sku"] == sku]
     return Verdict.from_json(mine)

@@ -17,13 +17,11 @@ from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 
 import pytest
-import redis.asyncio as aioredis
 
 from flashgate import names
-from gate.sales import Sale, put_sale
-from tests.chaos.checker import Invariants
+from tests.chaos.checker import Invariants, cli
 from tests.conftest import IN_CI
-from tests.pipeline import Topics, WorkerProcess, add_product, start_worker
+from tests.pipeline import Topics, WorkerProcess, start_worker
 from tests.procs import FlashgateProcess, GateProcess, gate_env
 from tests.stackctl import StackHandle, flashgate
 
@@ -99,13 +97,16 @@ def relays(stack: StackHandle, tmp_path: Path) -> Iterator[Callable[..., Flashga
 def workers(stack: StackHandle, tmp_path: Path) -> Iterator[StartWorker]:
     """Start `flashgate worker` processes on `orders` as the writers' group; stopped at teardown.
 
+    `on`: the stack as this worker should see it (e.g. another DATABASE_URL); settings become
+    FLASHGATE_WORKER_<NAME>.
+
     SIGTERM first, so the worker leaves the group at once and the next test's worker is assigned
     every partition without waiting out a session timeout.
     """
     started: list[WorkerProcess] = []
 
-    def start(**settings: object) -> WorkerProcess:
-        w = start_worker(stack, ORDERS, tmp_path / f"worker{len(started)}.log", **settings)
+    def start(on: StackHandle | None = None, **settings: object) -> WorkerProcess:
+        w = start_worker(on or stack, ORDERS, tmp_path / f"worker{len(started)}.log", **settings)
         started.append(w)
         return w
 
@@ -119,19 +120,14 @@ def workers(stack: StackHandle, tmp_path: Path) -> Iterator[StartWorker]:
 
 @pytest.fixture
 def open_sale(stack: StackHandle, name: str) -> OpenSale:
-    """`await open_sale(units)` → a fresh SKU on sale: its PostgreSQL row, then Redis."""
+    """`await open_sale(units)` → a fresh SKU on sale, made as on-call would: `flashgate sale create`."""
     count = 0
 
     async def open_(units: int) -> str:
         nonlocal count
         sku = f"{name}-{count}"
         count += 1
-        await add_product(stack.database_url, sku, units)
-        r = aioredis.Redis.from_url(stack.redis_url)
-        try:
-            await put_sale(r, Sale(sku=sku, units=units))
-        finally:
-            await r.aclose()
+        await cli(stack, "sale", "create", "--sku", sku, "--name", f"chaos {sku}", "--stock", str(units))
         return sku
 
     return open_

