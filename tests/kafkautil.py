@@ -55,8 +55,8 @@ def consume_where(
     deadline = time.monotonic() + timeout_s
     try:
         while len(got) < count and time.monotonic() < deadline:
-            for msg in consumer.consume(500, timeout=0.2):
-                if msg.error() is None and keep(msg):
+            for msg in consumer.consume(min(500, count - len(got)), timeout=0.2):
+                if msg.error() is None and keep(msg) and len(got) < count:
                     got.append(msg)
     finally:
         consumer.close()
