@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
@@ -40,7 +40,7 @@ class Attempt:
 
 @dataclass
 class Load:
-    """Buyers `0..buyers-1` of `sku` against `base_url`, `concurrency` at a time, at most `rate_per_s`."""
+    """Buyers `0..buyers-1` (or `only` these) of `sku` at `base_url`, `concurrency` at a time, at most `rate_per_s`."""
 
     base_url: str
     sku: str
@@ -51,6 +51,7 @@ class Load:
     retry: bool = True
     retry_pause_s: float = 0.05
     user_prefix: str = "u"
+    only: Sequence[int] = ()  # these buyer numbers instead of 0..buyers-1 (e.g. to retry some)
     attempts: list[Attempt] = field(default_factory=list)
     final: dict[int, Attempt] = field(default_factory=dict)
     _next: int = 0
@@ -81,12 +82,12 @@ class Load:
 
     async def _buyer_loop(self, conn: _Connection, started: float) -> None:
         try:
-            while not self._stopped and self._next < self.buyers:
-                buyer = self._next
+            while not self._stopped and self._next < (len(self.only) or self.buyers):
+                turn = self._next
                 self._next += 1
                 if self.rate_per_s:
-                    await asyncio.sleep(max(0.0, started + buyer / self.rate_per_s - time.monotonic()))
-                await self._buy(conn, buyer)
+                    await asyncio.sleep(max(0.0, started + turn / self.rate_per_s - time.monotonic()))
+                await self._buy(conn, self.only[turn] if self.only else turn)
         finally:
             conn.close()
 
