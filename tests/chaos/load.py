@@ -101,7 +101,7 @@ class Load:
             await asyncio.sleep(self.retry_pause_s)
 
     async def _post(self, conn: _Connection, buyer: int) -> Attempt:
-        headers = {"X-User-Id": f"{self.user_prefix}{buyer}", "Idempotency-Key": f"k{buyer}"}
+        headers = {"X-User-Id": self.user(buyer), "Idempotency-Key": f"k{buyer}"}
         body = orjson.dumps({"sku": self.sku, "qty": 1})
         began = time.monotonic()
         try:
@@ -118,6 +118,10 @@ class Load:
         return Attempt(buyer, status, answer.get("order_id"), answer.get("status"), answer.get("code"), took)
 
     # --- what happened -------------------------------------------------------------------------
+
+    def user(self, buyer: int) -> str:
+        """The X-User-Id buyer number `buyer` sends."""
+        return f"{self.user_prefix}{buyer}"
 
     @property
     def sent(self) -> int:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 
+import httpx
 import pytest
 from confluent_kafka import Message
 
@@ -12,7 +13,7 @@ from flashgate import events, names
 from tests.chaos.checker import Invariants
 from tests.chaos.conftest import OpenSale, StartGate, StartWorker
 from tests.chaos.faults import frozen, service_down
-from tests.chaos.load import Load, until
+from tests.chaos.load import Attempt, Load, until
 from tests.kafkautil import consume_where
 from tests.pipeline import order, produce
 from tests.stackctl import StackHandle
@@ -32,6 +33,8 @@ async def test_1_kafka_killed_gate_queues_relay_catches_up(
     async with service_down(stack, "kafka", how="kill"):
         mark = load.sent
         await asyncio.sleep(10)  # the fault lasts ~10 s (issue 6); nothing is judged by this sleep
+        one = next(a for a in load.attempts[mark:] if a.state == "queued")
+        assert await order_status(gate.base_url, load, one) == "queued"
     during = load.attempts[mark:]
     after = load.sent
     await until(lambda: any(a.state == "accepted" for a in load.attempts[after:]), what="handoff after restart")
@@ -47,6 +50,16 @@ async def test_1_kafka_killed_gate_queues_relay_catches_up(
         sku, fault=f"1 kafka SIGKILLed ~10 s under load: {queued} answered queued, {load.statuses()[503]} x 503",
         loads=[load],
     )  # fmt: skip
+    assert await order_status(gate.base_url, load, one) == "accepted"
+
+
+async def order_status(base_url: str, load: Load, attempt: Attempt) -> str:
+    """`GET /v1/orders/{id}` as the buyer: where the gate says the order is."""
+    assert attempt.order_id is not None
+    async with httpx.AsyncClient(base_url=base_url, timeout=10) as client:
+        res = await client.get(f"/v1/orders/{attempt.order_id}", headers={"X-User-Id": load.user(attempt.buyer)})
+    assert res.status_code == 200, res.text
+    return str(res.json()["status"])
 
 
 async def test_2_kafka_frozen_gate_answers_within_budget(
