@@ -12,7 +12,8 @@ from worker.errors import ConfigError
 
 @dataclass(frozen=True, slots=True)
 class ReconcileSettings:
-    """REDIS_URL, DATABASE_URL, KAFKA_BOOTSTRAP; FLASHGATE_IDEM_TTL_S as the gate reads it."""
+    """REDIS_URL, DATABASE_URL, KAFKA_BOOTSTRAP; FLASHGATE_IDEM_TTL_S and FLASHGATE_TOPIC as the gate
+    reads them, FLASHGATE_WORKER_GROUP as the worker does."""
 
     redis_url: str
     database_url: str
@@ -37,6 +38,7 @@ class ReconcileSettings:
             redis_url=e["REDIS_URL"],
             database_url=e["DATABASE_URL"],
             kafka_bootstrap=e["KAFKA_BOOTSTRAP"],
-            topic=e.get("FLASHGATE_TOPIC", ORDERS_TOPIC),
+            topic=e.get("FLASHGATE_TOPIC") or e.get("FLASHGATE_WORKER_TOPIC") or ORDERS_TOPIC,
+            group=e.get("FLASHGATE_WORKER_GROUP") or WRITERS_GROUP,
             idem_ttl_s=ttl,
         )
