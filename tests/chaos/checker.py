@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -23,7 +22,8 @@ import redis.asyncio as aioredis
 from flashgate import names
 from tests.chaos.load import Load
 from tests.kafkautil import group_lag
-from tests.stackctl import FLASHGATE, StackHandle
+from tests.oncall import oncall
+from tests.stackctl import StackHandle
 
 
 @dataclass(frozen=True)
@@ -49,18 +49,14 @@ class Verdict:
 
 
 async def cli(stack: StackHandle, *args: str, ok: tuple[int, ...] = (0,)) -> str:
-    """`flashgate <args>` with the stack's environment, off the event loop; its stdout.
+    """`flashgate <args>` with the stack's URLs, in a thread (the load keeps running); its stdout.
 
     Fails with stderr unless the exit code is in `ok`.
     """
-    proc = await asyncio.create_subprocess_exec(
-        FLASHGATE, *args, env={**os.environ, **stack.env},
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-    )  # fmt: skip
-    out, err = await asyncio.wait_for(proc.communicate(), 120)
-    if proc.returncode not in ok:
-        raise AssertionError(f"flashgate {' '.join(args)} exited {proc.returncode}: {err.decode(errors='replace')}")
-    return out.decode()
+    done = await asyncio.to_thread(oncall, stack, *args)
+    if done.returncode not in ok:
+        raise AssertionError(f"flashgate {' '.join(args)} exited {done.returncode}: {done.stderr}")
+    return done.stdout
 
 
 async def verify(stack: StackHandle, sku: str, accepted: Iterable[str], workdir: Path) -> Verdict:
