@@ -5,7 +5,13 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from confluent_kafka import Consumer, Message, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
+
+_COORDINATOR_NOT_READY = {
+    KafkaError.NOT_COORDINATOR,
+    KafkaError.COORDINATOR_LOAD_IN_PROGRESS,
+    KafkaError.COORDINATOR_NOT_AVAILABLE,
+}
 
 
 def consume(bootstrap: str, topic: str, count: int, *, timeout_s: float = 30) -> list[Message]:
@@ -32,11 +38,21 @@ def group_lag(bootstrap: str, group: str, topic: str, *, timeout_s: float = 10) 
     A partition the group never committed counts from its low watermark.
     """
     consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group, "enable.auto.commit": False})
+    deadline = time.monotonic() + timeout_s
     try:
         meta = consumer.list_topics(topic, timeout=timeout_s).topics[topic]
         parts = [TopicPartition(topic, p) for p in meta.partitions]
+        while True:
+            try:
+                committed = consumer.committed(parts, timeout=timeout_s)
+                break
+            except KafkaException as e:
+                # A broker that just started (or restarted) is still electing/loading the coordinator.
+                if e.args[0].code() not in _COORDINATOR_NOT_READY or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
         lag = 0
-        for tp in consumer.committed(parts, timeout=timeout_s):
+        for tp in committed:
             low, high = consumer.get_watermark_offsets(tp, timeout=timeout_s)
             lag += high - (tp.offset if tp.offset >= 0 else low)
         return lag
