@@ -123,33 +123,39 @@ async def test_9_connections_exhausted_tiny_pools_back_off_and_catch_up(
             for port in ports
         ]  # fmt: skip
 
-        async def all_working() -> bool:
-            assigned = all(re.search(r"assigned \[\d", w.log()) for w in started)
-            return assigned and await connections_of(stack, role) == len(ports)
+        seen: dict[str, object] = {}
 
-        await until_async(all_working, timeout_s=60, what="three workers connected, each with partitions")
+        async def all_working() -> bool:
+            seen["assigned"] = assigned = [bool(re.search(r"assigned \[\d", w.log())) for w in started]
+            seen["connections"] = connected = await connections_of(stack, role)
+            return all(assigned) and connected == len(ports)
+
+        try:
+            await until_async(all_working, timeout_s=60, what="three workers connected, each with partitions")
+        except AssertionError as e:
+            raise AssertionError(f"{e}: {seen}") from None
         load = Load(gate.base_url, sku, buyers=2000, concurrency=32, rate_per_s=150)
         load.start()
         await until(lambda: load.accepted >= 100, what="orders flowing before the fault")
         lag_before = await lag(stack)
-        await execute(
-            stack,
-            f"ALTER ROLE {role} CONNECTION LIMIT 1; "
-            f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = '{role}'",
-        )
+        # Two statements, two transactions: the limit must be committed before the workers reconnect.
+        await execute(stack, f"ALTER ROLE {role} CONNECTION LIMIT 1")
+        await execute(stack, f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = '{role}'")
         retries: list[float] = []
 
         async def backed_off() -> bool:
             # Every worker lost its connection (one retry each at least); a worker that retried
-            # again met the exhausted database.
+            # again met the exhausted database. Checked together, as a terminated backend
+            # lingers in pg_stat_activity for a moment.
             retries[:] = [db_retries(p) for p in ports]
-            return max(retries) >= 2 and await lag(stack) >= lag_before + 200
+            seen["lag"] = lag_now = await lag(stack)
+            seen["connections"] = connected = await connections_of(stack, role)
+            return max(retries) >= 2 and lag_now >= lag_before + 200 and connected <= 1
 
         try:
-            await until_async(backed_off, timeout_s=60, what="a worker retrying while the lag grows")
+            await until_async(backed_off, timeout_s=60, what="a worker retrying while the lag grows, on one connection")
         except AssertionError as e:
-            raise AssertionError(f"{e}: db retries {retries}, lag {lag_before} -> {await lag(stack)}") from None
-        assert await connections_of(stack, role) <= 1
+            raise AssertionError(f"{e}: db retries {retries}, lag before {lag_before}, now {seen}") from None
         lag_during = await lag(stack)
         await execute(stack, f"ALTER ROLE {role} CONNECTION LIMIT -1")
         await load.stop()
