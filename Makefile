@@ -1,10 +1,11 @@
 # The two commands that matter: `make run` and `make test`. Everything sets itself up.
-.PHONY: bootstrap run test check down status
+.PHONY: bootstrap run test chaos check down status
 .DEFAULT_GOAL := help
 
 help:
 	@echo "make run    - set up everything and run the pipeline locally"
 	@echo "make test   - set up everything and run the whole test suite on an isolated stack"
+	@echo "make chaos  - only the failure suite (tests/chaos), on its own stack"
 	@echo "make check  - ruff and mypy --strict"
 	@echo "make down   - stop the local stack started by make run"
 
@@ -16,6 +17,9 @@ run: bootstrap
 
 test: bootstrap
 	@scripts/test
+
+chaos: bootstrap
+	@scripts/test tests/chaos
 
 check: bootstrap
 	@scripts/check

@@ -1,10 +1,17 @@
-"""Reading a topic from tests: up to `count` messages from the beginning, within a deadline."""
+"""Reading Kafka from tests: the first messages of a topic, and a consumer group's lag."""
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
-from confluent_kafka import Consumer, Message
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
+
+_COORDINATOR_NOT_READY = {
+    KafkaError.NOT_COORDINATOR,
+    KafkaError.COORDINATOR_LOAD_IN_PROGRESS,
+    KafkaError.COORDINATOR_NOT_AVAILABLE,
+}
 
 
 def consume(bootstrap: str, topic: str, count: int, *, timeout_s: float = 30) -> list[Message]:
@@ -19,6 +26,54 @@ def consume(bootstrap: str, topic: str, count: int, *, timeout_s: float = 30) ->
             msg = consumer.poll(0.1)
             if msg is not None and msg.error() is None:
                 got.append(msg)
+    finally:
+        consumer.close()
+    return got
+
+
+def group_lag(bootstrap: str, group: str, topic: str, *, timeout_s: float = 10) -> int:
+    """Messages of `topic` not yet committed by consumer group `group` (summed over partitions).
+
+    Reads committed offsets without joining the group (no subscribe), so it never disturbs it.
+    A partition the group never committed counts from its low watermark.
+    """
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group, "enable.auto.commit": False})
+    deadline = time.monotonic() + timeout_s
+    try:
+        meta = consumer.list_topics(topic, timeout=timeout_s).topics[topic]
+        parts = [TopicPartition(topic, p) for p in meta.partitions]
+        while True:
+            try:
+                committed = consumer.committed(parts, timeout=timeout_s)
+                break
+            except KafkaException as e:
+                # A broker that just started (or restarted) is still electing/loading the coordinator.
+                if e.args[0].code() not in _COORDINATOR_NOT_READY or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
+        lag = 0
+        for tp in committed:
+            low, high = consumer.get_watermark_offsets(tp, timeout=timeout_s)
+            lag += high - (tp.offset if tp.offset >= 0 else low)
+        return lag
+    finally:
+        consumer.close()
+
+
+def consume_where(
+    bootstrap: str, topic: str, keep: Callable[[Message], bool], count: int, *, timeout_s: float = 30
+) -> list[Message]:
+    """Read `topic` from the beginning until `count` messages passed `keep` (fewer at the deadline)."""
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"read-{topic}-{time.monotonic_ns()}",
+                         "auto.offset.reset": "earliest", "enable.auto.commit": False})  # fmt: skip
+    consumer.subscribe([topic])
+    got: list[Message] = []
+    deadline = time.monotonic() + timeout_s
+    try:
+        while len(got) < count and time.monotonic() < deadline:
+            for msg in consumer.consume(min(500, count - len(got)), timeout=0.2):
+                if msg.error() is None and keep(msg) and len(got) < count:
+                    got.append(msg)
     finally:
         consumer.close()
     return got
