@@ -47,7 +47,7 @@ def _read(consumer: Consumer, topic: str, skus: Collection[str] | None, deadline
     partitions = metadata.topics[topic].partitions if topic in metadata.topics else {}
     if not partitions or metadata.topics[topic].error is not None:
         raise ReconcileError(f"Kafka topic {topic!r} does not exist")
-    committed = consumer.committed([TopicPartition(topic, p) for p in partitions], timeout=10)
+    committed = _committed(consumer, [TopicPartition(topic, p) for p in partitions], deadline)
     start: list[TopicPartition] = []
     end: dict[int, int] = {}
     for tp in committed:
@@ -67,6 +67,19 @@ def _read(consumer: Consumer, topic: str, skus: Collection[str] | None, deadline
             if msg.error() is None and _within(msg, end) and (order := _order(msg, skus)) is not None:
                 found[order[0]].append(order[1])
     return found
+
+
+def _committed(consumer: Consumer, partitions: list[TopicPartition], deadline: float) -> list[TopicPartition]:
+    """The group's committed offsets, waiting out a broker that is still loading the group
+    (NOT_COORDINATOR, COORDINATOR_LOAD_IN_PROGRESS: retriable errors on a fresh broker).
+    """
+    while True:
+        try:
+            return list(consumer.committed(partitions, timeout=10))
+        except KafkaException as e:
+            if not e.args[0].retriable() or time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
 
 
 def _within(msg: Message, end: dict[int, int]) -> bool:
