@@ -24,28 +24,12 @@ from tests.chaos.load import Load
 from tests.kafkautil import group_lag
 from tests.oncall import oncall
 from tests.stackctl import StackHandle
+from worker.reconcile.verify import SkuVerdict
 
 
-@dataclass(frozen=True)
-class Verdict:
-    """verify's report for one SKU (fields as in its --json output)."""
-
-    ok: bool
-    units_on_sale: int
-    units_sold: int
-    redis_stock: int | None
-    rows: int
-    in_flight: int
-    outbox: int
-    refused: int
-    lost: int
-    duplicated: int
-    oversold: int
-    violations: list[str]
-
-    @classmethod
-    def from_json(cls, d: dict[str, Any]) -> Verdict:
-        return cls(**{k: d[k] for k in cls.__dataclass_fields__})
+def verdict(d: dict[str, Any]) -> SkuVerdict:
+    """verify's --json report for one SKU, as the reconciler's own type (`ok` is derived from violations)."""
+    return SkuVerdict(**{k: d[k] for k in SkuVerdict.__dataclass_fields__})
 
 
 async def cli(stack: StackHandle, *args: str, ok: tuple[int, ...] = (0,)) -> str:
@@ -59,17 +43,17 @@ async def cli(stack: StackHandle, *args: str, ok: tuple[int, ...] = (0,)) -> str
     return done.stdout
 
 
-async def verify(stack: StackHandle, sku: str, accepted: Iterable[str], workdir: Path) -> Verdict:
+async def verify(stack: StackHandle, sku: str, accepted: Iterable[str], workdir: Path) -> SkuVerdict:
     """Run `flashgate reconcile verify` for `sku` with the order ids buyers got a 202 for."""
     path = workdir / f"accepted-{sku}.txt"
     path.write_text("".join(f"{order_id}\n" for order_id in sorted(accepted)))
     out = await cli(stack, "reconcile", "verify", "--sku", sku, "--accepted", str(path), "--json", ok=(0, 1))
     report = json.loads(out)
     (mine,) = [s for s in report["skus"] if s["sku"] == sku]
-    return Verdict.from_json(mine)
+    return verdict(mine)
 
 
-def summary_line(fault: str, loads: Sequence[Load], v: Verdict) -> str:
+def summary_line(fault: str, loads: Sequence[Load], v: SkuVerdict) -> str:
     """fault, requests sent, 202s, rows persisted, lost, duplicated, oversold (the last three must be 0)."""
     sent = sum(load.sent for load in loads)
     accepted = len(set().union(*(load.accepted_ids() for load in loads))) if loads else 0
@@ -117,7 +101,7 @@ class Invariants:
     workdir: Path
     record: Callable[[str], None]
 
-    async def check(self, sku: str, *, fault: str, loads: Sequence[Load], drain_timeout_s: float = 60) -> Verdict:
+    async def check(self, sku: str, *, fault: str, loads: Sequence[Load], drain_timeout_s: float = 60) -> SkuVerdict:
         """Drain, verify, record the summary line; fail unless every invariant holds."""
         began = time.monotonic()
         state = await wait_drained(self.stack, sku, timeout_s=drain_timeout_s)
