@@ -7,12 +7,17 @@ import time
 from collections import defaultdict
 from collections.abc import Collection
 
-from confluent_kafka import Consumer, KafkaException, Message, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
 from flashgate.events import EventDecodeError, decode
 from worker.errors import ReconcileError
 from worker.reconcile.model import OrderRef, to_us
 
+# A fresh broker answers these while it sets up the group coordinator; librdkafka does not
+# always flag them retriable on committed().
+COORDINATOR_NOT_READY = frozenset(
+    {KafkaError.NOT_COORDINATOR, KafkaError.COORDINATOR_LOAD_IN_PROGRESS, KafkaError.COORDINATOR_NOT_AVAILABLE}
+)
 NO_OFFSET = -1001  # librdkafka's OFFSET_INVALID: the group never committed on this partition
 
 
@@ -77,7 +82,8 @@ def _committed(consumer: Consumer, partitions: list[TopicPartition], deadline: f
         try:
             return list(consumer.committed(partitions, timeout=10))
         except KafkaException as e:
-            if not e.args[0].retriable() or time.monotonic() > deadline:
+            err = e.args[0]
+            if not (err.retriable() or err.code() in COORDINATOR_NOT_READY) or time.monotonic() > deadline:
                 raise
             time.sleep(0.2)
 
