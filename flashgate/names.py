@@ -4,6 +4,16 @@ Redis keys carry the SKU's hash tag (`{sku}`) so all keys one admission touches 
 Redis Cluster slot; the order index is tagged by the order id, since a lookup knows only that.
 """
 
+from pathlib import Path
+
+LUA_DIR = Path(__file__).resolve().parent.parent / "lua"
+
+
+def lua_source(name: str) -> str:
+    """The text of `lua/<name>.lua` (names below)."""
+    return (LUA_DIR / f"{name}.lua").read_text()
+
+
 ORDERS_TOPIC = "orders"
 DLQ_TOPIC = "orders.dlq"
 WRITERS_GROUP = "flashgate-writers"

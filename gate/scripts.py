@@ -9,10 +9,9 @@ from typing import Any
 
 from redis.exceptions import NoScriptError
 
-from flashgate.names import ADMIT_SCRIPT, OUTBOX_ACK_SCRIPT, OUTBOX_CLAIM_SCRIPT
+from flashgate.names import ADMIT_SCRIPT, LUA_DIR, OUTBOX_ACK_SCRIPT, OUTBOX_CLAIM_SCRIPT
 from gate.redis_batch import RedisBatcher
 
-LUA_DIR = Path(__file__).resolve().parent.parent / "lua"
 SCRIPT_NAMES = (ADMIT_SCRIPT, OUTBOX_ACK_SCRIPT, OUTBOX_CLAIM_SCRIPT)
 
 

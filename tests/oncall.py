@@ -15,13 +15,19 @@ from tests.stackctl import FLASHGATE, StackHandle
 
 
 def oncall(
-    stack: StackHandle, *args: str, topics: Topics | None = None, env: dict[str, str] | None = None
+    stack: StackHandle,
+    *args: str,
+    topics: Topics | None = None,
+    env: dict[str, str] | None = None,
+    stdin: str | None = None,
 ) -> subprocess.CompletedProcess[str]:
     """`flashgate <args>` with the stack's URLs (and the test's topic and writer group)."""
     full = {**os.environ, **stack.env, **(env or {})}
     if topics is not None:
         full |= {"FLASHGATE_TOPIC": topics.orders, "FLASHGATE_WORKER_GROUP": topics.group}
-    return subprocess.run([FLASHGATE, *args], capture_output=True, text=True, timeout=120, env=full, check=False)
+    return subprocess.run(
+        [FLASHGATE, *args], input=stdin, capture_output=True, text=True, timeout=120, env=full, check=False
+    )
 
 
 async def reconcile_json(stack: StackHandle, topics: Topics, *args: str) -> tuple[int, dict[str, Any]]:
@@ -33,15 +39,8 @@ async def reconcile_json(stack: StackHandle, topics: Topics, *args: str) -> tupl
 
 async def verify(stack: StackHandle, topics: Topics, sku: str, accepted: list[str]) -> subprocess.CompletedProcess[str]:
     """`flashgate reconcile verify --sku S --accepted -` with the given order ids on stdin."""
-
-    def run() -> subprocess.CompletedProcess[str]:
-        env = {**os.environ, **stack.env, "FLASHGATE_TOPIC": topics.orders, "FLASHGATE_WORKER_GROUP": topics.group}
-        return subprocess.run(
-            [FLASHGATE, "reconcile", "verify", "--sku", sku, "--accepted", "-"],
-            input="\n".join(accepted), capture_output=True, text=True, timeout=120, env=env, check=False,
-        )  # fmt: skip
-
-    return await asyncio.to_thread(run)
+    args = ("reconcile", "verify", "--sku", sku, "--accepted", "-")
+    return await asyncio.to_thread(oncall, stack, *args, topics=topics, stdin="\n".join(accepted))
 
 
 async def buy(client: httpx.AsyncClient, sku: str, user: str, key: str, headers: Any) -> httpx.Response:

@@ -4,14 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import os
-import signal
-import subprocess
 import uuid
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import IO
 
 import asyncpg
 from confluent_kafka import Producer
@@ -19,7 +16,8 @@ from confluent_kafka.admin import AdminClient
 from confluent_kafka.cimpl import NewTopic
 
 from flashgate.events import SCHEMA_VERSION, OrderAccepted, encode
-from tests.stackctl import FLASHGATE, StackHandle
+from tests.procs import FlashgateProcess
+from tests.stackctl import StackHandle
 
 
 @dataclass(frozen=True)
@@ -65,30 +63,8 @@ def produce_orders(stack: StackHandle, topic: str, orders: Iterable[OrderAccepte
     produce(stack, topic, ((o.order_id.bytes, encode(o)) for o in orders))
 
 
-@dataclass
-class WorkerProcess:
-    """A `flashgate worker` subprocess with its own log file."""
-
-    proc: subprocess.Popen[bytes]
-    log_path: Path
-    log_file: IO[bytes] = field(repr=False)
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-    def kill(self) -> None:
-        self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait(10)
-
-    def terminate(self, timeout_s: float = 30) -> int:
-        self.proc.send_signal(signal.SIGTERM)
-        return self.proc.wait(timeout_s)
-
-    def close(self) -> None:
-        """Kill the process if it still runs and release its log file."""
-        if self.proc.poll() is None:
-            self.kill()
-        self.log_file.close()
+# A worker is one `flashgate` process like a gate: the same spawn, signals and teardown.
+WorkerProcess = FlashgateProcess
 
 
 def start_worker(stack: StackHandle, topics: Topics, log_path: Path, **settings: object) -> WorkerProcess:
@@ -101,9 +77,7 @@ def start_worker(stack: StackHandle, topics: Topics, log_path: Path, **settings:
         "FLASHGATE_WORKER_RETRY_MAX_MS": "1000",
         **{f"FLASHGATE_WORKER_{k.upper()}": str(v) for k, v in settings.items()},
     }
-    log = open(log_path, "ab")  # noqa: SIM115 - WorkerProcess.close() closes it
-    proc = subprocess.Popen([FLASHGATE, "worker"], stdout=log, stderr=subprocess.STDOUT, env=env)
-    return WorkerProcess(proc=proc, log_path=log_path, log_file=log)
+    return FlashgateProcess.spawn(["worker"], env, log_path)
 
 
 async def add_product(database_url: str, sku: str, units: int) -> None:

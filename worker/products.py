@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -60,10 +61,21 @@ async def fetch_products(conn: asyncpg.Connection, skus: Sequence[str] | None = 
     return [Product.from_record(r) for r in rows]
 
 
-async def lock_sku(conn: asyncpg.Connection, sku: str) -> None:
-    """Serialise the sale tools and `reconcile --apply` on one SKU until the transaction ends.
+# The advisory lock that serialises the sale tools and `reconcile --apply` on one SKU. Not a
+# row lock: the worker's `units_sold` updates must never wait for an on-call tool.
+SKU_LOCK_KEY = "hashtextextended('flashgate.sale:' || $1, 0)"
 
-    An advisory lock, not a row lock: the worker's `units_sold` updates must never wait for
-    an on-call tool.
-    """
-    await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended('flashgate.sale:' || $1, 0))", sku)
+
+async def lock_sku(conn: asyncpg.Connection, sku: str) -> None:
+    """Hold the SKU's lock until the current transaction ends (`reconcile --apply`)."""
+    await conn.execute(f"SELECT pg_advisory_xact_lock({SKU_LOCK_KEY})", sku)
+
+
+@asynccontextmanager
+async def sku_lock(conn: asyncpg.Connection, sku: str) -> AsyncIterator[None]:
+    """Hold the SKU's lock across a commit and a Redis write (the sale tools); same key as `lock_sku`."""
+    await conn.execute(f"SELECT pg_advisory_lock({SKU_LOCK_KEY})", sku)
+    try:
+        yield
+    finally:
+        await conn.execute(f"SELECT pg_advisory_unlock({SKU_LOCK_KEY})", sku)

@@ -6,8 +6,6 @@ repairs (`flashgate reconcile --sku S --apply`); the error message says so.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,24 +15,10 @@ from redis.exceptions import RedisError
 
 from flashgate import names
 from ops.sale.spec import SaleError, SaleSpec, check_sku
-from worker.products import Product, fetch_products
+from worker.products import Product, fetch_products, sku_lock
 from worker.reconcile.redis_state import SaleRedis
 
 REPAIR_HINT = "run `flashgate reconcile --sku {sku} --apply` to bring Redis in line"
-
-
-@asynccontextmanager
-async def sku_lock(conn: asyncpg.Connection, sku: str) -> AsyncIterator[None]:
-    """The SKU's advisory lock held across the database commit and the Redis write.
-
-    Same key as `worker.products.lock_sku`, so `reconcile --apply` never runs in between.
-    """
-    key = "SELECT hashtextextended('flashgate.sale:' || $1, 0)"
-    await conn.execute(f"SELECT pg_advisory_lock(({key}))", sku)
-    try:
-        yield
-    finally:
-        await conn.execute(f"SELECT pg_advisory_unlock(({key}))", sku)
 
 
 async def _redis_step(sku: str, what: str, write: Any) -> Any:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -14,7 +13,6 @@ from flashgate.fingerprint import request_fingerprint
 from flashgate.saleconfig import SaleConfig
 from worker.reconcile.model import OrderRef, RedisSnapshot
 
-LUA_DIR = Path(__file__).resolve().parents[2] / "lua"
 RESTORE_BATCH = 500
 
 
@@ -45,9 +43,9 @@ class SaleRedis:
 
     def __init__(self, client: aioredis.Redis) -> None:
         self._client = client
-        self._snapshot = client.register_script((LUA_DIR / f"{names.SALE_SNAPSHOT_SCRIPT}.lua").read_text())
-        self._apply = client.register_script((LUA_DIR / f"{names.SALE_APPLY_SCRIPT}.lua").read_text())
-        self._restore = client.register_script((LUA_DIR / f"{names.IDEM_RESTORE_SCRIPT}.lua").read_text())
+        self._snapshot = client.register_script(names.lua_source(names.SALE_SNAPSHOT_SCRIPT))
+        self._apply = client.register_script(names.lua_source(names.SALE_APPLY_SCRIPT))
+        self._restore = client.register_script(names.lua_source(names.IDEM_RESTORE_SCRIPT))
 
     async def snapshot(self, sku: str) -> RedisSnapshot:
         now_us, sale, stock, bought, outbox = await self._snapshot(keys=names.sale_keys(sku))
