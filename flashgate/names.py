@@ -1,7 +1,7 @@
 """Every Kafka topic, consumer group, Redis key and Lua script name in one place.
 
 Redis keys carry the SKU's hash tag (`{sku}`) so all keys one admission touches live in one
-Redis Cluster slot; the order index is tagged by the order id, since a lookup knows only that.
+Redis Cluster slot; the order index lives in that slot too (`flashgate.orderindex`).
 """
 
 from pathlib import Path
@@ -26,12 +26,13 @@ SALE_SNAPSHOT_SCRIPT = "sale_snapshot"
 SALE_APPLY_SCRIPT = "sale_apply"
 IDEM_RESTORE_SCRIPT = "idem_restore"
 
-# The outbox stream's consumer group: admission parks each new entry as pending under
-# OUTBOX_GATE_CONSUMER; relays claim entries idle past a threshold as OUTBOX_RELAY_CONSUMER.
+# A consumer group sale_apply.lua creates on a rebuilt outbox stream. Nothing reads through it
+# any more: relays find stale entries by stream id under a per-SKU lease (outbox_claim.lua).
 OUTBOX_GROUP = "relay"
-OUTBOX_GATE_CONSUMER = "gate"
-OUTBOX_RELAY_CONSUMER = "relay"
-OUTBOX_SCAN_PATTERN = "outbox:{*}"
+# Every SKU ever put on sale (a set, written by `flashgate sale` and the reconciler, never by
+# admission): relays and the monitor find outboxes here instead of scanning the keyspace, which
+# the idempotency keys dominate. It is one key in one slot, written once per sale.
+SALE_REGISTRY = "flashgate:sales"
 
 
 def _user(user: str) -> str:
@@ -73,6 +74,11 @@ def outbox_key(sku: str) -> str:
     return f"outbox:{{{sku}}}"
 
 
+def relay_lease_key(sku: str) -> str:
+    """Which relay republishes this SKU's outbox now (holder name, PX expiry)."""
+    return f"relay:{{{sku}}}"
+
+
 def sku_of_outbox(key: str) -> str:
     """Inverse of `outbox_key`."""
     return key[len("outbox:{") : -1]
@@ -87,8 +93,3 @@ def idem_pattern(sku: str) -> str:
     """SCAN pattern for every idempotency answer of one SKU (glob characters in the SKU escaped)."""
     escaped = "".join("\\" + c if c in "*?[]\\" else c for c in sku)
     return f"idem:{{{escaped}}}:*"
-
-
-def order_key(order_id: str) -> str:
-    """Order id → "sku␟user␟qty␟outbox entry id", for `GET /v1/orders/{id}` (TTL as idem)."""
-    return f"order:{{{order_id}}}"

@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 import logging
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import IntEnum
 from typing import Any
 
-from redis.exceptions import RedisError
-
-from flashgate import names
+from flashgate import names, orderindex
 from flashgate.fingerprint import request_fingerprint
-from gate.errors import RedisUnavailable
 from gate.redis_batch import RedisBatcher
 from gate.scripts import Scripts
 
@@ -57,6 +55,7 @@ class Admission:
     wait_ms: int = 0
     replayed: bool = False
     pending: bool = False  # replay of an accepted order still waiting in the outbox
+    buyers: int = 0  # SOLD_OUT: how many buyers the SKU has (tells the sold-out cache its buyer set changed)
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,17 +80,29 @@ class IndexedOrder:
     pending: bool  # still in the outbox (not yet known to be in Kafka)
 
 
-def parse_admit(raw: Sequence[Any]) -> Admission:
-    """admit.lua's reply → Admission; raises ValueError on a reply the header does not list."""
-    code = Code(int(raw[0]))
+SLOTS_PER_ORDER = 5  # width of one order's reply in admit.lua's flat array
+
+
+def parse_admit(raw: Sequence[Any], order_ids: Sequence[str]) -> list[Admission]:
+    """admit.lua's flat reply → one Admission per order; ValueError on a reply the header does not list."""
+    if len(raw) != SLOTS_PER_ORDER * len(order_ids):
+        raise ValueError(f"admit.lua answered {len(raw)} slots for {len(order_ids)} orders")
+    out: list[Admission] = []
+    for i, order_id in enumerate(order_ids):
+        code, a, b, c, d = raw[SLOTS_PER_ORDER * i : SLOTS_PER_ORDER * (i + 1)]
+        out.append(_admission(Code(int(code)), order_id, a, b, c, d))
+    return out
+
+
+def _admission(code: Code, order_id: str, a: Any, b: Any, c: Any, d: Any) -> Admission:
     if code is Code.ACCEPTED:
-        return Admission(code, str(raw[1]), int(raw[2]), str(raw[3]), stock_left=int(raw[4]))
+        return Admission(code, order_id, int(a), str(b), stock_left=int(c))
     if code is Code.REPLAY:
-        return Admission(Code(int(raw[1])), str(raw[2]), int(raw[3]), replayed=True, pending=bool(int(raw[4])))
+        return Admission(Code(int(a)), str(b), int(c), replayed=True, pending=bool(int(d)))
     if code in (Code.NOT_STARTED, Code.RATE_LIMITED):
-        return Admission(code, wait_ms=int(raw[1]))
+        return Admission(code, wait_ms=int(a))
     if code is Code.SOLD_OUT:
-        return Admission(code, stock_left=int(raw[1]))
+        return Admission(code, stock_left=int(a), buyers=int(b))
     return Admission(code)
 
 
@@ -108,62 +119,70 @@ class AdmissionClient:
         self._scripts = scripts
         self._idem_ttl_s = idem_ttl_s
 
-    async def admit(self, req: AdmitRequest, order_id: str) -> Admission:
-        """Run admit.lua once; `order_id` is used only if the order is admitted now."""
-        keys = (
-            names.sale_key(req.sku),
-            names.stock_key(req.sku),
-            names.rate_key(req.sku, req.user),
-            names.idem_key(req.sku, req.user, req.key),
-            names.bought_key(req.sku),
-            names.outbox_key(req.sku),
-        )
-        args = (
-            req.fingerprint,
-            req.qty,
-            order_id,
+    async def admit(self, req: AdmitRequest, order_id: str | None = None) -> Admission:
+        """Admit one order (a batch of one); a given `order_id` must carry the SKU's slot (`new_order_id`)."""
+        order_id = order_id or str(orderindex.new_order_id(orderindex.sku_slot(req.sku)))
+        return (await self.admit_batch(req.sku, [req], [order_id]))[0]
+
+    async def admit_batch(self, sku: str, reqs: Sequence[AdmitRequest], order_ids: Sequence[str]) -> list[Admission]:
+        """Run admit.lua once for orders of one SKU; each order id is used only if that order is admitted now.
+
+        Every order id must carry the SKU's slot and the same day (`flashgate.orderindex`): the
+        index entry of the whole batch goes to the hash of the first one.
+        """
+        slot = orderindex.sku_slot(sku)
+        first = uuid.UUID(order_ids[0])
+        if any(orderindex.order_slot(uuid.UUID(o)) != slot for o in order_ids):
+            raise ValueError(f"order ids must carry the slot of SKU {sku!r} ({slot})")
+        keys = [
+            names.sale_key(sku),
+            names.stock_key(sku),
+            names.bought_key(sku),
+            names.outbox_key(sku),
+            orderindex.index_key(first),
+        ]
+        args: list[Any] = [
             self._idem_ttl_s,
-            req.user,
-            req.key,
-            names.OUTBOX_GROUP,
-            names.OUTBOX_GATE_CONSUMER,
-        )
-        return parse_admit(await self._scripts.call(self._batcher, names.ADMIT_SCRIPT, keys, args))
+            orderindex.index_ttl_s(self._idem_ttl_s),
+            sku,
+        ]
+        for req, order_id in zip(reqs, order_ids, strict=True):
+            keys += (names.rate_key(sku, req.user), names.idem_key(sku, req.user, req.key))
+            args += (req.fingerprint, req.qty, order_id, req.user, req.key)
+        raw = await self._scripts.call(self._batcher, names.ADMIT_SCRIPT, keys, args)
+        return parse_admit(raw, order_ids)
 
-    async def stored_answer(self, req: AdmitRequest) -> Admission | None:
-        """The stored answer for this key, read without admit.lua (the sold-out cache path)."""
-        key = names.idem_key(req.sku, req.user, req.key)
-        f, c, o, t, x = await self._batcher.call("HMGET", key, "f", "c", "o", "t", "x")
-        if f is None:
-            return None
-        if f != req.fingerprint:
-            return Admission(Code.MISMATCH)
-        pending = bool(x) and bool(await self._batcher.call("XRANGE", names.outbox_key(req.sku), x, x))
-        return Admission(Code(int(c)), o or "", int(t or 0), replayed=True, pending=pending)
+    async def buyers(self, sku: str) -> set[str]:
+        """Every user with units admitted on this SKU (bounded by its stock)."""
+        return set(await self._batcher.call("HKEYS", names.bought_key(sku)))
 
-    def index_order(self, order_id: str, req: AdmitRequest, stream_id: str) -> None:
-        """Best effort: remember order id → sku for `GET /v1/orders/{id}` (not part of any invariant)."""
-        value = "\x1f".join((req.sku, req.user, str(req.qty), stream_id))
-        self._batcher.fire("SET", names.order_key(order_id), value, "EX", self._idem_ttl_s)
-
-    async def order(self, order_id: str) -> IndexedOrder | None:
+    async def order(self, order_id: uuid.UUID) -> IndexedOrder | None:
         """An indexed order (sku, user, qty, still in the outbox), or None."""
-        value = await self._batcher.call("GET", names.order_key(order_id))
+        value = await self._batcher.call("HGET", orderindex.index_key(order_id), str(order_id))
         if value is None:
             return None
-        sku, user, qty, x = value.split("\x1f")
-        pending = bool(await self._batcher.call("XRANGE", names.outbox_key(sku), x, x))
-        return IndexedOrder(sku, user, int(qty), pending)
+        entry = orderindex.IndexEntry.decode(value)
+        sid = entry.stream_id
+        pending = bool(await self._batcher.call("XRANGE", names.outbox_key(entry.sku), sid, sid))
+        return IndexedOrder(entry.sku, entry.user, entry.qty, pending)
 
     async def ack(self, sku: str, stream_ids: Sequence[str]) -> int:
         """outbox_ack.lua: forget delivered entries; returns how many this call deleted."""
-        args = (names.OUTBOX_GROUP, *stream_ids)
-        return int(await self._scripts.call(self._batcher, names.OUTBOX_ACK_SCRIPT, (names.outbox_key(sku),), args))
+        return int(
+            await self._scripts.call(self._batcher, names.OUTBOX_ACK_SCRIPT, (names.outbox_key(sku),), stream_ids)
+        )
 
-    async def claim(self, sku: str, *, min_idle_ms: int, cursor: str, count: int) -> tuple[str, list[OutboxEntry]]:
-        """outbox_claim.lua: entries pending longer than `min_idle_ms` → (next cursor, entries)."""
-        args = (names.OUTBOX_GROUP, names.OUTBOX_RELAY_CONSUMER, min_idle_ms, cursor, count)
-        raw = await self._scripts.call(self._batcher, names.OUTBOX_CLAIM_SCRIPT, (names.outbox_key(sku),), args)
+    async def claim(
+        self, sku: str, *, relay: str, min_age_ms: int, lease_ms: int, cursor: str, count: int
+    ) -> tuple[str, list[OutboxEntry]]:
+        """outbox_claim.lua: entries admitted more than `min_age_ms` ago → (next cursor, entries).
+
+        Nothing unless this relay holds (or now takes) the SKU's relay lease for `lease_ms`.
+        """
+        keys = (names.outbox_key(sku), names.relay_lease_key(sku))
+        raw = await self._scripts.call(
+            self._batcher, names.OUTBOX_CLAIM_SCRIPT, keys, (relay, min_age_ms, cursor, count, lease_ms)
+        )
         entries = []
         for sid, fields in raw[1]:
             try:
@@ -172,11 +191,6 @@ class AdmissionClient:
                 log.error("outbox:{%s} entry %s is malformed, left in place: %r", sku, sid, fields)
         return str(raw[0]), entries
 
-    async def outbox_skus(self) -> list[str]:
-        """SKUs that have an outbox stream (SCAN, for the relay; bounded by the number of keys)."""
-        client = self._batcher.client
-        try:
-            found = [k async for k in client.scan_iter(match=names.OUTBOX_SCAN_PATTERN, count=1000, _type="stream")]
-        except (RedisError, OSError) as e:
-            raise RedisUnavailable(f"Redis SCAN: {e}") from e
-        return [names.sku_of_outbox(k) for k in found]
+    async def sale_skus(self) -> set[str]:
+        """Every SKU of the sale registry (`names.SALE_REGISTRY`): where outboxes can be; never a SCAN."""
+        return set(await self._batcher.call("SMEMBERS", names.SALE_REGISTRY))

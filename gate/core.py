@@ -17,13 +17,13 @@ from redis.exceptions import RedisError
 from gate.admission import AdmissionClient
 from gate.auth import Identity
 from gate.breaker import Breaker
-from gate.handoff import producer_config
-from gate.metered import MeteredHandoff, MeteredRelay
-from gate.metrics import GateMetrics
+from gate.handoff import Handoff, producer_config
+from gate.metrics import PUBLISH_INTERVAL_S, GateMetrics
 from gate.orders import OrderDesk
 from gate.outbox import OutboxAcker
 from gate.records import OrderRecords
 from gate.redis_batch import RedisBatcher
+from gate.relay import Relay
 from gate.scripts import Scripts
 from gate.settings import GateSettings
 from gate.soldout import SoldOutCache
@@ -55,13 +55,13 @@ class Gate:
         )
         self.scripts = Scripts()
         self.admission = AdmissionClient(self.batcher, self.scripts, idem_ttl_s=s.idem_ttl_s)
-        self.handoff = MeteredHandoff(
+        self.handoff = Handoff(
             producer_config(s.kafka_bootstrap, linger_ms=s.linger_ms, message_timeout_ms=s.message_timeout_ms),
             s.topic,
             metrics=self.metrics,
         )
         self.acker = OutboxAcker(self.admission)
-        self.relay = MeteredRelay(
+        self.relay = Relay(
             self.admission,
             self.handoff,
             self.acker,
@@ -84,6 +84,7 @@ class Gate:
         )
         self.inflight = 0
         self._relay_task: asyncio.Task[None] | None = None
+        self._publish_task: asyncio.Task[None] | None = None
         self._ready: tuple[float, bool, str] = (0.0, False, "not checked")
 
     async def start(self) -> None:
@@ -95,13 +96,27 @@ class Gate:
                 log.debug("loaded %s.lua", name)
         if self.settings.relay_enabled:
             self._relay_task = asyncio.create_task(self.relay.run(self.settings.relay_interval_ms / 1000))
+        self._publish_task = asyncio.create_task(self._publish_metrics())
+
+    async def _publish_metrics(self) -> None:
+        while True:
+            await asyncio.sleep(PUBLISH_INTERVAL_S)
+            self.publish_metrics()
+
+    def publish_metrics(self) -> None:
+        """Gauges read now, then every tally into the Prometheus metrics (the order path only counts)."""
+        self.metrics.inflight = self.inflight
+        self.metrics.breaker_open = self.batcher.breaker.is_open
+        self.metrics.publish()
 
     async def stop(self, flush_timeout_s: float = 10.0) -> None:
         """Stop the relay, flush the producer (late deliveries still ack), close Redis."""
-        if self._relay_task is not None:
-            self._relay_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._relay_task
+        for task in (self._relay_task, self._publish_task):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        await self.desk.drain()
         left = await self.handoff.close(flush_timeout_s)
         if left:
             log.warning("%d message(s) not delivered at shutdown; they stay in the outbox for the relay", left)
@@ -109,6 +124,7 @@ class Gate:
         await self.batcher.close()
         await self.redis.aclose()
         await self.records.close()
+        self.publish_metrics()
 
     async def ready(self) -> tuple[bool, str]:
         """Redis answers PING and Kafka answers a metadata request (cached for 1 s)."""

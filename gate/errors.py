@@ -4,6 +4,7 @@ GateError                    (status, code; rendered as application/problem+json
 ├── BadRequest          400  malformed JSON, bad fields, bad Idempotency-Key
 ├── Unauthorized        401  missing or invalid bearer token / user id
 ├── NotFound            404  unknown SKU or order
+├── BodyTooLarge        413  request body past the limit
 ├── Unavailable         503  Redis unreachable, breaker open, or load shed (with Retry-After)
 │   ├── RedisUnavailable     Redis failed, timed out or the breaker is open
 │   └── Overloaded           too many admissions in flight in this process
@@ -47,6 +48,12 @@ class NotFound(GateError):
     status = 404
     code = "not_found"
     title = "Not found"
+
+
+class BodyTooLarge(GateError):
+    status = 413
+    code = "body_too_large"
+    title = "Request Entity Too Large"
 
 
 class Unavailable(GateError):

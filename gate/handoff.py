@@ -1,29 +1,45 @@
-"""Kafka handoff: one confluent-kafka Producer per process; delivery reports resolve asyncio futures.
+"""Kafka handoff: one confluent-kafka Producer per process, its delivery reports polled from the event loop.
 
-A poll thread serves delivery reports and hands each batch of them to the event loop with one
-`call_soon_threadsafe`. A fatal producer error (idempotence state lost) replaces the producer;
-the messages of the old one fail, so their orders stay in the outbox for the relay.
+No poll thread: while messages are in flight the loop calls `poll(0)` every `poll_interval_s`,
+so each delivery callback runs on the loop and answers its order directly, without a thread
+handover or a wake-up per report; idle, the producer is polled every IDLE_POLL_S for its error
+and log callbacks. Messages carry no key: the worker dedups by order id and needs no per-order
+partitioning, and keyless messages let librdkafka's sticky partitioner fill one partition's
+batch at a time, which the broker pays for per batch, not per message. A fatal producer error
+(idempotence state lost) replaces the producer; the messages of the old one fail, so their
+orders stay in the outbox for the relay.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import threading
 import time
 from collections.abc import Callable
 from functools import partial
-from typing import Any
+from typing import Any, Protocol, cast
 
 from confluent_kafka import KafkaError, KafkaException, Producer
 
 from flashgate import events
 from flashgate.events import OrderAccepted
 from gate.errors import HandoffError
+from gate.metrics import GateMetrics
 
 log = logging.getLogger(__name__)
 
-Report = tuple[asyncio.Future[None], Any]
+IDLE_POLL_S = 0.5
+OnDelivered = Callable[[HandoffError | None], None]
+
+
+class ProducerLike(Protocol):
+    """What the handoff uses of confluent_kafka.Producer (a double stands in for it in unit tests)."""
+
+    def produce(self, topic: str, value: bytes, on_delivery: Callable[[Any, Any], None]) -> None: ...
+    def poll(self, timeout: float) -> int: ...
+    def flush(self, timeout: float) -> int: ...
+    def purge(self) -> None: ...
+    def list_topics(self, topic: str, timeout: float) -> Any: ...
 
 
 def producer_config(bootstrap: str, *, linger_ms: int, message_timeout_ms: int) -> dict[str, Any]:
@@ -40,107 +56,116 @@ def producer_config(bootstrap: str, *, linger_ms: int, message_timeout_ms: int) 
 
 
 class Handoff:
-    """`send(event)` → future resolved when Kafka acknowledged it (or failed with HandoffError)."""
+    """`send(event, on_delivered)`: `on_delivered(None)` once Kafka acknowledged it, `(HandoffError)` if it failed.
+
+    Callbacks run on the event loop. `send` raises HandoffError when the producer refuses the
+    message (queue full); the caller's order then stays in the outbox.
+    """
 
     def __init__(
         self,
         config: dict[str, Any],
         topic: str,
         *,
-        producer_factory: Callable[[dict[str, Any]], Any] = Producer,
+        metrics: GateMetrics,
+        poll_interval_s: float = 0.001,
+        producer_factory: Callable[[dict[str, Any]], ProducerLike] | None = None,
     ) -> None:
         self._config = {**config, "error_cb": self._on_error}
         self._topic = topic
-        self._factory = producer_factory
-        self._producer: Any = producer_factory(self._config)
+        self._metrics = metrics
+        self._poll_interval_s = poll_interval_s
+        self._factory = producer_factory or cast(Callable[[dict[str, Any]], ProducerLike], Producer)
+        self._producer = self._factory(self._config)
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._reports: list[Report] = []
-        self._stop = threading.Event()
-        self._fatal = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._poll_handle: asyncio.TimerHandle | None = None
+        self._fast_poll = False
+        self._fatal = False
         self._timeout_s = config["message.timeout.ms"] / 1000
         self.inflight: dict[str, float] = {}  # order id → monotonic time it was handed to the producer
         self.recreated = 0
 
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
-        self._thread = threading.Thread(target=self._poll_loop, name="kafka-poll", daemon=True)
-        self._thread.start()
+        self._schedule_poll(fast=False)
 
     def in_flight(self, order_id: str) -> bool:
         """Is a message for this order still possibly on its way (so republishing would duplicate it)?"""
         since = self.inflight.get(order_id)
         return since is not None and time.monotonic() - since < self._timeout_s + 1
 
-    def send(self, event: OrderAccepted) -> asyncio.Future[None]:
-        """Hand one event to the producer (key = order id); raises HandoffError if it refuses it."""
-        assert self._loop is not None, "start() first"
-        fut: asyncio.Future[None] = self._loop.create_future()
+    def send(self, event: OrderAccepted, on_delivered: OnDelivered) -> None:
+        """Hand one event to the producer; raises HandoffError if it refuses it."""
         order_id = str(event.order_id)
+        began = time.perf_counter()
         try:
             self._producer.produce(
-                self._topic, events.encode(event), order_id.encode(), on_delivery=partial(self._on_delivery, fut)
+                self._topic, events.encode(event), on_delivery=partial(self._on_delivery, order_id, began, on_delivered)
             )
         except (BufferError, KafkaException) as e:
+            self._metrics.kafka_deliveries["refused"] += 1
             raise HandoffError(f"producer refused the message: {e}") from e
         self.inflight[order_id] = time.monotonic()
-        fut.add_done_callback(partial(self._settled, order_id))
-        return fut
-
-    def _settled(self, order_id: str, fut: asyncio.Future[None]) -> None:
-        self.inflight.pop(order_id, None)
-        if not fut.cancelled():
-            fut.exception()  # retrieved here: a caller past its budget no longer awaits it
+        if not self._fast_poll:
+            self._schedule_poll(fast=True)
 
     def list_topics(self, topic: str, timeout_s: float) -> Any:
         """A metadata request through the producer (blocking; readiness runs it in a thread)."""
         return self._producer.list_topics(topic, timeout=timeout_s)
 
-    def _on_delivery(self, fut: asyncio.Future[None], err: Any, _msg: Any) -> None:
-        self._reports.append((fut, err))  # poll thread only
+    def _schedule_poll(self, *, fast: bool) -> None:
+        if self._loop is None:
+            return
+        if self._poll_handle is not None:
+            self._poll_handle.cancel()
+        self._fast_poll = fast
+        self._poll_handle = self._loop.call_later(self._poll_interval_s if fast else IDLE_POLL_S, self._poll)
+
+    def _poll(self) -> None:
+        self._poll_handle = None
+        self._producer.poll(0)  # delivery callbacks run in here, on the loop
+        if self._fatal:
+            self._recreate()
+        self._schedule_poll(fast=bool(self.inflight))
+
+    def _on_delivery(self, order_id: str, began: float, on_delivered: OnDelivered, err: Any, _msg: Any) -> None:
+        self.inflight.pop(order_id, None)
+        if err is None:
+            self._metrics.kafka_deliveries["delivered"] += 1
+            self._metrics.kafka_delivery_seconds.observe(time.perf_counter() - began)
+            failure = None
+        else:
+            self._metrics.kafka_deliveries["failed"] += 1
+            failure = HandoffError(f"kafka: {err}")
+        try:
+            on_delivered(failure)
+        except Exception:
+            # An exception must not escape into librdkafka's poll: it would abort the other reports.
+            log.exception("delivery callback failed for order %s", order_id)
 
     def _on_error(self, err: KafkaError) -> None:
         if err.fatal():
             log.error("kafka producer fatal error, recreating it: %s", err)
-            self._fatal.set()
+            self._fatal = True
         else:
             log.debug("kafka producer: %s", err)
 
-    def _poll_loop(self) -> None:
-        while not self._stop.is_set():
-            self._producer.poll(0.05)
-            if self._fatal.is_set():
-                self._recreate()
-            self._hand_over()
-
     def _recreate(self) -> None:
-        self._fatal.clear()
+        self._fatal = False
         old, self._producer = self._producer, self._factory(self._config)
         self.recreated += 1
         old.purge()
-        old.flush(0)  # fires the purged messages' delivery reports into self._reports
-
-    def _hand_over(self) -> None:
-        if self._reports and self._loop is not None:
-            batch, self._reports = self._reports, []
-            self._loop.call_soon_threadsafe(_resolve, batch)
+        old.flush(0)  # fires the purged messages' delivery reports: their orders stay in the outbox
 
     async def close(self, timeout_s: float) -> int:
-        """Stop polling, flush what is queued (up to `timeout_s`); returns messages left undelivered."""
-        self._stop.set()
-        if self._thread is not None:
-            await asyncio.to_thread(self._thread.join)
-        left = int(await asyncio.to_thread(self._producer.flush, timeout_s))
-        self._hand_over()
-        await asyncio.sleep(0)
-        return left
-
-
-def _resolve(batch: list[Report]) -> None:
-    for fut, err in batch:
-        if fut.done():
-            continue
-        if err is None:
-            fut.set_result(None)
-        else:
-            fut.set_exception(HandoffError(f"kafka: {err}"))
+        """Flush what is queued (up to `timeout_s`), polling from the loop; returns messages left undelivered."""
+        self._loop = None  # no more scheduled polls: flush serves the reports from here on
+        if self._poll_handle is not None:
+            self._poll_handle.cancel()
+            self._poll_handle = None
+        deadline = time.monotonic() + timeout_s
+        left = self._producer.flush(0)
+        while left and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
+            left = self._producer.flush(0)
+        return int(left)

@@ -1,27 +1,63 @@
-"""The order flow of one request: sold-out cache, admission, Kafka handoff within the budget."""
+"""The order path of POST /v1/orders, from parsed request to answer, paid per batch wherever it can be.
+
+    place(req) ──▶ sold out and the user never bought? ──▶ 409 sold_out (no Redis; gate/soldout.py)
+        │
+        ▼ queued with the other orders of this event-loop tick, per SKU
+    _admit: ONE admit.lua call for up to `batch_max` orders of one SKU             [Redis]
+        │   each order still gets its own atomic decision, in arrival order
+        │── not admitted (replay, 404, 409, 422, 429) ─────────────────────────▶ answered now
+        ▼ admitted: the order is in the SKU's outbox stream
+    Handoff.send per order (no key: sticky partitions, broker-sized batches)       [Kafka]
+        │── budget passes first, or Kafka refuses/fails ───────▶ 202 queued (safe in the outbox)
+        ▼ delivery report, polled from the loop
+    OutboxAcker: XACK+XDEL of the tick's delivered entries, one call per SKU      [Redis]
+        │
+        ▼ ack done ──────────────────────────────────────────────────────────────▶ 202 accepted
+
+The 202 `accepted` waits for the ack, so a replay (which reads the outbox) never reports
+`queued` after this answer said `accepted`. A failed ack still answers `accepted`: Kafka has the
+order; the relay republishes the entry later (a duplicate the worker drops).
+"""
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 import uuid
 from collections.abc import Callable
-from functools import partial
+from dataclasses import dataclass
 
+from flashgate import orderindex
 from gate.admission import Admission, AdmissionClient, AdmitRequest, Code, OutboxEntry
 from gate.answers import Answer, order_answer, status_answer
-from gate.errors import HandoffError, NotFound
+from gate.errors import GateError, HandoffError, NotFound
 from gate.handoff import Handoff
-from gate.ids import uuid7
 from gate.metrics import GateMetrics
 from gate.outbox import OutboxAcker, event_of
 from gate.records import OrderRecords
 from gate.relay import Relay
 from gate.soldout import SoldOutCache
 
+log = logging.getLogger(__name__)
+
+
+@dataclass(slots=True)
+class _Waiting:
+    """One order between its request and its answer."""
+
+    req: AdmitRequest
+    answer: asyncio.Future[Answer]
+    adm: Admission | None = None
+
+    def give(self, answer: Answer) -> None:
+        # The request may be gone (client disconnected): its future is then cancelled.
+        if not self.answer.done():
+            self.answer.set_result(answer)
+
 
 class OrderDesk:
-    """`place(req)` → Answer. Raises RedisUnavailable (503) when Redis cannot be asked."""
+    """`await place(req)` → Answer. Raises RedisUnavailable (503) when Redis cannot be asked."""
 
     def __init__(
         self,
@@ -34,6 +70,7 @@ class OrderDesk:
         soldout: SoldOutCache,
         metrics: GateMetrics,
         budget_s: float,
+        batch_max: int = 256,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._admission = admission
@@ -44,44 +81,119 @@ class OrderDesk:
         self._soldout = soldout
         self._metrics = metrics
         self._budget_s = budget_s
+        self._batch_max = batch_max
         self._clock = clock
+        self._queue: dict[str, list[_Waiting]] = {}
+        self._scheduled = False
+        self._slots: dict[str, int] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
 
     async def place(self, req: AdmitRequest) -> Answer:
-        if self._soldout.is_sold_out(req.sku, self._clock()):
-            self._metrics.soldout_cache_hits.inc()
-            # A retry of an order admitted before the sell-out must still get its stored answer.
-            stored = await self._admission.stored_answer(req)
-            return order_answer(stored or Admission(Code.SOLD_OUT, stock_left=0), req)
-        order_id = str(uuid7())
-        adm = await self._admission.admit(req, order_id)
-        if adm.stock_left == 0:
-            self._soldout.mark(req.sku, self._clock())
-        if adm.code is not Code.ACCEPTED or adm.replayed:
-            return order_answer(adm, req)
-        self._admission.index_order(order_id, req, adm.stream_id)
-        self._relay.note_sku(req.sku)
-        delivered = await self._hand_off(req, adm)
-        self._metrics.handoffs.labels("accepted" if delivered else "queued").inc()
-        return order_answer(adm, req, delivered=delivered)
+        if self._soldout.answers_sold_out(req.sku, req.user, self._clock()):
+            self._metrics.events["soldout_cache_hits"] += 1
+            return order_answer(Admission(Code.SOLD_OUT, stock_left=0), req)
+        loop = asyncio.get_running_loop()
+        waiting = _Waiting(req, loop.create_future())
+        batch = self._queue.get(req.sku)
+        if batch is None:
+            self._queue[req.sku] = [waiting]
+        else:
+            batch.append(waiting)
+        if not self._scheduled:
+            self._scheduled = True
+            loop.call_soon(self._flush)
+        return await waiting.answer
 
-    async def _hand_off(self, req: AdmitRequest, adm: Admission) -> bool:
-        """Produce and wait up to the budget. Never hands stock back: undelivered stays in the outbox."""
+    def _flush(self) -> None:
+        self._scheduled = False
+        queue, self._queue = self._queue, {}
+        for sku, waiting in queue.items():
+            for i in range(0, len(waiting), self._batch_max):
+                self._spawn(self._admit(sku, waiting[i : i + self._batch_max]))
+
+    def _spawn(self, coro: object) -> None:
+        task: asyncio.Task[None] = asyncio.get_running_loop().create_task(coro)  # type: ignore[arg-type]
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _admit(self, sku: str, batch: list[_Waiting]) -> None:
+        slot = self._slots.get(sku)
+        if slot is None:
+            slot = self._slots[sku] = orderindex.sku_slot(sku)
+        now_ms = time.time_ns() // 1_000_000  # one day for the whole batch: one index hash
+        order_ids = [str(orderindex.new_order_id(slot, now_ms)) for _ in batch]
+        try:
+            results = await self._admission.admit_batch(sku, [w.req for w in batch], order_ids)
+        except Exception as e:  # RedisUnavailable → 503 for each; anything else → 500 for each
+            for w in batch:
+                if not w.answer.done():
+                    w.answer.set_exception(e)
+            return
+        handed: list[_Waiting] = []
+        for w, adm in zip(batch, results, strict=True):
+            self._note_stock(sku, adm)
+            if adm.code is not Code.ACCEPTED or adm.replayed:
+                w.give(order_answer(adm, w.req))
+                continue
+            w.adm = adm
+            if self._hand_off(sku, w, adm):
+                handed.append(w)
+        if handed:
+            asyncio.get_running_loop().call_later(self._budget_s, self._budget_passed, handed)
+
+    def _note_stock(self, sku: str, adm: Admission) -> None:
+        if adm.stock_left != 0:
+            return
+        # SOLD_OUT carries the buyer count; an order that took the last units changed the buyers.
+        self._soldout.mark(sku, self._clock(), adm.buyers if adm.code is Code.SOLD_OUT else None)
+        if self._soldout.wants_buyers(sku):
+            self._spawn(self._fetch_buyers(sku))
+
+    async def _fetch_buyers(self, sku: str) -> None:
+        try:
+            buyers = await self._admission.buyers(sku)
+        except (GateError, OSError) as e:
+            log.debug("buyer set of %s not fetched: %s", sku, e)
+            self._soldout.fetch_failed(sku)
+            return
+        self._soldout.set_buyers(sku, frozenset(buyers), self._clock())
+
+    def _hand_off(self, sku: str, w: _Waiting, adm: Admission) -> bool:
+        """Produce; False when the producer refused (the order stays in the outbox: answered `queued`)."""
+        self._relay.note_sku(sku)
+        req = w.req
         entry = OutboxEntry(adm.stream_id, adm.order_id, req.user, req.qty, req.key, adm.accepted_at_us)
         try:
-            fut = self._handoff.send(event_of(req.sku, entry))
+            self._handoff.send(event_of(sku, entry), lambda err: self._delivered(sku, w, err))
         except HandoffError:
-            return False
-        fut.add_done_callback(partial(self._delivered, req.sku, adm.stream_id))
-        try:
-            await asyncio.wait_for(asyncio.shield(fut), self._budget_s)
-        except (TimeoutError, HandoffError):
+            self._answer_queued(w)
             return False
         return True
 
-    def _delivered(self, sku: str, stream_id: str, fut: asyncio.Future[None]) -> None:
+    def _delivered(self, sku: str, w: _Waiting, err: HandoffError | None) -> None:
         # Also after the budget: a late delivery still clears the outbox entry.
-        if not fut.cancelled() and fut.exception() is None:
-            self._acker.ack(sku, stream_id)
+        assert w.adm is not None
+        if err is not None:
+            self._answer_queued(w)
+            return
+        done = self._acker.ack(sku, w.adm.stream_id)
+        if w.answer.done():
+            return
+        done.add_done_callback(lambda _: self._answer_accepted(w))
+
+    def _answer_accepted(self, w: _Waiting) -> None:
+        if not w.answer.done() and w.adm is not None:
+            self._metrics.handoffs["accepted"] += 1
+            w.answer.set_result(order_answer(w.adm, w.req, delivered=True))
+
+    def _answer_queued(self, w: _Waiting) -> None:
+        if not w.answer.done() and w.adm is not None:
+            self._metrics.handoffs["queued"] += 1
+            w.answer.set_result(order_answer(w.adm, w.req, delivered=False))
+
+    def _budget_passed(self, handed: list[_Waiting]) -> None:
+        for w in handed:
+            self._answer_queued(w)
 
     async def status(self, order_id: str, user: str) -> Answer:
         """Where an order is: `persisted` (PostgreSQL), else `queued`/`accepted` (Redis). 404 for others' orders.
@@ -93,5 +205,10 @@ class OrderDesk:
         except ValueError as e:
             raise NotFound("no such order") from e
         row = await self._records.find(oid)
-        indexed = None if row is not None else await self._admission.order(order_id)
+        indexed = None if row is not None else await self._admission.order(oid)
         return status_answer(order_id, user, row, indexed)
+
+    async def drain(self) -> None:
+        """Wait for admissions in flight (shutdown)."""
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)

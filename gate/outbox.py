@@ -9,7 +9,6 @@ from datetime import UTC, datetime
 
 from flashgate.events import SCHEMA_VERSION, OrderAccepted
 from gate.admission import AdmissionClient, OutboxEntry
-from gate.errors import GateError
 
 log = logging.getLogger(__name__)
 
@@ -35,32 +34,48 @@ def event_of(sku: str, entry: OutboxEntry) -> OrderAccepted:
 class OutboxAcker:
     """`ack(sku, stream_id)` after Kafka delivery; one outbox_ack.lua call per SKU per event-loop tick.
 
-    A failed ack is logged and dropped: the entry stays pending and a relay republishes it
-    later, a harmless duplicate (the worker dedups by order id).
+    `ack` returns a future that completes when the call is done, whether it succeeded or not. A
+    failed ack is logged and dropped: the entry stays pending and a relay republishes it later,
+    a harmless duplicate (the worker dedups by order id).
     """
 
     def __init__(self, admission: AdmissionClient) -> None:
         self._admission = admission
         self._pending: dict[str, list[str]] = {}
+        self._done: asyncio.Future[None] | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self.acked = 0
 
-    def ack(self, sku: str, stream_id: str) -> None:
-        if not self._pending:
-            asyncio.get_running_loop().call_soon(self._flush)
-        self._pending.setdefault(sku, []).append(stream_id)
+    def ack(self, sku: str, stream_id: str) -> asyncio.Future[None]:
+        if self._done is None:
+            loop = asyncio.get_running_loop()
+            self._done = loop.create_future()
+            loop.call_soon(self._flush)
+        ids = self._pending.get(sku)
+        if ids is None:
+            self._pending[sku] = [stream_id]
+        else:
+            ids.append(stream_id)
+        return self._done
 
     def _flush(self) -> None:
         pending, self._pending = self._pending, {}
-        for sku, ids in pending.items():
-            task = asyncio.get_running_loop().create_task(self._ack(sku, ids))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+        done, self._done = self._done, None
+        assert done is not None
+        task = asyncio.get_running_loop().create_task(self._ack_all(pending, done))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _ack_all(self, pending: dict[str, list[str]], done: asyncio.Future[None]) -> None:
+        try:
+            await asyncio.gather(*(self._ack(sku, ids) for sku, ids in pending.items()))
+        finally:
+            done.set_result(None)
 
     async def _ack(self, sku: str, ids: list[str]) -> None:
         try:
             self.acked += await self._admission.ack(sku, ids)
-        except (GateError, OSError) as e:
+        except Exception as e:  # Redis down, an error reply: the relay covers both
             log.warning("outbox ack of %d entries of %s failed, the relay will republish them: %s", len(ids), sku, e)
 
     async def drain(self) -> None:

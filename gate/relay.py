@@ -1,23 +1,27 @@
-"""The relay: republish outbox entries pending past a threshold, ack them once Kafka has them.
+"""The relay: republish outbox entries older than a threshold, ack them once Kafka has them.
 
-Runs in every gate process and as `flashgate relay`. Several relays are safe together:
-claiming (XAUTOCLAIM) resets an entry's idle time, so only one relay takes it per threshold;
-an entry is deleted only after a delivery report, and deleting twice is a no-op. The
+Runs in every gate process and as `flashgate relay`. Several relays are safe together: one at a
+time holds a SKU's relay lease (outbox_claim.lua; it lapses after `stale_ms` if its holder
+dies), an entry is deleted only after a delivery report, and deleting twice is a no-op. The
 threshold exceeds the producer's message timeout, so a message the first producer may still
-deliver is never republished beside it.
+deliver is never republished beside it; the holder skips entries its own producer still has.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import socket
 import time
+import uuid
 from collections.abc import Callable
 from functools import partial
 
 from gate.admission import AdmissionClient
 from gate.errors import GateError, HandoffError
 from gate.handoff import Handoff
+from gate.metrics import GateMetrics
 from gate.outbox import OutboxAcker, event_of
 
 log = logging.getLogger(__name__)
@@ -26,8 +30,9 @@ log = logging.getLogger(__name__)
 class Relay:
     """`await relay.tick()` republishes what is stale now; `run()` ticks every `interval_s`.
 
-    SKUs come from this process's admissions and, unless `discover_s` is 0, from a SCAN for
-    outbox streams every `discover_s` (so a relay also covers the outboxes of crashed gates).
+    SKUs come from this process's admissions and, unless `discover_s` is 0, from the sale
+    registry every `discover_s` (so a relay also covers the outboxes of crashed gates). The
+    registry is one SMEMBERS: discovery never scans the keyspace.
     """
 
     def __init__(
@@ -36,12 +41,14 @@ class Relay:
         handoff: Handoff,
         acker: OutboxAcker,
         *,
+        metrics: GateMetrics,
         stale_ms: int,
         batch: int,
         discover_s: float,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._admission = admission
+        self._metrics = metrics
         self._handoff = handoff
         self._acker = acker
         self._stale_ms = stale_ms
@@ -50,6 +57,7 @@ class Relay:
         self._clock = clock
         self._discovered_at: float | None = None
         self.skus: set[str] = set()
+        self.name = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"  # the lease holder's name
         self.republished = 0
 
     def note_sku(self, sku: str) -> None:
@@ -58,10 +66,20 @@ class Relay:
 
     async def tick(self) -> int:
         """One pass over every known outbox; returns how many entries were handed to the producer."""
+        try:
+            sent = await self._tick()
+        except Exception:
+            self._metrics.relay_ticks["failed"] += 1
+            raise
+        self._metrics.relay_ticks["ok"] += 1
+        self._metrics.events["relay_republished"] += sent
+        return sent
+
+    async def _tick(self) -> int:
         now = self._clock()
         due = self._discovered_at is None or now - self._discovered_at >= self._discover_s
         if self._discover_s > 0 and due:
-            self.skus.update(await self._admission.outbox_skus())
+            self.skus.update(await self._admission.sale_skus())
             self._discovered_at = now
         sent = 0
         for sku in sorted(self.skus):
@@ -75,23 +93,27 @@ class Relay:
         sent, cursor = 0, "0-0"
         while True:
             cursor, entries = await self._admission.claim(
-                sku, min_idle_ms=self._stale_ms, cursor=cursor, count=self._batch
+                sku,
+                relay=self.name,
+                min_age_ms=self._stale_ms,
+                lease_ms=self._stale_ms,
+                cursor=cursor,
+                count=self._batch,
             )
             for entry in entries:
                 if self._handoff.in_flight(entry.order_id):
                     continue
                 try:
-                    fut = self._handoff.send(event_of(sku, entry))
+                    self._handoff.send(event_of(sku, entry), partial(self._delivered, sku, entry.stream_id))
                 except HandoffError as e:
                     log.warning("relay: producer refused a message, next tick retries: %s", e)
                     return sent
-                fut.add_done_callback(partial(self._delivered, sku, entry.stream_id))
                 sent += 1
             if cursor == "0-0":
                 return sent
 
-    def _delivered(self, sku: str, stream_id: str, fut: asyncio.Future[None]) -> None:
-        if not fut.cancelled() and fut.exception() is None:
+    def _delivered(self, sku: str, stream_id: str, err: HandoffError | None) -> None:
+        if err is None:
             self._acker.ack(sku, stream_id)
 
     async def run(self, interval_s: float) -> None:

@@ -20,7 +20,7 @@ class Sale(SaleConfig):
 
 
 async def put_sale(client: aioredis.Redis, sale: Sale) -> None:
-    """Write `stock:{sku}` and `sale:{sku}` and create the outbox stream's consumer group.
+    """Write `stock:{sku}` and `sale:{sku}`, register the SKU, create the outbox stream's consumer group.
 
     Overwrites stock: use it to create a sale, not to change one that is selling.
     """
@@ -29,6 +29,7 @@ async def put_sale(client: aioredis.Redis, sale: Sale) -> None:
         pipe.hset(names.sale_key(sale.sku), mapping=config)
         pipe.set(names.stock_key(sale.sku), sale.units)
         await pipe.execute()
+    await client.sadd(names.SALE_REGISTRY, sale.sku)
     try:
         await client.xgroup_create(names.outbox_key(sale.sku), names.OUTBOX_GROUP, id="0", mkstream=True)
     except ResponseError as e:

@@ -1,104 +1,115 @@
--- admit.lua: admit one order in one atomic call, with Redis server time.
+#!lua
+-- admit.lua: admit a batch of orders for one SKU in one atomic call, one decision per order.
 --
--- Steps, in order: idempotency replay / fingerprint mismatch, unknown SKU and sale window,
--- GCRA rate limit (a limited request writes nothing), per-user cap, stock check and
--- decrement (stock never goes below 0), append to the outbox stream (parked as pending under
--- the gate consumer so relays can claim it once stale), store the answer under the
--- idempotency key. All KEYS share the SKU's hash tag.
+-- Orders are judged one by one, in ARGV order, exactly as if each had its own call: idempotency
+-- replay / fingerprint mismatch, unknown SKU and sale window, GCRA rate limit (a limited request
+-- writes nothing), per-user cap, stock check (stock never goes below 0), append to the outbox
+-- stream, store the answer under the idempotency key. What the batch shares is paid once: the
+-- sale config, Redis TIME (every order of a call has the same accepted_at), the stock write
+-- and the order-index write. Relays find stale outbox entries by their ids (Redis time), so an
+-- admission writes nothing for them. The shebang makes Redis refuse the whole call before it
+-- runs (OOM, MISCONF, READONLY), so an error reply never leaves half a batch written.
 --
--- KEYS[1] sale:{sku}          hash: units, starts_at_ms, ends_at_ms, per_user_limit, rate_per_s, burst
--- KEYS[2] stock:{sku}         integer units left
--- KEYS[3] rl:{sku}:<user>     GCRA theoretical arrival time, µs (PX expiry)
--- KEYS[4] idem:{sku}:<user>:<key>  hash: f fingerprint, c code, o order id, t accepted_at µs, x stream id
--- KEYS[5] bought:{sku}         hash: user id → units admitted to that user
--- KEYS[6] outbox:{sku}        stream: o order id, u user, q qty, k idempotency key, t accepted_at µs
+-- KEYS[1] sale:{sku}       hash: units, starts_at_ms, ends_at_ms, per_user_limit, rate_per_s, burst
+-- KEYS[2] stock:{sku}      integer units left
+-- KEYS[3] bought:{sku}     hash: user id → units admitted to that user
+-- KEYS[4] outbox:{sku}     stream: o order id, u user, q qty, k idempotency key, t accepted_at µs
+-- KEYS[5] oidx:{tag}:<day> hash: order id → "sku␟user␟qty␟stream id" (tag in the SKU's slot)
+-- KEYS[4+2i] rl:{sku}:<user>             GCRA theoretical arrival time of order i, µs (PX expiry)
+-- KEYS[5+2i] idem:{sku}:<user>:<key>     string "f␟c␟o␟t␟x" (EX TTL): fingerprint, code, order id,
+--                                        accepted_at µs, stream id (flashgate/fingerprint.py; i = 1..n)
 --
--- ARGV[1] request fingerprint   ARGV[2] qty (>= 1)        ARGV[3] order id (uuid7, new)
--- ARGV[4] idempotency TTL, s    ARGV[5] user id           ARGV[6] idempotency key
--- ARGV[7] outbox consumer group ARGV[8] gate consumer name
+-- ARGV[1] idempotency TTL, s   ARGV[2] order-index TTL, s   ARGV[3] SKU
+-- ARGV[5i-1..5i+3] of order i: fingerprint, qty (>= 1), order id (uuid7, new), user id, idempotency key
 --
--- Returns {code, ...}:
---   {0, order_id, accepted_at_us, stream_id, stock_left}  ACCEPTED (answer stored)
---   {1, stored_code, order_id, accepted_at_us, pending}   REPLAY of a stored answer; pending=1
---                                                         while the order is still in the outbox
---   {2}              MISMATCH      same key, different request fingerprint
---   {3}              UNKNOWN_SKU   no sale config (not stored)
---   {4, starts_in_ms} NOT_STARTED  (not stored: a retry may succeed once the sale opens)
---   {5}              ENDED         (stored)
---   {6, wait_ms}     RATE_LIMITED  nothing consumed, nothing stored
---   {7, bought}      USER_LIMIT    per-user cap would be passed (stored)
---   {8, stock_left}  SOLD_OUT      fewer units left than asked (stored)
+-- Returns a flat array, 5 slots per order, in ARGV order:
+--   0 ACCEPTED     accepted_at_us, stream_id, stock_left, 0      (answer stored)
+--   1 REPLAY       stored_code, order_id, accepted_at_us, pending (pending=1 while in the outbox)
+--   2 MISMATCH     same key, different request fingerprint
+--   3 UNKNOWN_SKU  no sale config (not stored)
+--   4 NOT_STARTED  starts_in_ms (not stored: a retry may succeed once the sale opens)
+--   5 ENDED        (stored)
+--   6 RATE_LIMITED wait_ms (nothing consumed, nothing stored)
+--   7 USER_LIMIT   bought (per-user cap would be passed; stored)
+--   8 SOLD_OUT     stock_left, buyers (fewer units left than asked; stored; buyers = HLEN bought)
+-- Unused slots are 0.
 
-local fingerprint = ARGV[1]
-local qty = tonumber(ARGV[2])
-
-local stored = redis.call('HMGET', KEYS[4], 'f', 'c', 'o', 't', 'x')
-if stored[1] then
-  if stored[1] ~= fingerprint then return {2} end
-  local pending = 0
-  if stored[5] and stored[5] ~= '' and #redis.call('XRANGE', KEYS[6], stored[5], stored[5]) > 0 then
-    pending = 1
-  end
-  return {1, tonumber(stored[2]), stored[3] or '', tonumber(stored[4] or '0'), pending}
-end
-
-local function store(code)
-  redis.call('HSET', KEYS[4], 'f', fingerprint, 'c', code)
-  redis.call('EXPIRE', KEYS[4], ARGV[4])
-end
+local idem_ttl, index_ttl, sku = ARGV[1], ARGV[2], ARGV[3]
+local n = (#KEYS - 5) / 2
+local out = {}
 
 local sale = redis.call('HMGET', KEYS[1], 'units', 'starts_at_ms', 'ends_at_ms', 'per_user_limit', 'rate_per_s', 'burst')
-if not sale[1] then return {3} end
-
 local t = redis.call('TIME')
 local now_us = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local now_ms = math.floor(now_us / 1000)
-
+local now_text = string.format('%d', now_us)
 local starts_at = tonumber(sale[2] or '0') or 0
 local ends_at = tonumber(sale[3] or '0') or 0
-if starts_at > 0 and now_ms < starts_at then return {4, starts_at - now_ms} end
-if ends_at > 0 and now_ms >= ends_at then store(5); return {5} end
-
-local rate = tonumber(sale[5] or '0') or 0
-if rate > 0 then
-  local interval = 1000000 / rate
-  local burst = tonumber(sale[6] or '1') or 1
-  local tat = tonumber(redis.call('GET', KEYS[3]) or '0') or 0
-  if tat < now_us then tat = now_us end
-  local new_tat = tat + interval
-  local allow_at = new_tat - burst * interval
-  if now_us < allow_at then return {6, math.ceil((allow_at - now_us) / 1000)} end
-  redis.call('SET', KEYS[3], string.format('%d', math.floor(new_tat)), 'PX', math.ceil((new_tat - now_us) / 1000) + 1)
-end
-
 local limit = tonumber(sale[4] or '0') or 0
-local bought = tonumber(redis.call('HGET', KEYS[5], ARGV[5]) or '0') or 0
-if limit > 0 and bought + qty > limit then store(7); return {7, bought} end
-
+local rate = tonumber(sale[5] or '0') or 0
+local burst = tonumber(sale[6] or '1') or 1
 local stock = tonumber(redis.call('GET', KEYS[2]) or '0') or 0
-if stock < qty then store(8); return {8, stock} end
+local taken = 0
+local index = {}
 
--- The outbox append goes first: if it fails, nothing else has been written.
-local id = redis.call('XADD', KEYS[6], '*', 'o', ARGV[3], 'u', ARGV[5], 'q', qty, 'k', ARGV[6], 't', string.format('%d', now_us))
-local function park()
-  -- '>' hands out undelivered entries oldest first; read until ours is pending.
-  for _ = 1, 100 do
-    local got = redis.pcall('XREADGROUP', 'GROUP', ARGV[7], ARGV[8], 'COUNT', 100, 'STREAMS', KEYS[6], '>')
-    if type(got) == 'table' and got.err then return got end
-    if not got or not got[1] then return nil end
-    local entries = got[1][2]
-    if entries[#entries][1] == id then return nil end
+local function reply(a, b, c, d, e)
+  local k = #out
+  out[k + 1], out[k + 2], out[k + 3], out[k + 4], out[k + 5] = a, b or 0, c or 0, d or 0, e or 0
+end
+
+local function store(idem, fingerprint, code)
+  redis.call('SET', idem, fingerprint .. '\31' .. code .. '\31\31\31', 'EX', idem_ttl)
+end
+
+-- Judge one order; every return path adds exactly one reply.
+local function judge(i)
+  local rl, idem = KEYS[4 + 2 * i], KEYS[5 + 2 * i]
+  local a = 5 * i - 2
+  local fingerprint, qty, order_id, user, key = ARGV[a + 1], tonumber(ARGV[a + 2]), ARGV[a + 3], ARGV[a + 4], ARGV[a + 5]
+
+  local stored = redis.call('GET', idem)
+  if stored then
+    local f, c, o, t, x = string.match(stored, '^([^\31]*)\31([^\31]*)\31([^\31]*)\31([^\31]*)\31([^\31]*)$')
+    if f ~= fingerprint then return reply(2) end
+    local pending = 0
+    if x ~= '' and #redis.call('XRANGE', KEYS[4], x, x) > 0 then pending = 1 end
+    return reply(1, tonumber(c), o, tonumber(t) or 0, pending)
   end
-  return nil
-end
-if park() then
-  -- No group (the stream was recreated): make it from the start, so every entry is claimable.
-  redis.call('XGROUP', 'CREATE', KEYS[6], ARGV[7], '0')
-  park()
+
+  if not sale[1] then return reply(3) end
+  if starts_at > 0 and now_ms < starts_at then return reply(4, starts_at - now_ms) end
+  if ends_at > 0 and now_ms >= ends_at then store(idem, fingerprint, 5); return reply(5) end
+
+  if rate > 0 then
+    local interval = 1000000 / rate
+    local tat = tonumber(redis.call('GET', rl) or '0') or 0
+    if tat < now_us then tat = now_us end
+    local new_tat = tat + interval
+    local allow_at = new_tat - burst * interval
+    if now_us < allow_at then return reply(6, math.ceil((allow_at - now_us) / 1000)) end
+    redis.call('SET', rl, string.format('%d', math.floor(new_tat)), 'PX', math.ceil((new_tat - now_us) / 1000) + 1)
+  end
+
+  local bought = tonumber(redis.call('HGET', KEYS[3], user) or '0') or 0
+  if limit > 0 and bought + qty > limit then store(idem, fingerprint, 7); return reply(7, bought) end
+
+  local left = stock - taken
+  if left < qty then store(idem, fingerprint, 8); return reply(8, left, redis.call('HLEN', KEYS[3])) end
+
+  local id = redis.call('XADD', KEYS[4], '*', 'o', order_id, 'u', user, 'q', qty, 'k', key, 't', now_text)
+  taken = taken + qty
+  redis.call('HINCRBY', KEYS[3], user, qty)
+  redis.call('SET', idem, fingerprint .. '\31' .. '0\31' .. order_id .. '\31' .. now_text .. '\31' .. id, 'EX', idem_ttl)
+  index[#index + 1] = order_id
+  index[#index + 1] = sku .. '\31' .. user .. '\31' .. qty .. '\31' .. id
+  return reply(0, now_us, id, left - qty)
 end
 
-redis.call('DECRBY', KEYS[2], qty)
-redis.call('HINCRBY', KEYS[5], ARGV[5], qty)
-redis.call('HSET', KEYS[4], 'f', fingerprint, 'c', 0, 'o', ARGV[3], 't', string.format('%d', now_us), 'x', id)
-redis.call('EXPIRE', KEYS[4], ARGV[4])
-return {0, ARGV[3], now_us, id, stock - qty}
+for i = 1, n do judge(i) end
+
+if taken > 0 then
+  redis.call('DECRBY', KEYS[2], taken)
+  redis.call('HSET', KEYS[5], unpack(index))
+  redis.call('EXPIRE', KEYS[5], index_ttl)
+end
+return out

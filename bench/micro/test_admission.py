@@ -1,7 +1,13 @@
-"""admit.lua through the gate's AdmissionClient on real Redis: one call alone, and 64 sharing a pipeline.
+"""admit.lua alone on real Redis: admissions/s and Redis CPU per admission at 1, 16, 64 and 256 orders per call.
 
-Each round is driven with run_until_complete, which adds a few µs per round; the pipelined
-case divides that over its 64 calls (`calls_per_s` in extra_info).
+Each round is one admit.lua call (`AdmissionClient.admit_batch`) of N new orders for one SKU
+with (practically) endless stock, so every order is admitted: the dearest path (outbox append,
+park, stored answer, index). Redis CPU is read from `INFO cpu` (used_cpu_user + used_cpu_sys,
+the whole server, so keep the box otherwise quiet) and `INFO commandstats` (evalsha µs/call)
+around the benchmark; `extra_info` holds admissions_per_s, redis_cpu_us_per_admission and
+evalsha_us_per_call. Run (stack up, `eval "$(flashgate stack env)"`):
+
+    .venv/bin/pytest bench/micro/test_admission.py -p benchmark --benchmark-columns=median,ops,rounds
 """
 
 from __future__ import annotations
@@ -16,17 +22,16 @@ from typing import Any
 import pytest
 import redis.asyncio as aioredis
 
+from flashgate.orderindex import new_order_id, sku_slot
 from gate.admission import AdmissionClient, AdmitRequest, Code
 from gate.breaker import Breaker
 from gate.redis_batch import RedisBatcher
 from gate.sales import Sale, put_sale
 from gate.scripts import Scripts
 
-PIPELINED = 64
-
 
 @asynccontextmanager
-async def _client(redis_url: str, sku: str) -> AsyncIterator[AdmissionClient]:
+async def _client(redis_url: str, sku: str) -> AsyncIterator[tuple[AdmissionClient, aioredis.Redis]]:
     redis = aioredis.Redis.from_url(redis_url, decode_responses=True)
     await put_sale(redis, Sale(sku=sku, units=10**9))
     batcher = RedisBatcher(redis, Breaker(1000, 0.1), timeout_s=5)
@@ -34,49 +39,57 @@ async def _client(redis_url: str, sku: str) -> AsyncIterator[AdmissionClient]:
     for source in scripts.source.values():
         await redis.script_load(source)
     try:
-        yield AdmissionClient(batcher, scripts, idem_ttl_s=600)
+        yield AdmissionClient(batcher, scripts, idem_ttl_s=600), redis
     finally:
         await batcher.close()
-        keys = [k async for k in redis.scan_iter(match=f"*{{{sku}}}*", count=10_000)]
-        for i in range(0, len(keys), 1000):
-            await redis.delete(*keys[i : i + 1000])
         await redis.aclose()
 
 
+async def _redis_cpu(redis: aioredis.Redis) -> tuple[float, int, int]:
+    """(server CPU seconds, evalsha calls, evalsha µs) so far."""
+    cpu = await redis.info("cpu")
+    stats = (await redis.info("commandstats")).get("cmdstat_evalsha", {"calls": 0, "usec": 0})
+    return float(cpu["used_cpu_user"]) + float(cpu["used_cpu_sys"]), int(stats["calls"]), int(stats["usec"])
+
+
 @pytest.fixture
-def admission(redis_url: str, loop: asyncio.AbstractEventLoop) -> Iterator[tuple[AdmissionClient, str]]:
-    """An admission client and a SKU on sale with (practically) endless stock."""
+def admission(
+    redis_url: str, loop: asyncio.AbstractEventLoop
+) -> Iterator[tuple[AdmissionClient, aioredis.Redis, str]]:
+    """An admission client, a plain client and a SKU on sale with (practically) endless stock."""
     sku = f"micro-{uuid.uuid4().hex[:8]}"
     cm = _client(redis_url, sku)
-    client = loop.run_until_complete(cm.__aenter__())
-    yield client, sku
+    client, redis = loop.run_until_complete(cm.__aenter__())
+    yield client, redis, sku
     loop.run_until_complete(cm.__aexit__(None, None, None))
 
 
-def test_admit_single(benchmark: Any, admission: tuple[AdmissionClient, str], loop: asyncio.AbstractEventLoop) -> None:
-    client, sku = admission
-    n = itertools.count()
-
-    def one() -> Code:
-        i = next(n)
-        req = AdmitRequest(sku=sku, user=f"u{i}", key=f"k{i}", qty=1)
-        return loop.run_until_complete(client.admit(req, str(uuid.uuid4()))).code
-
-    assert benchmark(one) is Code.ACCEPTED
-
-
-def test_admit_pipelined(
-    benchmark: Any, admission: tuple[AdmissionClient, str], loop: asyncio.AbstractEventLoop
+@pytest.mark.parametrize("batch", [1, 16, 64, 256])
+def test_admit_batch(
+    benchmark: Any,
+    admission: tuple[AdmissionClient, aioredis.Redis, str],
+    loop: asyncio.AbstractEventLoop,
+    batch: int,
 ) -> None:
-    client, sku = admission
+    client, redis, sku = admission
+    slot = sku_slot(sku)
     n = itertools.count()
+    admitted = 0
 
-    async def many() -> list[Code]:
-        reqs = [AdmitRequest(sku=sku, user=f"u{i}", key=f"k{i}", qty=1) for i in itertools.islice(n, PIPELINED)]
-        got = await asyncio.gather(*(client.admit(r, str(uuid.uuid4())) for r in reqs))
+    async def one_call() -> list[Code]:
+        nonlocal admitted
+        reqs = [AdmitRequest(sku=sku, user=f"u{i}", key=f"k{i}", qty=1) for i in itertools.islice(n, batch)]
+        got = await client.admit_batch(sku, reqs, [str(new_order_id(slot)) for _ in reqs])
+        admitted += len(got)
         return [a.code for a in got]
 
-    codes = benchmark(lambda: loop.run_until_complete(many()))
-    assert codes == [Code.ACCEPTED] * PIPELINED
-    benchmark.extra_info["calls_per_round"] = PIPELINED
-    benchmark.extra_info["calls_per_s"] = PIPELINED / benchmark.stats.stats.mean
+    before = loop.run_until_complete(_redis_cpu(redis))
+    codes = benchmark(lambda: loop.run_until_complete(one_call()))
+    after = loop.run_until_complete(_redis_cpu(redis))
+    assert codes == [Code.ACCEPTED] * batch
+    calls = max(1, after[1] - before[1])
+    benchmark.extra_info["orders_per_call"] = batch
+    benchmark.extra_info["admissions_per_s"] = batch / benchmark.stats.stats.median
+    benchmark.extra_info["redis_cpu_us_per_admission"] = (after[0] - before[0]) / max(1, admitted) * 1e6
+    benchmark.extra_info["evalsha_us_per_call"] = (after[2] - before[2]) / calls
+    benchmark.extra_info["evalsha_us_per_admission"] = (after[2] - before[2]) / max(1, admitted)

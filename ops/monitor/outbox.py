@@ -26,17 +26,23 @@ def entry_age_s(stream_id: str | None, now_ms: int) -> float:
     return max(0, now_ms - int(stream_id.split("-", 1)[0])) / 1000
 
 
+def _text(v: str | bytes) -> str:
+    return v.decode() if isinstance(v, bytes) else v
+
+
 class OutboxProbe:
-    """`await read()` → {sku: OutboxState} for every outbox stream; SourceUnavailable if Redis fails."""
+    """`await read()` → {sku: OutboxState} for every registered SKU; SourceUnavailable if Redis fails.
+
+    SKUs come from the sale registry (`names.SALE_REGISTRY`), never from a keyspace SCAN.
+    """
 
     def __init__(self, client: aioredis.Redis) -> None:
         self._client = client
 
     async def read(self) -> dict[str, OutboxState]:
         try:
-            keys = [
-                k async for k in self._client.scan_iter(match=names.OUTBOX_SCAN_PATTERN, count=1000, _type="stream")
-            ]
+            skus = sorted(_text(s) for s in await self._client.smembers(names.SALE_REGISTRY))
+            keys = [names.outbox_key(sku) for sku in skus]
             async with self._client.pipeline(transaction=False) as pipe:
                 pipe.time()  # ages by Redis's clock, the one that stamped the entry ids
                 for key in keys:

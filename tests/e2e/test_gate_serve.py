@@ -15,7 +15,6 @@ import pytest
 
 from flashgate import events, names
 from gate.admission import AdmitRequest
-from gate.ids import uuid7
 from gate.sales import Sale, put_sale
 from tests.gatekit import admission_client, consume_all, create_topic, redis_client, until
 from tests.stackctl import FLASHGATE, StackHandle, eventually
@@ -106,7 +105,7 @@ async def test_relay_command_publishes_stranded_orders_and_stops_on_sigterm(stac
     create_topic(stack, name)
     async with admission_client(stack) as (client, r):
         await put_sale(r, Sale(sku=name, units=5))
-        stranded = [await client.admit(AdmitRequest(name, f"u{i}", "k", 1), str(uuid7())) for i in range(3)]
+        stranded = [await client.admit(AdmitRequest(name, f"u{i}", "k", 1)) for i in range(3)]
         env = {
             **os.environ,
             "REDIS_URL": stack.redis_url,

@@ -4,10 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import time
+import uuid
 
-from flashgate import names
+import pytest
+from redis.exceptions import OutOfMemoryError
+
+from flashgate import names, orderindex
+from flashgate.fingerprint import StoredAnswer, request_fingerprint
+from flashgate.orderindex import new_order_id, sku_slot
 from gate.admission import AdmissionClient, AdmitRequest, Code
-from gate.ids import uuid7
 from gate.sales import Sale, put_sale
 from tests.gatekit import admission_client
 from tests.stackctl import StackHandle
@@ -18,14 +23,14 @@ def req(sku: str, user: str = "u1", key: str = "k1", qty: int = 1) -> AdmitReque
 
 
 async def admit(client: AdmissionClient, r: AdmitRequest) -> tuple[Code, str]:
-    a = await client.admit(r, str(uuid7()))
+    a = await client.admit(r)
     return a.code, a.order_id
 
 
 async def test_accept_takes_stock_and_parks_the_order_in_the_outbox(stack: StackHandle, name: str) -> None:
     async with admission_client(stack) as (client, r):
         await put_sale(r, Sale(sku=name, units=5))
-        order_id = str(uuid7())
+        order_id = str(new_order_id(sku_slot(name)))
         a = await client.admit(req(name, qty=2), order_id)
         assert (a.code, a.order_id, a.stock_left, a.replayed) == (Code.ACCEPTED, order_id, 3, False)
         assert abs(a.accepted_at_us / 1e6 - time.time()) < 5
@@ -33,17 +38,16 @@ async def test_accept_takes_stock_and_parks_the_order_in_the_outbox(stack: Stack
         assert await r.hget(names.bought_key(name), "u1") == "2"
         entries: list[tuple[str, dict[str, str]]] = await r.xrange(names.outbox_key(name))  # type: ignore[assignment]
         assert [(sid, f["o"], f["q"]) for sid, f in entries] == [(a.stream_id, order_id, "2")]
-        pending = await r.xpending(names.outbox_key(name), names.OUTBOX_GROUP)
-        assert pending["pending"] == 1
-        assert pending["consumers"] == [{"name": names.OUTBOX_GATE_CONSUMER, "pending": 1}]
         assert 0 < await r.ttl(names.idem_key(name, "u1", "k1")) <= 60
+        stored = StoredAnswer.decode(str(await r.get(names.idem_key(name, "u1", "k1"))))
+        assert stored == StoredAnswer(request_fingerprint(name, 2), 0, order_id, a.accepted_at_us, a.stream_id)
 
 
 async def test_replay_returns_the_stored_answer_and_takes_nothing(stack: StackHandle, name: str) -> None:
     async with admission_client(stack) as (client, r):
         await put_sale(r, Sale(sku=name, units=5))
-        first = await client.admit(req(name), str(uuid7()))
-        again = await client.admit(req(name), str(uuid7()))
+        first = await client.admit(req(name))
+        again = await client.admit(req(name))
         assert (again.code, again.order_id, again.replayed, again.pending) == (
             Code.ACCEPTED,
             first.order_id,
@@ -53,7 +57,7 @@ async def test_replay_returns_the_stored_answer_and_takes_nothing(stack: StackHa
         assert again.accepted_at_us == first.accepted_at_us
         assert await r.get(names.stock_key(name)) == "4"
         assert await client.ack(name, [first.stream_id]) == 1
-        after_ack = await client.admit(req(name), str(uuid7()))
+        after_ack = await client.admit(req(name))
         assert (after_ack.code, after_ack.pending) == (Code.ACCEPTED, False)
 
 
@@ -75,13 +79,13 @@ async def test_sale_not_started_is_not_stored_and_ended_is(stack: StackHandle, n
     now_ms = int(time.time() * 1000)
     async with admission_client(stack) as (client, r):
         await put_sale(r, Sale(sku=f"{name}a", units=5, starts_at_ms=now_ms + 60_000))
-        a = await client.admit(req(f"{name}a"), str(uuid7()))
+        a = await client.admit(req(f"{name}a"))
         assert a.code is Code.NOT_STARTED
         assert 50_000 < a.wait_ms <= 60_000
         assert await r.exists(names.idem_key(f"{name}a", "u1", "k1")) == 0
         await put_sale(r, Sale(sku=f"{name}b", units=5, starts_at_ms=now_ms - 60_000, ends_at_ms=now_ms - 1))
         assert (await admit(client, req(f"{name}b")))[0] is Code.ENDED
-        replay = await client.admit(req(f"{name}b"), str(uuid7()))
+        replay = await client.admit(req(f"{name}b"))
         assert (replay.code, replay.replayed) == (Code.ENDED, True)
         assert await r.get(names.stock_key(f"{name}b")) == "5"
 
@@ -91,7 +95,7 @@ async def test_rate_limited_request_consumes_nothing(stack: StackHandle, name: s
         await put_sale(r, Sale(sku=name, units=100, rate_per_s=0.5, burst=2))
         assert (await admit(client, req(name, key="a")))[0] is Code.ACCEPTED
         assert (await admit(client, req(name, key="b")))[0] is Code.ACCEPTED
-        limited = await client.admit(req(name, key="c"), str(uuid7()))
+        limited = await client.admit(req(name, key="c"))
         assert limited.code is Code.RATE_LIMITED
         assert 0 < limited.wait_ms <= 2000
         assert await r.get(names.stock_key(name)) == "98"
@@ -106,19 +110,21 @@ async def test_per_user_cap(stack: StackHandle, name: str) -> None:
     async with admission_client(stack) as (client, r):
         await put_sale(r, Sale(sku=name, units=100, per_user_limit=2))
         assert (await admit(client, req(name, key="a", qty=2)))[0] is Code.ACCEPTED
-        capped = await client.admit(req(name, key="b"), str(uuid7()))
+        capped = await client.admit(req(name, key="b"))
         assert (capped.code, capped.replayed) == (Code.USER_LIMIT, False)
+        refusal = await r.get(names.idem_key(name, "u1", "b"))
+        assert StoredAnswer.decode(str(refusal)) == StoredAnswer(request_fingerprint(name, 1), 7)
         assert await r.get(names.stock_key(name)) == "98"
-        assert (await client.admit(req(name, key="b"), str(uuid7()))).replayed
+        assert (await client.admit(req(name, key="b"))).replayed
 
 
 async def test_sold_out_and_partial_stock(stack: StackHandle, name: str) -> None:
     async with admission_client(stack) as (client, r):
         await put_sale(r, Sale(sku=name, units=1))
-        too_many = await client.admit(req(name, key="a", qty=2), str(uuid7()))
+        too_many = await client.admit(req(name, key="a", qty=2))
         assert (too_many.code, too_many.stock_left) == (Code.SOLD_OUT, 1)
         assert (await admit(client, req(name, key="b")))[0] is Code.ACCEPTED
-        gone = await client.admit(req(name, key="c"), str(uuid7()))
+        gone = await client.admit(req(name, key="c"))
         assert (gone.code, gone.stock_left) == (Code.SOLD_OUT, 0)
         assert await r.get(names.stock_key(name)) == "0"
 
@@ -126,9 +132,7 @@ async def test_sold_out_and_partial_stock(stack: StackHandle, name: str) -> None
 async def test_stock_never_goes_negative_under_concurrency(stack: StackHandle, name: str) -> None:
     async with admission_client(stack) as (client, r):
         await put_sale(r, Sale(sku=name, units=10))
-        results = await asyncio.gather(
-            *(client.admit(req(name, user=f"u{i}", qty=1 + i % 3), str(uuid7())) for i in range(200))
-        )
+        results = await asyncio.gather(*(client.admit(req(name, user=f"u{i}", qty=1 + i % 3)) for i in range(200)))
         taken = sum(1 + i % 3 for i, a in enumerate(results) if a.code is Code.ACCEPTED)
         stock = int(await r.get(names.stock_key(name)) or "-1")
         assert stock >= 0
@@ -144,44 +148,128 @@ async def test_noscript_after_script_flush_is_recovered(stack: StackHandle, name
         assert (await admit(client, req(name)))[0] is Code.ACCEPTED
 
 
-async def test_missing_outbox_group_is_recreated_with_every_entry_claimable(stack: StackHandle, name: str) -> None:
-    async with admission_client(stack) as (client, r):
-        await put_sale(r, Sale(sku=name, units=3))
-        await admit(client, req(name, key="a"))
-        await r.xgroup_destroy(names.outbox_key(name), names.OUTBOX_GROUP)
-        assert (await admit(client, req(name, key="b")))[0] is Code.ACCEPTED
-        pending = await r.xpending(names.outbox_key(name), names.OUTBOX_GROUP)
-        assert pending["pending"] == 2
-
-
 async def test_ack_is_idempotent(stack: StackHandle, name: str) -> None:
     async with admission_client(stack) as (client, r):
         await put_sale(r, Sale(sku=name, units=3))
-        a = await client.admit(req(name), str(uuid7()))
+        a = await client.admit(req(name))
         assert await client.ack(name, [a.stream_id]) == 1
         assert await client.ack(name, [a.stream_id]) == 0
-        assert (await r.xpending(names.outbox_key(name), names.OUTBOX_GROUP))["pending"] == 0
+        assert await r.xlen(names.outbox_key(name)) == 0
 
 
-async def test_claim_takes_only_stale_entries_once_per_threshold(stack: StackHandle, name: str) -> None:
+async def test_claim_gives_stale_entries_to_the_lease_holder_only(stack: StackHandle, name: str) -> None:
     async with admission_client(stack) as (client, r):
         await put_sale(r, Sale(sku=name, units=5))
-        a = await client.admit(req(name, key="a"), str(uuid7()))
-        b = await client.admit(req(name, key="b"), str(uuid7()))
-        assert await client.claim(name, min_idle_ms=60_000, cursor="0-0", count=10) == ("0-0", [])
+        a = await client.admit(req(name, key="a"))
+        b = await client.admit(req(name, key="b"))
+
+        async def claim(relay: str, min_age_ms: int, count: int = 10, cursor: str = "0-0") -> tuple[str, list[str]]:
+            got = await client.claim(name, relay=relay, min_age_ms=min_age_ms, lease_ms=60_000, cursor=cursor,
+                                     count=count)  # fmt: skip
+            return got[0], [e.order_id for e in got[1]]
+
+        assert await claim("r1", 60_000) == ("0-0", [])  # nothing that old; r1 holds the lease now
         await client.ack(name, [b.stream_id])
-        _cursor, entries = await client.claim(name, min_idle_ms=0, cursor="0-0", count=10)
+        assert await claim("r1", 0) == ("0-0", [a.order_id])
+        assert await claim("r2", 0) == ("0-0", [])  # another relay waits for the lease
+        _cursor, entries = await client.claim(name, relay="r1", min_age_ms=0, lease_ms=60_000, cursor="0-0", count=10)
         assert [(e.order_id, e.user, e.qty, e.key) for e in entries] == [(a.order_id, "u1", 1, "a")]
-        # A second relay right after finds nothing: claiming reset the entry's idle time.
-        assert (await client.claim(name, min_idle_ms=1000, cursor="0-0", count=10))[1] == []
-        assert await client.claim(f"{name}-none", min_idle_ms=0, cursor="0-0", count=10) == ("0-0", [])
+        # Paging: a full page returns a cursor, the next page starts after it.
+        c = await client.admit(req(name, key="c"))
+        first = await claim("r1", 0, count=1)
+        assert first == (a.stream_id, [a.order_id])
+        assert await claim("r1", 0, count=1, cursor=first[0]) == (c.stream_id, [c.order_id])
+        await r.delete(names.relay_lease_key(name))  # the holder died and its lease lapsed
+        assert (await claim("r2", 0))[1] == [a.order_id, c.order_id]
+        assert await client.claim(f"{name}-none", relay="r1", min_age_ms=0, lease_ms=1000, cursor="0-0",
+                                  count=10) == ("0-0", [])  # fmt: skip
 
 
 async def test_claim_skips_malformed_entries(stack: StackHandle, name: str) -> None:
     async with admission_client(stack) as (client, r):
         await put_sale(r, Sale(sku=name, units=5))
         await r.xadd(names.outbox_key(name), {"o": "only-an-id"})
-        await r.xreadgroup(names.OUTBOX_GROUP, names.OUTBOX_GATE_CONSUMER, {names.outbox_key(name): ">"})
-        good = await client.admit(req(name), str(uuid7()))
-        _, entries = await client.claim(name, min_idle_ms=0, cursor="0-0", count=10)
+        good = await client.admit(req(name))
+        _, entries = await client.claim(name, relay="r", min_age_ms=0, lease_ms=1000, cursor="0-0", count=10)
         assert [e.order_id for e in entries] == [good.order_id]
+
+
+async def test_one_call_judges_a_batch_in_order_as_separate_calls_would(stack: StackHandle, name: str) -> None:
+    async with admission_client(stack) as (client, r):
+        await put_sale(r, Sale(sku=name, units=4, per_user_limit=2))
+        reqs = [
+            req(name, user="a", key="1"),  # accepted
+            req(name, user="a", key="1"),  # the same key again, in the same call: replay, still pending
+            req(name, user="a", key="1", qty=2),  # same key, other body: mismatch
+            req(name, user="a", key="2", qty=2),  # a's cap: 1 + 2 > 2
+            req(name, user="b", key="1", qty=2),  # accepted: 1 unit left
+            req(name, user="c", key="1", qty=2),  # fewer left than asked
+            req(name, user="c", key="2"),  # takes the last unit
+            req(name, user="d", key="1"),  # sold out
+        ]
+        slot = sku_slot(name)
+        ids = [str(new_order_id(slot)) for _ in reqs]
+        got = await client.admit_batch(name, reqs, ids)
+        assert [(a.code, a.replayed) for a in got] == [
+            (Code.ACCEPTED, False),
+            (Code.ACCEPTED, True),
+            (Code.MISMATCH, False),
+            (Code.USER_LIMIT, False),
+            (Code.ACCEPTED, False),
+            (Code.SOLD_OUT, False),
+            (Code.ACCEPTED, False),
+            (Code.SOLD_OUT, False),
+        ]
+        assert (got[1].order_id, got[1].pending) == (ids[0], True)
+        assert [got[i].stock_left for i in (0, 4, 5, 6, 7)] == [3, 1, 1, 0, 0]
+        assert got[7].buyers == 3
+        assert len({got[i].accepted_at_us for i in (0, 4, 6)}) == 1  # one Redis TIME per call
+        assert await r.get(names.stock_key(name)) == "0"
+        assert await r.hgetall(names.bought_key(name)) == {"a": "1", "b": "2", "c": "1"}
+        entries: list[tuple[str, dict[str, str]]] = await r.xrange(names.outbox_key(name))  # type: ignore[assignment]
+        assert [f["o"] for _, f in entries] == [ids[0], ids[4], ids[6]]
+        # Stored answers: each key replays its own outcome later.
+        again = await client.admit_batch(name, [reqs[3], reqs[5]], [str(new_order_id(slot)) for _ in range(2)])
+        assert [(a.code, a.replayed) for a in again] == [(Code.USER_LIMIT, True), (Code.SOLD_OUT, True)]
+
+
+async def test_the_order_index_lives_in_the_skus_slot(stack: StackHandle, name: str) -> None:
+    async with admission_client(stack) as (client, r):
+        await put_sale(r, Sale(sku=name, units=3))
+        a = await client.admit(req(name, user="u:1"))
+        oid = uuid.UUID(a.order_id)
+        assert orderindex.key_slot(orderindex.index_key(oid)) == sku_slot(name)
+        indexed = await client.order(oid)
+        assert indexed is not None
+        assert (indexed.sku, indexed.user, indexed.qty, indexed.pending) == (name, "u:1", 1, True)
+        assert 0 < await r.ttl(orderindex.index_key(oid)) <= orderindex.index_ttl_s(60)
+        await client.ack(name, [a.stream_id])
+        indexed = await client.order(oid)
+        assert indexed is not None
+        assert not indexed.pending
+        assert await client.order(new_order_id(sku_slot(name))) is None
+
+
+async def test_order_ids_of_another_slot_are_refused_before_redis(stack: StackHandle, name: str) -> None:
+    async with admission_client(stack) as (client, r):
+        await put_sale(r, Sale(sku=name, units=3))
+        wrong = str(new_order_id((sku_slot(name) + 1) % orderindex.SLOTS))
+        with pytest.raises(ValueError, match="slot"):
+            await client.admit(req(name), wrong)
+        assert await r.get(names.stock_key(name)) == "3"
+
+
+async def test_an_out_of_memory_redis_refuses_the_whole_call_before_it_writes(stack: StackHandle, name: str) -> None:
+    async with admission_client(stack) as (client, r):
+        await put_sale(r, Sale(sku=name, units=3))
+        used = int((await r.info("memory"))["used_memory"])
+        await r.config_set("maxmemory", used // 2)
+        try:
+            with pytest.raises(OutOfMemoryError):
+                await client.admit_batch(name, [req(name, key="1"), req(name, key="2")],
+                                         [str(new_order_id(sku_slot(name))) for _ in range(2)])  # fmt: skip
+        finally:
+            await r.config_set("maxmemory", 0)
+        assert await r.get(names.stock_key(name)) == "3"
+        assert await r.xlen(names.outbox_key(name)) == 0
+        assert await r.exists(names.idem_key(name, "u1", "1")) == 0

@@ -12,7 +12,6 @@ from prometheus_client import CollectorRegistry, generate_latest
 
 from flashgate import names
 from gate.admission import AdmitRequest
-from gate.ids import uuid7
 from gate.sales import Sale, put_sale
 from ops.monitor.drift import ReconcilerDrift
 from ops.monitor.errors import SourceUnavailable
@@ -79,7 +78,7 @@ async def test_outbox_backlog_and_oldest_age_per_sku(stack: StackHandle, name: s
     async with admission_client(stack) as (client, r):
         await put_sale(r, Sale(sku=name, units=10))
         for i in range(3):  # admitted, never handed to Kafka: they stay in the outbox
-            await client.admit(AdmitRequest(name, f"u{i}", "k", 1), str(uuid7()))
+            await client.admit(AdmitRequest(name, f"u{i}", "k", 1))
         state = await OutboxProbe(r).read()
     assert state[name].entries == 3
     assert 0 <= state[name].oldest_age_s < 600

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from flashgate import names
+from flashgate.orderindex import new_order_id, sku_slot
 from flashgate.saleconfig import SaleConfig
 from gate.admission import AdmitRequest
 from tests.gatekit import admission_client
@@ -10,7 +11,6 @@ from tests.stackctl import StackHandle
 from worker.reconcile.redis_state import SaleRedis
 
 CONFIG = SaleConfig(units=10, per_user_limit=3)
-ORDER_ID = "0192f0c4-0000-7000-8000-0000000000b1"
 
 
 async def test_rebuild_then_snapshot_sees_everything_admission_wrote(stack: StackHandle, name: str) -> None:
@@ -18,13 +18,14 @@ async def test_rebuild_then_snapshot_sees_everything_admission_wrote(stack: Stac
         sales = SaleRedis(r)
         done = await sales.apply(name, rebuild=True, stock=10, cap=10, config=CONFIG, users={"old": 1})
         assert (done.code, done.stock, done.clamped) == (0, 10, False)
-        await client.admit(AdmitRequest(name, "amy", "k1", 2), ORDER_ID)
+        order_id = str(new_order_id(sku_slot(name)))
+        await client.admit(AdmitRequest(name, "amy", "k1", 2), order_id)
 
         snap = await sales.snapshot(name)
         assert snap.stock == 8
         assert snap.bought == {"old": 1, "amy": 2}
         assert SaleConfig.from_redis(snap.sale) == CONFIG
-        assert [(o.order_id, o.user_id, o.idempotency_key, o.qty) for o in snap.outbox] == [(ORDER_ID, "amy", "k1", 2)]
+        assert [(o.order_id, o.user_id, o.idempotency_key, o.qty) for o in snap.outbox] == [(order_id, "amy", "k1", 2)]
         assert abs(snap.outbox[0].accepted_at_us - snap.taken_at_us) < 60_000_000
 
 

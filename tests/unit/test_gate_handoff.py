@@ -1,4 +1,4 @@
-"""Kafka handoff with a producer double: delivery reports resolve futures; a fatal error recreates the producer."""
+"""Kafka handoff with a producer double (callbacks, fatal error recreates the producer); the sold-out cache."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from confluent_kafka import KafkaError
 from flashgate.events import SCHEMA_VERSION, OrderAccepted
 from gate.errors import HandoffError
 from gate.handoff import Handoff
+from gate.metrics import GateMetrics
 from gate.soldout import SoldOutCache
 
 
@@ -23,7 +24,7 @@ class FakeProducer:
         self.pending: list[Any] = []
         self.refuse = False
 
-    def produce(self, _topic: str, _value: bytes, _key: bytes, on_delivery: Any) -> None:
+    def produce(self, _topic: str, _value: bytes, on_delivery: Any) -> None:
         if self.refuse:
             raise BufferError("queue full")
         self.pending.append(on_delivery)
@@ -43,6 +44,9 @@ class FakeProducer:
         self.deliver_all(KafkaError(KafkaError._PURGE_QUEUE, "purged"))
         return 0
 
+    def list_topics(self, _topic: str, timeout: float) -> Any:
+        return None
+
 
 def event() -> OrderAccepted:
     return OrderAccepted(SCHEMA_VERSION, uuid.uuid4(), "sku", "u", 1, "k", datetime.now(UTC))
@@ -55,33 +59,95 @@ async def test_delivery_resolves_and_fatal_error_recreates_the_producer() -> Non
         made.append(FakeProducer(config))
         return made[-1]
 
-    handoff = Handoff({"message.timeout.ms": 1000}, "t", producer_factory=factory)
+    metrics = GateMetrics()
+    handoff = Handoff({"message.timeout.ms": 1000}, "t", metrics=metrics, producer_factory=factory)
     handoff.start(asyncio.get_running_loop())
+    results: list[HandoffError | None] = []
     try:
-        ok = handoff.send(e := event())
+        handoff.send(e := event(), results.append)
         assert handoff.in_flight(str(e.order_id))
         made[0].deliver_all()
-        await asyncio.wait_for(ok, 5)
+        assert results == [None]
         assert not handoff.in_flight(str(e.order_id))
 
-        lost = handoff.send(event())
+        handoff.send(event(), results.append)
         handoff._on_error(KafkaError(KafkaError._FATAL, "fenced", fatal=True))
-        with pytest.raises(HandoffError, match="purged"):
-            await asyncio.wait_for(lost, 5)
+        await until_true(lambda: len(results) == 2)  # the next poll, on the loop, recreates
+        assert isinstance(results[1], HandoffError)
+        assert "purged" in str(results[1])
         assert handoff.recreated == 1
         assert len(made) == 2
 
         made[1].refuse = True
         with pytest.raises(HandoffError, match="refused"):
-            handoff.send(event())
+            handoff.send(event(), results.append)
+        assert dict(metrics.kafka_deliveries) == {"delivered": 1, "failed": 1, "refused": 1}
     finally:
         await handoff.close(1)
 
 
-def test_soldout_cache_expires() -> None:
-    cache = SoldOutCache(ttl_s=0.5)
+async def test_a_failing_callback_does_not_stop_the_other_reports() -> None:
+    made: list[FakeProducer] = []
+
+    def factory(config: dict[str, Any]) -> FakeProducer:
+        made.append(FakeProducer(config))
+        return made[-1]
+
+    handoff = Handoff({"message.timeout.ms": 1000}, "t", metrics=GateMetrics(), producer_factory=factory)
+    handoff.start(asyncio.get_running_loop())
+    got: list[HandoffError | None] = []
+
+    def boom(_: HandoffError | None) -> None:
+        raise RuntimeError("boom")
+
+    handoff.send(event(), boom)
+    handoff.send(event(), got.append)
+    made[0].deliver_all()
+    assert got == [None]
+    await handoff.close(1)
+
+
+async def until_true(check: Any, timeout_s: float = 5.0) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while not check():
+        assert asyncio.get_running_loop().time() < deadline, "condition not met in time"
+        await asyncio.sleep(0.01)
+
+
+def test_soldout_cache_answers_non_buyers_only_once_the_buyer_set_is_known() -> None:
+    cache = SoldOutCache(ttl_s=0.5, buyers_max_age_s=5.0)
     assert not cache.is_sold_out("a", 0.0)
     cache.mark("a", 1.0)
     assert cache.is_sold_out("a", 1.4)
+    assert not cache.answers_sold_out("a", "stranger", 1.1)  # no buyer set yet: ask Redis
+    assert cache.wants_buyers("a")
+    assert not cache.wants_buyers("a")  # one fetch at a time
+    cache.set_buyers("a", frozenset({"alice"}), 1.1)
+    assert cache.answers_sold_out("a", "stranger", 1.2)
+    assert not cache.answers_sold_out("a", "alice", 1.2)  # a buyer may be retrying: ask Redis
+    assert not cache.answers_sold_out("a", "stranger", 1.6)  # expired: ask Redis
     assert not cache.is_sold_out("a", 1.5)
     assert not cache.is_sold_out("b", 1.0)
+
+
+def test_soldout_cache_drops_a_buyer_set_that_may_miss_a_buyer() -> None:
+    cache = SoldOutCache(ttl_s=0.5, buyers_max_age_s=5.0)
+    cache.mark("a", 0.0)
+    cache.wants_buyers("a")
+    cache.set_buyers("a", frozenset({"alice"}), 0.0)
+    cache.mark("a", 0.1, buyer_count=1)  # SOLD_OUT with the same count: set kept, no refetch
+    assert not cache.wants_buyers("a")
+    assert cache.answers_sold_out("a", "bob", 0.2)
+    cache.mark("a", 0.3, buyer_count=2)  # another process sold after a restock
+    assert not cache.answers_sold_out("a", "bob", 0.3)
+    assert cache.wants_buyers("a")
+    cache.set_buyers("a", frozenset({"alice", "bob"}), 0.3)
+    cache.mark("a", 0.4)  # this process admitted the last units: the set changed
+    assert not cache.answers_sold_out("a", "carol", 0.4)
+    assert cache.wants_buyers("a")
+    cache.set_buyers("a", frozenset({"alice", "bob", "carol"}), 0.4)
+    cache.mark("a", 6.0, buyer_count=3)  # old set: refetched, still used meanwhile
+    assert cache.wants_buyers("a")
+    assert cache.answers_sold_out("a", "dave", 6.1)
+    cache.fetch_failed("a")
+    assert cache.wants_buyers("a")

@@ -15,9 +15,10 @@ from gate.metrics import GateMetrics
 m = GateMetrics(os.environ["PROMETHEUS_MULTIPROC_DIR"])
 mode = sys.argv[1]
 if mode == "work":
-    m.requests.labels("202", "accepted").inc(int(sys.argv[2]))
-    m.inflight.inc(int(sys.argv[2]))
+    m.requests[("202", "accepted")] += int(sys.argv[2])
+    m.inflight = int(sys.argv[2])
     m.admission_seconds.observe(0.01)
+    m.publish()
 elif mode == "render":
     from gate.metrics import forget_dead_processes
     print("dead", ",".join(map(str, forget_dead_processes(os.environ["PROMETHEUS_MULTIPROC_DIR"]))))
@@ -53,3 +54,27 @@ def test_render_sums_processes_and_forgets_the_live_gauges_of_dead_ones() -> Non
         assert len(list(Path(folder).glob("counter_*.db"))) == 3
     finally:
         shutil.rmtree(folder, ignore_errors=True)
+
+
+def test_tallies_publish_the_same_samples_as_direct_observations() -> None:
+    from prometheus_client import CollectorRegistry, Histogram, generate_latest
+
+    from gate.metrics import HistogramTally
+
+    bounds = (0.001, 0.01, 0.1)
+    values = [0.0005, 0.001, 0.005, 0.01, 0.05, 0.5, 2.0, 0.001]
+    direct_reg, bulk_reg = CollectorRegistry(), CollectorRegistry()
+    direct = Histogram("h", "h", buckets=bounds, registry=direct_reg)
+    bulk = Histogram("h", "h", buckets=bounds, registry=bulk_reg)
+    tally = HistogramTally(bounds)
+    for v in values:
+        direct.observe(v)
+        tally.observe(v)
+    tally.publish_to(bulk)
+    tally.publish_to(bulk)  # a second publish adds nothing: the tally was reset
+
+    def samples(registry: CollectorRegistry) -> list[bytes]:
+        return [line for line in generate_latest(registry).splitlines() if b"_created" not in line]
+
+    assert samples(bulk_reg) == samples(direct_reg)
+    assert b'h_bucket{le="0.001"} 3.0' in samples(bulk_reg)  # "le": 0.001 itself falls in the 0.001 bucket

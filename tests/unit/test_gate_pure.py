@@ -1,4 +1,4 @@
-"""Pure parts of the gate: breaker, admit.lua reply parsing, uuid7, settings, order status."""
+"""Pure parts of the gate: breaker, admit.lua reply parsing, order ids and slots, settings, order status."""
 
 from __future__ import annotations
 
@@ -7,11 +7,21 @@ from datetime import UTC, datetime
 
 import pytest
 
+from flashgate.fingerprint import StoredAnswer
+from flashgate.orderindex import (
+    IndexEntry,
+    index_key,
+    key_slot,
+    new_order_id,
+    order_day,
+    order_slot,
+    sku_slot,
+    slot_tag,
+)
 from gate.admission import Admission, Code, IndexedOrder, parse_admit, parse_entry
 from gate.answers import status_answer
 from gate.breaker import Breaker
 from gate.errors import NotFound
-from gate.ids import uuid7
 from gate.records import PersistedOrder
 from gate.settings import GateSettings, SettingsError
 
@@ -39,15 +49,31 @@ def test_breaker_opens_after_consecutive_failures_and_probes_once() -> None:
 
 
 def test_parse_admit_every_code() -> None:
-    assert parse_admit([0, "o", 5, "1-0", 3]) == Admission(Code.ACCEPTED, "o", 5, "1-0", stock_left=3)
-    assert parse_admit([1, 0, "o", 5, 1]) == Admission(Code.ACCEPTED, "o", 5, replayed=True, pending=True)
-    assert parse_admit([1, 8, "", 0, 0]) == Admission(Code.SOLD_OUT, replayed=True)
-    assert parse_admit([2]) == Admission(Code.MISMATCH)
-    assert parse_admit([4, 1500]) == Admission(Code.NOT_STARTED, wait_ms=1500)
-    assert parse_admit([6, 20]) == Admission(Code.RATE_LIMITED, wait_ms=20)
-    assert parse_admit([8, 0]) == Admission(Code.SOLD_OUT, stock_left=0)
+    ids = ["o1", "o2", "o3", "o4", "o5", "o6", "o7", "o8"]
+    raw = [
+        0, 5, "1-0", 3, 0,
+        1, 0, "o", 5, 1,
+        1, 8, "", 0, 0,
+        2, 0, 0, 0, 0,
+        4, 1500, 0, 0, 0,
+        6, 20, 0, 0, 0,
+        8, 0, 7, 0, 0,
+        7, 2, 0, 0, 0,
+    ]  # fmt: skip
+    assert parse_admit(raw, ids) == [
+        Admission(Code.ACCEPTED, "o1", 5, "1-0", stock_left=3),
+        Admission(Code.ACCEPTED, "o", 5, replayed=True, pending=True),
+        Admission(Code.SOLD_OUT, replayed=True),
+        Admission(Code.MISMATCH),
+        Admission(Code.NOT_STARTED, wait_ms=1500),
+        Admission(Code.RATE_LIMITED, wait_ms=20),
+        Admission(Code.SOLD_OUT, stock_left=0, buyers=7),
+        Admission(Code.USER_LIMIT),
+    ]
     with pytest.raises(ValueError, match="99"):
-        parse_admit([99])
+        parse_admit([99, 0, 0, 0, 0], ["o"])
+    with pytest.raises(ValueError, match="5 slots for 2 orders"):
+        parse_admit([0, 5, "1-0", 3, 0], ["o1", "o2"])
 
 
 def test_parse_entry() -> None:
@@ -55,13 +81,38 @@ def test_parse_entry() -> None:
     assert (e.stream_id, e.order_id, e.user, e.qty, e.key, e.accepted_at_us) == ("1-0", "id", "user", 2, "key", 17)
 
 
-def test_uuid7_layout_and_order() -> None:
-    a, b = uuid7(1_000), uuid7(2_000)
+def test_order_ids_are_uuid7_that_carry_the_sku_slot() -> None:
+    slot = sku_slot("shoe-42")
+    a, b = new_order_id(slot, 1_000), new_order_id(slot, 2_000)
     assert a.version == 7
     assert a.variant == uuid.RFC_4122
     assert a.int >> 80 == 1_000
     assert a < b
-    assert len({uuid7() for _ in range(1000)}) == 1000
+    assert order_slot(a) == order_slot(b) == slot
+    assert len({new_order_id(slot) for _ in range(1000)}) == 1000
+    assert order_day(new_order_id(slot, 3 * 86_400_000 + 5)) == 3
+
+
+def test_slots_match_redis_cluster() -> None:
+    # Values from the Redis Cluster specification (CLUSTER KEYSLOT).
+    assert key_slot("123456789") == 0x31C3 % 16384
+    assert key_slot("foo") == 12182
+    assert key_slot("{user1000}.following") == key_slot("{user1000}.followers") == key_slot("user1000")
+    assert key_slot("foo{}{bar}") == key_slot("foo{}{bar}")  # an empty tag hashes the whole key
+    for slot in (0, 1, 12182, 16383):
+        assert key_slot(f"x{{{slot_tag(slot)}}}y") == slot
+    with pytest.raises(ValueError, match="outside"):
+        slot_tag(16384)
+
+
+def test_index_key_and_entry_round_trip() -> None:
+    oid = new_order_id(sku_slot("shoe-42"), 5 * 86_400_000 + 1)
+    assert key_slot(index_key(oid)) == sku_slot("shoe-42")
+    assert index_key(oid).endswith(":5")
+    entry = IndexEntry("shoe-42", "u:1", 2, "17-0")
+    assert IndexEntry.decode(entry.encode()) == entry
+    with pytest.raises(ValueError, match="unpack"):
+        IndexEntry.decode("no separators")
 
 
 def test_settings_from_env_defaults_and_overrides() -> None:
@@ -130,3 +181,13 @@ def test_status_unknown_or_someone_elses_order_is_not_found(
 ) -> None:
     with pytest.raises(NotFound):
         status_answer("o1", "alice", row, indexed)
+
+
+def test_stored_answer_round_trip() -> None:
+    accepted = StoredAnswer("fp", 0, "0192f0c4-0000-7000-8000-0000000000b1", 17, "5-0")
+    refused = StoredAnswer("fp", 8)
+    assert StoredAnswer.decode(accepted.encode()) == accepted
+    assert refused.encode() == "fp\x1f8\x1f\x1f\x1f"
+    assert StoredAnswer.decode(refused.encode()) == refused
+    with pytest.raises(ValueError, match="unpack"):
+        StoredAnswer.decode("fp")

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import redis.asyncio as aioredis
 
-from flashgate import names
-from flashgate.fingerprint import request_fingerprint
+from flashgate import names, orderindex
+from flashgate.fingerprint import StoredAnswer, request_fingerprint
+from flashgate.orderindex import IndexEntry
 from flashgate.saleconfig import SaleConfig
 from worker.reconcile.model import OrderRef, RedisSnapshot
 
@@ -74,6 +76,8 @@ class SaleRedis:
         args += [len(fields), *(x for kv in fields.items() for x in kv)]
         args += [len(users), *(x for kv in users.items() for x in kv)]
         reply = await self._apply(keys=names.sale_keys(sku), args=args)
+        # Registered after the sale exists (another slot, so not in the script): relays find it.
+        await self._client.sadd(names.SALE_REGISTRY, sku)
         if int(reply[0]) != 0:
             return Applied(int(reply[0]))
         return Applied(0, int(reply[1]), bool(int(reply[2])))
@@ -93,20 +97,24 @@ class SaleRedis:
         return restored
 
     async def order_sku(self, order_id: str) -> str | None:
-        """The SKU of an order from the gate's order index (`order:{id}`), None when unknown."""
-        value = await self._client.get(names.order_key(order_id))
-        return _text(value).split("\x1f", 1)[0] if value else None
+        """The SKU of an order from the gate's order index (`flashgate.orderindex`), None when unknown."""
+        try:
+            oid = uuid.UUID(order_id)
+        except ValueError:
+            return None
+        value = await self._client.hget(orderindex.index_key(oid), order_id)
+        return IndexEntry.decode(_text(value)).sku if value else None
 
     async def accepted_answers(self, sku: str) -> dict[str, str]:
         """Order ids of the accepted answers Redis still remembers for `sku` → idempotency key name."""
         keys = [key async for key in self._client.scan_iter(match=names.idem_pattern(sku), count=1000)]
         found: dict[str, str] = {}
         for i in range(0, len(keys), RESTORE_BATCH):
-            async with self._client.pipeline(transaction=False) as pipe:
-                for key in keys[i : i + RESTORE_BATCH]:
-                    pipe.hmget(key, ["c", "o"])
-                answers = await pipe.execute()
-            for key, (code, order_id) in zip(keys[i : i + RESTORE_BATCH], answers, strict=True):
-                if code is not None and _text(code) == "0" and order_id:
-                    found[_text(order_id)] = _text(key)
+            answers = await self._client.mget(keys[i : i + RESTORE_BATCH])
+            for key, value in zip(keys[i : i + RESTORE_BATCH], answers, strict=True):
+                if value is None:
+                    continue
+                answer = StoredAnswer.decode(_text(value))
+                if answer.code == 0 and answer.order_id:
+                    found[answer.order_id] = _text(key)
         return found

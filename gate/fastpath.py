@@ -1,0 +1,150 @@
+"""POST /v1/orders as a raw ASGI route inside Litestar: no per-request framework objects.
+
+The route reads the few headers it needs straight from the ASGI scope, reads the body with a
+size limit, and sends prebuilt header lists; the answer bytes are the same as the Litestar
+routes give (content-type, content-length, Retry-After, Idempotent-Replayed, WWW-Authenticate).
+Litestar still routes to it and serves everything else. Order of checks, as before: in-flight
+bound (503), identity (401), body size (413), body (400), Idempotency-Key (400), then the order
+path (gate/orders.py).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Annotated, Any
+
+import msgspec
+from litestar.handlers import ASGIRouteHandler, asgi
+
+from flashgate.events import Qty
+from gate.admission import AdmitRequest
+from gate.answers import PROBLEM_JSON, Answer, error_answer, problem
+from gate.errors import BadRequest, BodyTooLarge, GateError, Overloaded
+
+log = logging.getLogger(__name__)
+
+Scope = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
+Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
+
+IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,128}$")
+_WANTED = {b"idempotency-key", b"x-user-id", b"authorization", b"content-length"}
+_JSON = [(b"content-type", b"application/json")]
+_PROBLEM = [(b"content-type", PROBLEM_JSON.encode())]
+
+
+class OrderBody(msgspec.Struct, forbid_unknown_fields=True):
+    """`POST /v1/orders` body. SKUs are restricted to characters that keep Redis hash tags sound."""
+
+    sku: Annotated[str, msgspec.Meta(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._-]+$")]
+    qty: Qty
+
+
+_decode_body = msgspec.json.Decoder(OrderBody).decode
+_encode = msgspec.json.Encoder().encode
+
+
+def parse_order(body: bytes, key: str | None) -> OrderBody:
+    """Body and Idempotency-Key → OrderBody, or BadRequest (400) with a precise code."""
+    try:
+        order = _decode_body(body)
+    except msgspec.ValidationError as e:
+        raise BadRequest(str(e), code="invalid_fields") from e
+    except (msgspec.DecodeError, UnicodeDecodeError) as e:
+        raise BadRequest(f"body is not JSON: {e}", code="malformed_json") from e
+    if key is None:
+        raise BadRequest("the Idempotency-Key header is required", code="missing_idempotency_key")
+    if not IDEMPOTENCY_KEY.match(key):
+        raise BadRequest("Idempotency-Key must be 1-128 printable ASCII characters", code="bad_idempotency_key")
+    return order
+
+
+class ClientGone(Exception):
+    """The client disconnected before its body arrived: nothing to answer."""
+
+
+def _headers(scope: Scope) -> dict[str, str]:
+    found: dict[str, str] = {}
+    for name, value in scope["headers"]:
+        if name in _WANTED:
+            found[name.decode("latin-1")] = value.decode("latin-1")
+    return found
+
+
+async def _body(receive: Receive, limit: int) -> bytes:
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ClientGone
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            raise BodyTooLarge
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+async def send_answer(send: Send, answer: Answer) -> None:
+    body = _encode(answer.body)
+    headers = list(_PROBLEM if answer.status >= 400 else _JSON)
+    headers.append((b"content-length", str(len(body)).encode()))
+    if answer.retry_after_s is not None:
+        headers.append((b"retry-after", str(answer.retry_after_s).encode()))
+    if answer.replayed:
+        headers.append((b"idempotent-replayed", b"true"))
+    if answer.status == 401:
+        headers.append((b"www-authenticate", b"Bearer"))
+    await send({"type": "http.response.start", "status": answer.status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+def order_route(gate: Any) -> ASGIRouteHandler:
+    """The POST /v1/orders route of one app, bound to its Gate (gate/core.py)."""
+    settings = gate.settings
+    metrics = gate.metrics
+    desk = gate.desk
+    identity = gate.identity
+
+    async def answer(scope: Scope, receive: Receive) -> Answer:
+        if scope["method"] != "POST":
+            return Answer(405, problem(405, "method_not_allowed", "Method Not Allowed"), "method_not_allowed")
+        if gate.inflight >= settings.max_inflight:
+            metrics.events["shed"] += 1
+            return error_answer(Overloaded(f"more than {settings.max_inflight} admissions in flight"))
+        started = time.perf_counter()
+        gate.inflight += 1
+        try:
+            headers = _headers(scope)
+            user = identity.user(headers)
+            declared = headers.get("content-length", "")
+            if declared.isdigit() and int(declared) > settings.body_limit_bytes:
+                raise BodyTooLarge
+            key = headers.get("idempotency-key")
+            order = parse_order(await _body(receive, settings.body_limit_bytes), key)
+            result: Answer = await desk.place(AdmitRequest(sku=order.sku, user=user, key=str(key), qty=order.qty))
+        except GateError as e:
+            result = error_answer(e)
+        finally:
+            gate.inflight -= 1
+        metrics.admission_seconds.observe(time.perf_counter() - started)
+        return result
+
+    @asgi("/v1/orders", copy_scope=False)
+    async def create_order(scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            result = await answer(scope, receive)
+        except ClientGone:
+            return
+        except Exception:
+            log.exception("unhandled error")
+            result = Answer(500, problem(500, "internal", "Internal error"), "internal")
+        metrics.requests[(str(result.status), result.code)] += 1
+        await send_answer(send, result)
+
+    return create_order
