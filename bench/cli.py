@@ -33,6 +33,13 @@ def bench_group() -> None:
 @click.option("--workers", default=2, show_default=True, help="Process count of the gate; the bare server uses it.")
 @click.option("--bare/--no-bare", default=True, show_default=True, help="Also load a bare endpoint for the ratio.")
 @click.option("--drain-timeout", default=120.0, show_default=True, help="Seconds to wait for the worker to drain.")
+@click.option(
+    "--worker-pid",
+    "worker_pids",
+    type=int,
+    multiple=True,
+    help="The worker processes for the CPU budget (default: every `flashgate worker` on KAFKA_BOOTSTRAP).",
+)
 @click.option("--out", "out_dir", default="bench/results", show_default=True, type=click.Path(path_type=Path))
 @click.option("--json", "as_json", is_flag=True, help="Print the raw result as JSON instead of the summary.")
 def flash_sale_command(
@@ -46,13 +53,15 @@ def flash_sale_command(
     workers: int,
     bare: bool,
     drain_timeout: float,
+    worker_pids: tuple[int, ...],
     out_dir: Path,
     as_json: bool,
 ) -> None:
     """One flash sale against the running gate and worker, then drain, invariant check and bare baseline.
 
     Needs REDIS_URL and DATABASE_URL (the gate's), the gate served with FLASHGATE_AUTH=off, a
-    worker running, and wrk. Exit 1 if the invariant check fails.
+    worker running, and wrk; KAFKA_BOOTSTRAP finds the broker for the CPU budget. Exit 1 if the
+    invariant check fails.
     """
     from bench.flash_sale import BenchError, FlashSaleSettings, flash_sale, report_lines
     from bench.served import ServeError
@@ -74,6 +83,8 @@ def flash_sale_command(
         bare=bare,
         drain_timeout_s=drain_timeout,
         out_dir=out_dir,
+        kafka_bootstrap=os.environ.get("KAFKA_BOOTSTRAP") or None,
+        worker_pids=worker_pids,
     )
     try:
         result = flash_sale(settings)
