@@ -214,7 +214,7 @@ def _serving_pids(port: int) -> list[int]:
 def run_ab(s: AbSettings) -> dict[str, Any]:
     """Every round, A then B; the raw record is rewritten after each run, so a failure keeps what ran."""
     stamp = time.strftime("%Y%m%d-%H%M%S")
-    work = s.out_dir / f"ab-{stamp}"
+    work = (s.out_dir / f"ab-{stamp}").resolve()  # the variants run with cwd=<checkout>
     work.mkdir(parents=True, exist_ok=True)
     path = s.out_dir / f"ab-{stamp}.json"
     record: dict[str, Any] = {"when": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "machine": machine(), "files": str(path),
