@@ -33,6 +33,13 @@ def bench_group() -> None:
 @click.option("--workers", default=2, show_default=True, help="Process count of the gate; the bare server uses it.")
 @click.option("--bare/--no-bare", default=True, show_default=True, help="Also load a bare endpoint for the ratio.")
 @click.option("--drain-timeout", default=120.0, show_default=True, help="Seconds to wait for the worker to drain.")
+@click.option(
+    "--worker-pid",
+    "worker_pids",
+    type=int,
+    multiple=True,
+    help="The worker processes for the CPU budget (default: every `flashgate worker` on KAFKA_BOOTSTRAP).",
+)
 @click.option("--out", "out_dir", default="bench/results", show_default=True, type=click.Path(path_type=Path))
 @click.option("--json", "as_json", is_flag=True, help="Print the raw result as JSON instead of the summary.")
 def flash_sale_command(
@@ -46,13 +53,15 @@ def flash_sale_command(
     workers: int,
     bare: bool,
     drain_timeout: float,
+    worker_pids: tuple[int, ...],
     out_dir: Path,
     as_json: bool,
 ) -> None:
     """One flash sale against the running gate and worker, then drain, invariant check and bare baseline.
 
     Needs REDIS_URL and DATABASE_URL (the gate's), the gate served with FLASHGATE_AUTH=off, a
-    worker running, and wrk. Exit 1 if the invariant check fails.
+    worker running, and wrk; KAFKA_BOOTSTRAP finds the broker for the CPU budget. Exit 1 if the
+    invariant check fails.
     """
     from bench.flash_sale import BenchError, FlashSaleSettings, flash_sale, report_lines
     from bench.served import ServeError
@@ -74,6 +83,8 @@ def flash_sale_command(
         bare=bare,
         drain_timeout_s=drain_timeout,
         out_dir=out_dir,
+        kafka_bootstrap=os.environ.get("KAFKA_BOOTSTRAP") or None,
+        worker_pids=worker_pids,
     )
     try:
         result = flash_sale(settings)
@@ -82,6 +93,64 @@ def flash_sale_command(
     click.echo(json.dumps(result, indent=1, default=str) if as_json else "\n".join(report_lines(result)))
     if not result["verify"]["ok"]:
         raise SystemExit(1)
+
+
+@bench_group.command("ab")
+@click.option(
+    "--a", "a", required=True, type=click.Path(exists=True, file_okay=False, path_type=Path), help="Checkout A."
+)
+@click.option(
+    "--b", "b", required=True, type=click.Path(exists=True, file_okay=False, path_type=Path), help="Checkout B."
+)
+@click.option("--rounds", default=3, show_default=True, help="Rounds of A then B.")
+@click.option("--stock", default=200_000, show_default=True, help="Units on sale (enough to sell all window long).")
+@click.option("--duration", default=10, show_default=True, help="Seconds of load per run (wrk -d).")
+@click.option("--connections", default=128, show_default=True, help="Concurrent keep-alive connections (wrk -c).")
+@click.option("--threads", default=1, show_default=True, help="wrk threads.")
+@click.option("--users", default=100_000, show_default=True, help="Distinct buyers (X-User-Id).")
+@click.option("--workers", default=2, show_default=True, help="Gate processes (flashgate gate --workers).")
+@click.option("--bare/--no-bare", default=False, show_default=True, help="Also load a bare endpoint in every run.")
+@click.option("--lock", default="/tmp/flashgate-bench.lock", show_default=True,
+              help="Bench lock held per variant (flock); '' for none, when you hold it yourself.")  # fmt: skip
+@click.option("--out", "out_dir", default="bench/results", show_default=True, type=click.Path(path_type=Path))
+def ab_command(
+    a: Path,
+    b: Path,
+    rounds: int,
+    stock: int,
+    duration: int,
+    connections: int,
+    threads: int,
+    users: int,
+    workers: int,
+    bare: bool,
+    lock: str,
+    out_dir: Path,
+) -> None:
+    """Interleaved A/B of two checkouts: per round, A then B each serve a flash sale with their own code.
+
+    Needs REDIS_URL, DATABASE_URL and KAFKA_BOOTSTRAP (`eval "$(flashgate stack env)"`) and wrk;
+    no gate or worker of your own may consume the stack's `orders` topic meanwhile. Prints medians,
+    B/A per round and the median B/A; raw results in bench/results/ab-<timestamp>.json.
+    """
+    from bench.ab import AbError, AbSettings, check_checkout, lines, run_ab
+    from bench.flash_sale import BenchError
+    from bench.served import ServeError
+    from bench.wrk import WrkError
+
+    if min(rounds, stock, duration, connections, threads, users, workers) < 1 or connections < threads:
+        raise click.ClickException("rounds, stock, duration, users, workers >= 1 and connections >= threads >= 1")
+    for name in ("REDIS_URL", "DATABASE_URL", "KAFKA_BOOTSTRAP"):
+        _env(name)
+    try:
+        settings = AbSettings(a=check_checkout(a), b=check_checkout(b), rounds=rounds, stock=stock,
+                              duration_s=duration, connections=connections, threads=threads, users=users,
+                              workers=workers, bare=bare, lock=Path(lock) if lock else None,
+                              out_dir=out_dir)  # fmt: skip
+        record = run_ab(settings)
+    except (AbError, BenchError, WrkError, ServeError, OSError) as e:
+        raise click.ClickException(f"bench ab: {e}") from e
+    click.echo("\n".join(lines(record)))
 
 
 @bench_group.command("drain")

@@ -5,7 +5,9 @@ answers per second, errors, latency p50/p90/p99/max, time to sell out and the so
 rate of a gate that is already running (with its worker); then the end-to-end persistence lag
 (accepted_at → persisted_at, from PostgreSQL) once the worker drained the sale, the invariant
 check `flashgate reconcile verify --sku S --json`, and the same wrk load against a bare
-endpoint (constant JSON) served by the same server with the same process count.
+endpoint (constant JSON) served by the same server with the same process count. Over the wrk
+window it also takes the CPU budget (bench/budget.py): µs of CPU per accepted order for the gate,
+Redis, Kafka, worker, PostgreSQL and wrk, and Redis's INFO view (script calls, µs per call).
 """
 
 from __future__ import annotations
@@ -23,8 +25,9 @@ from urllib.parse import urlsplit
 import asyncpg
 import redis.asyncio as aioredis
 
+from bench import budget, procstat
 from bench.figures import load_figures
-from bench.served import FLASHGATE, bare_argv, box_snapshot, free_port, listener_pid, machine, serve
+from bench.served import FLASHGATE, bare_argv, box_snapshot, free_port, machine, serve
 from bench.wrk import WrkRun, cores, run_wrk
 from flashgate import names
 
@@ -52,6 +55,9 @@ class FlashSaleSettings:
     bare: bool = True
     drain_timeout_s: float = 120.0
     out_dir: Path = Path("bench/results")
+    kafka_bootstrap: str | None = None  # to find the broker for the CPU budget
+    worker_pids: tuple[int, ...] = ()  # the worker group; empty: every `flashgate worker` on this Kafka
+    save: bool = True  # write the JSON and PNG (the A/B driver keeps its runs in one file instead)
 
 
 class BenchError(RuntimeError):
@@ -124,7 +130,7 @@ def _port(url: str) -> int:
     return parsed.port or (443 if parsed.scheme == "https" else 80)
 
 
-def _summary(run: WrkRun, *, sold_out: bool) -> dict[str, Any]:
+def _summary(run: WrkRun, *, sold_out: bool, server: str) -> dict[str, Any]:
     figures = load_figures(run.result, sold_out=sold_out).as_dict()
     figures["generator"] = {
         "wrk_cpu_s": run.wrk_cpu_s,
@@ -133,8 +139,10 @@ def _summary(run: WrkRun, *, sold_out: bool) -> dict[str, Any]:
     }
     # CPU per answer does not depend on how much of the box other work took during the run.
     answers = max(1, figures["responses"])
-    figures["cpu"] = {f"{name}_cpu_s": cpu for name, cpu in run.watched_cpu_s.items()} | {
-        f"{name}_cpu_us_per_answer": cpu / answers * 1e6 for name, cpu in run.watched_cpu_s.items()
+    watched = {"server": f"{budget.CPU}{server}", "redis": f"{budget.CPU}redis"}
+    cpu = {name: run.deltas[key] for name, key in watched.items() if key in run.deltas}
+    figures["cpu"] = {f"{name}_cpu_s": s for name, s in cpu.items()} | {
+        f"{name}_cpu_us_per_answer": s / answers * 1e6 for name, s in cpu.items()
     }
     return figures
 
@@ -142,10 +150,11 @@ def _summary(run: WrkRun, *, sold_out: bool) -> dict[str, Any]:
 def bare_run(s: FlashSaleSettings, log: Path) -> dict[str, Any]:
     port = free_port()
     with serve(bare_argv(port, s.workers), f"http://127.0.0.1:{port}/health/ready", log):
+        groups = {"bare": procstat.port_roots(port)}
         run = run_wrk(f"http://127.0.0.1:{port}", sku="bare", users=s.users, connections=s.connections,
                       threads=s.threads, duration_s=s.duration_s, label="bare endpoint",
-                      watch={"server": listener_pid(port)})  # fmt: skip
-    return _summary(run, sold_out=False)
+                      counters=lambda: budget.cpu_counters(groups))  # fmt: skip
+    return _summary(run, sold_out=False, server="bare")
 
 
 def flash_sale(s: FlashSaleSettings) -> dict[str, Any]:
@@ -160,12 +169,16 @@ def flash_sale(s: FlashSaleSettings) -> dict[str, Any]:
         "box_before": box_snapshot(),
     }
     create_sale(s, sku)
-    watch = {"server": listener_pid(_port(s.gate_url)), "redis": listener_pid(_port(s.redis_url))}
+    groups = procstat.find_groups(gate_port=_port(s.gate_url), redis_url=s.redis_url, database_url=s.database_url,
+                                  kafka_bootstrap=s.kafka_bootstrap, workers=s.worker_pids)  # fmt: skip
     run = run_wrk(s.gate_url, sku=sku, users=s.users, connections=s.connections, threads=s.threads,
-                  duration_s=s.duration_s, label=f"flash sale {sku}", watch=watch)  # fmt: skip
+                  duration_s=s.duration_s, label=f"flash sale {sku}",
+                  counters=lambda: budget.counters(groups, s.redis_url))  # fmt: skip
     stock_left, _ = asyncio.run(redis_state(s.redis_url, sku))
-    gate = _summary(run, sold_out=stock_left == 0)
+    gate = _summary(run, sold_out=stock_left == 0, server="gate")
     gate["stock_left"] = stock_left
+    gate["budget"] = budget.budget({**run.deltas, f"{budget.CPU}wrk": run.wrk_cpu_s}, wall_s=run.wall_s,
+                                   accepted=gate["by_status"].get(202, 0), cores=cores(), found=groups)  # fmt: skip
     result["gate"] = gate
     result["persistence"] = asyncio.run(wait_drained(s, sku, s.stock - stock_left))
     result["verify"] = verify(sku)
@@ -175,6 +188,8 @@ def flash_sale(s: FlashSaleSettings) -> dict[str, Any]:
             "all_answers": gate["offered_per_s"] / result["bare"]["offered_per_s"],
             "accepted": gate["accepted_per_s"] / result["bare"]["offered_per_s"],
         }
+    if not s.save:
+        return result
     stem = s.out_dir / f"flash-sale-{time.strftime('%Y%m%d-%H%M%S')}-{sku}"
     result["files"] = {"json": str(stem.with_suffix(".json")), "png": str(stem.with_suffix(".png"))}
     stem.with_suffix(".json").write_text(json.dumps(result, indent=1, default=str))
@@ -205,6 +220,7 @@ def report_lines(r: dict[str, Any]) -> list[str]:
         f"generator: wrk used {gen['wrk_share_of_box']:.0%} of the box (box busy {gen['box_busy_share']:.0%})",
         "CPU per answer: " + ", ".join(f"{k.removesuffix('_cpu_us_per_answer')} {v:,.0f} µs"
                                         for k, v in g["cpu"].items() if k.endswith("per_answer")),
+        *budget.budget_lines(g["budget"]),
         f"verify: {'ok' if r['verify']['ok'] else 'FAILED'} (exit {r['verify']['exit']}) {r['verify']['stderr']}",
     ]  # fmt: skip
     if "bare" in r:
@@ -212,5 +228,6 @@ def report_lines(r: dict[str, Any]) -> list[str]:
         lines.append(f"bare endpoint: {b['offered_per_s']:,.0f} req/s p99 {b['p99_ms']:.1f} ms, server CPU "
                      f"{b['cpu'].get('server_cpu_us_per_answer', 0):,.0f} µs/answer → gate/bare "
                      f"{ratio['all_answers']:.2f} (all answers), {ratio['accepted']:.2f} (202s)")  # fmt: skip
-    lines.append(f"raw: {r['files']['json']}  chart: {r['files']['png']}")
+    if "files" in r:
+        lines.append(f"raw: {r['files']['json']}  chart: {r['files']['png']}")
     return lines

@@ -50,11 +50,16 @@ def _wait_http(url: str, proc: subprocess.Popen[bytes], log: Path, timeout_s: fl
 
 @contextmanager
 def serve(
-    argv: list[str], ready_url: str, log: Path, env: Mapping[str, str] | None = None, timeout_s: float = 60
+    argv: list[str],
+    ready_url: str,
+    log: Path,
+    env: Mapping[str, str] | None = None,
+    timeout_s: float = 60,
+    cwd: Path | None = None,
 ) -> Iterator[subprocess.Popen[bytes]]:
     """Run `argv` until the block ends (SIGTERM, then SIGKILL after 30 s); ready when `ready_url` is 200."""
     with log.open("ab") as out:
-        proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})})
+        proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})}, cwd=cwd)
         try:
             _wait_http(ready_url, proc, log, timeout_s)
             yield proc
@@ -75,30 +80,6 @@ def gate_argv(port: int, workers: int) -> list[str]:
 def bare_argv(port: int, workers: int) -> list[str]:
     return [str(BIN / "granian"), "--interface", "asgi", "--workers", str(workers), "--loop", "uvloop",
             "--port", str(port), "--log-level", "warning", "--factory", "bench.bare:create_app"]  # fmt: skip
-
-
-def tree_cpu_s(pid: int) -> float:
-    """User + system CPU seconds of a process and its children (a served gate is a process tree)."""
-    total = 0.0
-    try:
-        root = psutil.Process(pid)
-        for p in [root, *root.children(recursive=True)]:
-            t = p.cpu_times()
-            total += t.user + t.system
-    except psutil.NoSuchProcess:
-        pass
-    return total
-
-
-def listener_pid(port: int) -> int | None:
-    """The process listening on a local TCP port (the served gate's main process, Redis, ...)."""
-    try:
-        for c in psutil.net_connections(kind="tcp"):
-            if c.status == psutil.CONN_LISTEN and c.laddr and c.laddr.port == port and c.pid:
-                return c.pid
-    except psutil.AccessDenied:
-        return None
-    return None
 
 
 def box_snapshot(top: int = 8) -> dict[str, object]:

@@ -4,6 +4,8 @@ wrk (Debian package `wrk`, C + LuaJIT) is the load generator because it costs ab
 CPU per request of our asyncio generator on this box (bench/README.md), so more of the two
 cores go to the server under test. Its CPU time is read from the kernel's accounting of
 reaped children (getrusage), so the share it took from the box is reported with every run.
+Other counters (the pipeline's CPU per process group, Redis INFO: bench/budget.py) are read by a
+callable just before wrk starts and just after it exits, so they cover the same window.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import resource
 import shutil
 import subprocess
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,7 +24,7 @@ from typing import Any
 import psutil
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
-from bench.served import tree_cpu_s
+from bench.budget import deltas
 
 SCRIPT = Path(__file__).with_name("flash_sale.lua")
 MARK = "FLASHSALE_JSON "
@@ -33,13 +36,13 @@ class WrkError(RuntimeError):
 
 @dataclass(frozen=True)
 class WrkRun:
-    """One wrk run: its JSON result, its own CPU seconds, and the box's CPU seconds over the same wall time."""
+    """One wrk run: its JSON result, its own CPU, the box's CPU and the counters' deltas over its wall time."""
 
     result: dict[str, Any]
     wall_s: float
     wrk_cpu_s: float
     box_busy_s: float  # all processes on the box (user + system, every core)
-    watched_cpu_s: dict[str, float]  # CPU seconds of the watched process trees (server, Redis) during the run
+    deltas: dict[str, float]  # after − before of every counter the caller asked for (bench/budget.py)
 
     def cpu_share(self, cores: int) -> float:
         """wrk's share of the whole box's CPU capacity during the run."""
@@ -55,7 +58,7 @@ def run_wrk(
     threads: int,
     duration_s: int,
     label: str,
-    watch: dict[str, int | None] | None = None,
+    counters: Callable[[], dict[str, float]] | None = None,
 ) -> WrkRun:
     """`wrk -c C -t T -d S --latency -s flash_sale.lua URL -- SKU USERS` with a rich progress bar."""
     exe = shutil.which("wrk")
@@ -64,8 +67,7 @@ def run_wrk(
     argv = [exe, "-c", str(connections), "-t", str(threads), "-d", f"{duration_s}s", "--timeout", "10s",
             "-s", str(SCRIPT), url, "--", sku, str(users)]  # fmt: skip
     before_children = resource.getrusage(resource.RUSAGE_CHILDREN)
-    watched = {name: pid for name, pid in (watch or {}).items() if pid}
-    watched_before = {name: tree_cpu_s(pid) for name, pid in watched.items()}
+    before = counters() if counters else {}
     box_before = psutil.cpu_times()
     started = time.monotonic()
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -78,7 +80,7 @@ def run_wrk(
     out, err = proc.communicate()
     wall = time.monotonic() - started
     box_after = psutil.cpu_times()
-    watched_cpu = {name: tree_cpu_s(pid) - watched_before[name] for name, pid in watched.items()}
+    after = counters() if counters else {}
     after_children = resource.getrusage(resource.RUSAGE_CHILDREN)
     if proc.returncode != 0:
         raise WrkError(f"wrk exited {proc.returncode}: {err.strip() or out.strip()}")
@@ -87,7 +89,7 @@ def run_wrk(
         raise WrkError(f"wrk printed no result:\n{out}{err}")
     cpu = (after_children.ru_utime - before_children.ru_utime) + (after_children.ru_stime - before_children.ru_stime)
     busy = _busy(box_after) - _busy(box_before)
-    return WrkRun(json.loads(line[len(MARK) :]), wall, cpu, busy, watched_cpu)
+    return WrkRun(json.loads(line[len(MARK) :]), wall, cpu, busy, deltas(before, after))
 
 
 def _busy(t: Any) -> float:

@@ -1,0 +1,77 @@
+"""The A/B driver's pure parts: figures of a run, medians, B/A within each round, and its refusals."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+
+from bench.ab import AbError, check_checkout
+from bench.ab_stats import figures, median, ratio, summarize, summary_lines
+from bench.cli import bench_group
+
+
+def run(rnd: int, variant: str, **figs: float | None) -> dict[str, Any]:
+    return {"round": rnd, "variant": variant, "figures": figs}
+
+
+def test_median_and_ratio_skip_missing_values() -> None:
+    assert median([3.0, None, 1.0, 2.0]) == 2.0
+    assert median([None]) is None
+    assert ratio(2.0, 4.0) == 0.5
+    assert ratio(2.0, 0.0) is None
+    assert ratio(None, 4.0) is None
+
+
+def test_ratios_are_taken_within_each_round() -> None:
+    runs = [run(1, "A", rate=100.0), run(1, "B", rate=110.0),
+            run(2, "A", rate=50.0), run(2, "B", rate=60.0),
+            run(3, "A", rate=200.0), run(3, "B", rate=180.0)]  # fmt: skip
+    s = summarize(runs)["rate"]
+    assert s["median_A"] == 100.0
+    assert s["median_B"] == 110.0
+    assert s["ratios"] == pytest.approx([1.1, 1.2, 0.9])
+    # The median of the per-round ratios, not the ratio of the medians (1.1 here by chance).
+    assert s["median_ratio"] == pytest.approx(1.1)
+
+
+def test_a_round_missing_a_variant_gives_no_ratio() -> None:
+    s = summarize([run(1, "A", rate=100.0), run(1, "B", rate=90.0), run(2, "A", rate=80.0)])["rate"]
+    assert s["ratios"] == pytest.approx([0.9])
+    assert s["median_A"] == 90.0
+    lines = summary_lines({"rate": s})
+    assert lines[1].split()[-1] == "0.900"
+
+
+def test_figures_flatten_a_flash_sale_result() -> None:
+    groups = {name: {"us_per_accepted": float(i)} for i, name in
+              enumerate(("gate", "redis", "kafka", "worker", "postgres", "wrk", "total"))}  # fmt: skip
+    result = {"gate": {"accepted_per_s": 900.0, "p50_ms": 10.0, "p99_ms": 40.0, "budget": {
+        "groups": groups, "redis": {"us_per_accepted": 80.0, "script_us_per_call": 150.0,
+                                    "accepted_per_script_call": 4.0}}}}  # fmt: skip
+    f = figures(result)
+    assert f["accepted/s"] == 900.0
+    assert f["p99 ms"] == 40.0
+    assert f["µs/202 gate"] == 0.0
+    assert f["µs/202 total"] == 6.0
+    assert f["µs/202 Redis INFO"] == 80.0
+    assert f["202 per script call"] == 4.0
+
+
+def test_check_checkout_refuses_a_folder_that_is_not_one(tmp_path: Path) -> None:
+    with pytest.raises(AbError, match="not a flashgate checkout"):
+        check_checkout(tmp_path)
+    repo = Path(__file__).resolve().parents[2]
+    assert check_checkout(repo) == repo
+
+
+def test_cli_ab_refuses_what_cannot_run(tmp_path: Path) -> None:
+    env = {"REDIS_URL": "r", "DATABASE_URL": "d", "KAFKA_BOOTSTRAP": ""}
+    result = CliRunner().invoke(bench_group, ["ab", "--a", str(tmp_path), "--b", str(tmp_path)], env=env)
+    assert result.exit_code == 1
+    assert "KAFKA_BOOTSTRAP is not set" in result.output
+    result = CliRunner().invoke(bench_group, ["ab", "--a", str(tmp_path), "--b", str(tmp_path), "--rounds", "0"])
+    assert result.exit_code == 1
+    assert "rounds" in result.output
