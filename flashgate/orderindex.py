@@ -63,14 +63,19 @@ def _base36(i: int) -> str:
 
 def new_order_id(slot: int, now_ms: int | None = None) -> uuid.UUID:
     """A UUIDv7 for an order of a SKU in `slot` (see the module docstring for the layout)."""
+    return new_order_ids(slot, 1, now_ms)[0]
+
+
+def new_order_ids(slot: int, n: int, now_ms: int | None = None) -> list[uuid.UUID]:
+    """`n` order ids of one millisecond for `slot`, from one read of the OS's random source."""
     ms = time.time_ns() // 1_000_000 if now_ms is None else now_ms
-    rand = int.from_bytes(os.urandom(8), "big")
-    rand_a = rand >> 52  # 12 bits
-    rand_48 = rand & ((1 << 48) - 1)
-    value = (
-        ((ms & ((1 << 48) - 1)) << 80) | (0x7 << 76) | (rand_a << 64) | (0b10 << 62) | ((slot % SLOTS) << 48) | rand_48
-    )
-    return uuid.UUID(int=value)
+    head = ((ms & ((1 << 48) - 1)) << 80) | (0x7 << 76) | (0b10 << 62) | ((slot % SLOTS) << 48)
+    rand = os.urandom(8 * n)
+    ids = []
+    for i in range(n):
+        r = int.from_bytes(rand[8 * i : 8 * i + 8], "big")
+        ids.append(uuid.UUID(int=head | ((r >> 52) << 64) | (r & ((1 << 48) - 1))))
+    return ids
 
 
 def order_slot(order_id: uuid.UUID) -> int:

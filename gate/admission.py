@@ -132,7 +132,8 @@ class AdmissionClient:
         """
         slot = orderindex.sku_slot(sku)
         first = uuid.UUID(order_ids[0])
-        if any(orderindex.order_slot(uuid.UUID(o)) != slot for o in order_ids):
+        # The slot is bits 48..61 of the id: in the 4th group of its text form.
+        if any(int(o[19:23], 16) & (orderindex.SLOTS - 1) != slot for o in order_ids):
             raise ValueError(f"order ids must carry the slot of SKU {sku!r} ({slot})")
         keys = [
             names.sale_key(sku),

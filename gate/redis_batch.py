@@ -1,21 +1,24 @@
-"""Coalesce the Redis commands of one event-loop tick into one pipeline round trip, behind a breaker.
+"""Coalesce the Redis commands of one event-loop tick into one round trip, behind a breaker.
 
-Concurrent requests each ask for one command; commands queued while at most
-`max_pipelines` pipelines are in flight go together in the next one. A pipeline that fails
-or passes `timeout_s` fails all its commands with RedisUnavailable and is never retried:
-a retried admission could be admitted twice (the client retries with its Idempotency-Key).
+Concurrent callers each ask for one command; commands queued while at most `max_pipelines`
+round trips are in flight go together in the next one. A round trip is one packed write and
+one read per reply on a connection of its own (redis-py's connection and parser, without the
+Pipeline objects: their per-call bookkeeping cost more than the commands once admission is
+batched). A round trip that fails or passes `timeout_s` fails all its commands with
+RedisUnavailable, drops its connection (replies may be half read) and is never retried: a
+retried admission could be admitted twice (the client retries with its Idempotency-Key).
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from collections.abc import Callable
 from typing import Any
 
 import redis.asyncio as aioredis
-from redis.exceptions import RedisError
+from redis.asyncio.connection import Connection
+from redis.exceptions import RedisError, ResponseError
 
 from gate.breaker import Breaker
 from gate.errors import RedisUnavailable
@@ -45,6 +48,13 @@ class RedisBatcher:
         self._clock = clock
         self._observe = observe  # (commands, seconds) of each pipeline round trip, for the metrics
         self._queue: list[tuple[Command, asyncio.Future[Any]]] = []
+        # Connections for round trips, without redis-py's socket timeout (a task per call):
+        # the whole round trip has one deadline here instead.
+        base = client.connection_pool
+        self._pool = aioredis.ConnectionPool(
+            connection_class=base.connection_class, **{**base.connection_kwargs, "socket_timeout": None}
+        )
+        self._idle: list[Connection] = []
         self._scheduled = False
         self._running = 0
         self._tasks: set[asyncio.Task[None]] = set()
@@ -52,11 +62,6 @@ class RedisBatcher:
     @property
     def breaker(self) -> Breaker:
         return self._breaker
-
-    @property
-    def client(self) -> aioredis.Redis:
-        """The underlying client, for the few calls that do not fit a pipeline (SCAN, PING)."""
-        return self._client
 
     def call(self, *command: Any) -> asyncio.Future[Any]:
         """Queue one command for this tick's pipeline; fails at once while the breaker is open."""
@@ -69,11 +74,6 @@ class RedisBatcher:
             self._scheduled = True
             loop.call_soon(self._flush)
         return fut
-
-    def fire(self, *command: Any) -> None:
-        """Queue a command nobody waits for (best effort); its failure is only counted by the breaker."""
-        with contextlib.suppress(RedisUnavailable):
-            self.call(*command).add_done_callback(_swallow)
 
     def _flush(self) -> None:
         self._scheduled = False
@@ -92,20 +92,17 @@ class RedisBatcher:
 
     async def _run(self, batch: list[tuple[Command, asyncio.Future[Any]]]) -> None:
         began = time.perf_counter()
+        conn = self._idle.pop() if self._idle else self._new_connection()
         try:
             async with asyncio.timeout(self._timeout_s):
-                async with self._client.pipeline(transaction=False) as pipe:
-                    for command, _ in batch:
-                        pipe.execute_command(*command)
-                    results = await pipe.execute(raise_on_error=False)
-        except (RedisError, OSError, TimeoutError) as e:
-            self._observed(len(batch), began)
-            self._breaker.failure(self._clock())
-            for _, fut in batch:
-                if not fut.done():
-                    err = RedisUnavailable(f"Redis: {type(e).__name__}: {e}")
-                    err.__cause__ = e
-                    fut.set_exception(err)
+                results = await _round_trip(conn, [command for command, _ in batch])
+            self._idle.append(conn)
+        except BaseException as e:
+            await conn.disconnect(nowait=True)  # replies may be half read: never reuse it as it is
+            self._idle.append(conn)  # it reconnects on its next use
+            if not isinstance(e, (RedisError, OSError, TimeoutError)):
+                raise
+            self._failed(batch, began, e)
             return
         self._observed(len(batch), began)
         self._breaker.success()
@@ -117,16 +114,39 @@ class RedisBatcher:
             else:
                 fut.set_result(result)
 
+    def _new_connection(self) -> Connection:
+        conn: Connection = self._pool.make_connection()  # type: ignore[no-untyped-call]
+        return conn
+
+    def _failed(self, batch: list[tuple[Command, asyncio.Future[Any]]], began: float, e: BaseException) -> None:
+        self._observed(len(batch), began)
+        self._breaker.failure(self._clock())
+        for _, fut in batch:
+            if not fut.done():
+                err = RedisUnavailable(f"Redis: {type(e).__name__}: {e}")
+                err.__cause__ = e
+                fut.set_exception(err)
+
     def _observed(self, commands: int, began: float) -> None:
         if self._observe is not None:
             self._observe(commands, time.perf_counter() - began)
 
     async def close(self) -> None:
-        """Wait for pipelines in flight (each is bounded by the timeout)."""
+        """Wait for round trips in flight (each is bounded by the timeout), then close the connections."""
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
+        for conn in self._idle:
+            await conn.disconnect()
+        self._idle.clear()
 
 
-def _swallow(fut: asyncio.Future[Any]) -> None:
-    if not fut.cancelled():
-        fut.exception()
+async def _round_trip(conn: Connection, commands: list[Command]) -> list[Any]:
+    """One packed write, then every reply in order; error replies come back as exceptions in the list."""
+    await conn.send_packed_command(conn.pack_commands(commands), check_health=False)
+    results: list[Any] = []
+    for _ in commands:
+        try:
+            results.append(await conn.read_response())
+        except ResponseError as e:
+            results.append(e)
+    return results
