@@ -142,6 +142,7 @@ async def drain(bootstrap: str, dsn: str, *, orders: int, partitions: int = 6, w
         "drain_per_s_window": window_orders / window_s,
         **{f"cpu_us_per_order_{g}": us for g, us in cpu_us.items()},
         "cpu_us_per_order_total": sum(cpu_us.values()),
+        "pids": f"worker={[p.pid for p in procs]} postmaster={postmaster} kafka={broker}",
         "units_sold_ok": sold == orders == rows,
     }
 
