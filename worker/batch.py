@@ -119,6 +119,19 @@ def fit_to_stock(candidates: list[OrderRow], remaining: Mapping[str, int]) -> Ad
     return Admission(insert=insert, refuse=refuse)
 
 
+def fits_whole(candidates: Iterable[OrderRow], remaining: Mapping[str, int]) -> bool:
+    """True when every candidate's SKU has a product row and each SKU's total qty fits its units left.
+
+    Then `fit_to_stock` would admit all of them, whatever their order, so the writer can insert
+    the batch as it is. That is every batch the gate produces (it never oversells); False sends
+    the batch through the order-by-order fit.
+    """
+    demand: dict[str, int] = {}
+    for order in candidates:
+        demand[order.sku] = demand.get(order.sku, 0) + order.qty
+    return all(sku in remaining and qty <= remaining[sku] for sku, qty in demand.items())
+
+
 def commit_positions(messages: Iterable[Incoming]) -> dict[tuple[str, int], int]:
     """The offset to commit per (topic, partition): one past the highest offset handled."""
     positions: dict[tuple[str, int], int] = {}
