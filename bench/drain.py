@@ -68,7 +68,8 @@ POLL_S = 0.05
 
 
 async def drain(bootstrap: str, dsn: str, *, orders: int, partitions: int = 6, workers: int = 1,
-                batch_max_rows: int = 2000, worker_src: str | None = None) -> Result:  # fmt: skip
+                batch_max_rows: int = 2000, worker_src: str | None = None,
+                worker_log: Path | None = None) -> Result:  # fmt: skip
     """Pre-fill a fresh topic with `orders`, start `workers` workers, wait for every row; rates and CPU.
 
     The window rate and the CPU figures cover the polls that saw the first and the last row;
@@ -84,6 +85,8 @@ async def drain(bootstrap: str, dsn: str, *, orders: int, partitions: int = 6, w
     await conn.execute("INSERT INTO products (sku, name, units_on_sale) VALUES ($1, $1, $2)", name, orders)
     postmaster = proc_cpu.parent_pid(await conn.fetchval("SELECT pg_backend_pid()"))
     broker = proc_cpu.listening_pid(int(bootstrap.rsplit(":", 1)[1]))
+    if broker is None:
+        raise RuntimeError(f"no local process listens on {bootstrap}: the Kafka CPU figure needs the local stack")
     produce_s = prefill(bootstrap, topic, name, orders)
     env = {
         **os.environ,
@@ -95,10 +98,8 @@ async def drain(bootstrap: str, dsn: str, *, orders: int, partitions: int = 6, w
     if worker_src:
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [worker_src, os.environ.get("PYTHONPATH")]))
     began = time.perf_counter()
-    procs = [
-        subprocess.Popen([FLASHGATE, "worker"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        for _ in range(workers)
-    ]
+    log = worker_log.open("ab") if worker_log else subprocess.DEVNULL  # closed in finally
+    procs = [subprocess.Popen([FLASHGATE, "worker"], env=env, stdout=log, stderr=log) for _ in range(workers)]
     groups: dict[str, tuple[str, list[int]]] = {
         "worker": ("process", [p.pid for p in procs]),
         "postgres": ("tree", [postmaster]),
@@ -124,6 +125,8 @@ async def drain(bootstrap: str, dsn: str, *, orders: int, partitions: int = 6, w
         for p in procs:
             p.terminate()
             p.wait(30)
+        if worker_log:
+            log.close()
         await conn.close()
     window_s, window_orders = ended - window[0], sold - window[1]
     cpu_us = {g: (cpu_end[g] - window[2][g]) * 1e6 / window_orders for g in groups}
@@ -190,11 +193,12 @@ async def main() -> None:
     ap.add_argument("--batch-max-rows", type=int, default=2000)
     ap.add_argument("--worker-src", help="put this folder first on the workers' PYTHONPATH (A/B against a worktree)")
     ap.add_argument("--label", default="run", help="name of the variant, kept in the JSON and its file name")
+    ap.add_argument("--worker-log", type=Path, help="append the workers' output to this file")
     ap.add_argument("--out", type=Path, help="folder for the JSON record (e.g. bench/results)")
     a = ap.parse_args()
     r = await drain(os.environ["KAFKA_BOOTSTRAP"], os.environ["DATABASE_URL"], orders=a.orders,
                     partitions=a.partitions, workers=a.workers, batch_max_rows=a.batch_max_rows,
-                    worker_src=a.worker_src)  # fmt: skip
+                    worker_src=a.worker_src, worker_log=a.worker_log)  # fmt: skip
     print("\n".join(report(r)))
     if a.out:
         print(f"saved {save(r, a.out, a.label)}")

@@ -7,6 +7,7 @@ bootstrap port. Reading another user's /proc/<pid>/stat needs no privilege.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -79,10 +80,17 @@ def _listening_inodes(port: int) -> set[str]:
 
 
 def _open_files(proc: Path) -> set[str]:
+    out: set[str] = set()
     try:
-        return {os.readlink(fd) for fd in (proc / "fd").iterdir()}
-    except OSError:  # gone, or a race with an fd closing
-        return set()
+        fds = list((proc / "fd").iterdir())
+    except OSError:  # gone, or not ours to read
+        return out
+    for fd in fds:
+        # A busy process (the broker rolls segment files) closes fds while we read them: skip
+        # those one by one, or the broker itself would be missed.
+        with contextlib.suppress(OSError):
+            out.add(os.readlink(fd))
+    return out
 
 
 def sample(groups: Mapping[str, tuple[str, Iterable[int]]]) -> dict[str, float]:

@@ -4,11 +4,14 @@ Per batch: lock the batch's product rows (sorted, so concurrent workers never de
 one of two paths, both ending with units_sold raised by exactly what was inserted:
 
 - **new** (every batch the gate produces): the whole batch fits the units left
-  (`batch.fits_whole`), so one statement inserts it with a plain INSERT, leaving out orders
-  already refused, and adds the inserted quantities to units_sold. A plain INSERT costs
-  PostgreSQL about half of ON CONFLICT's speculative insertion per row. If any order is recorded
-  already (a redelivery), its unique index raises, the transaction rolls back whole, and the
-  batch goes down the careful path in a new transaction.
+  (`batch.fits_whole`), so it is sent with binary COPY into a session-local staging table and
+  one statement moves it into `orders` with a plain INSERT, leaving out orders already
+  refused, and adds the inserted quantities to units_sold. COPY costs the worker about half of
+  what encoding eight unnest arrays does (asyncpg checks every array element against three
+  ABCs); a plain INSERT costs PostgreSQL about half of ON CONFLICT's speculative insertion per
+  row. If any order is recorded already (a redelivery), its unique index raises, the
+  transaction rolls back whole (the staging rows with it), and the batch goes down the careful
+  path in a new transaction.
 - **careful** (a redelivery, an unknown SKU, or an oversell that reached the database): skip
   orders already recorded or refused, fit the rest to the units left (`batch.fit_to_stock`),
   insert them with ON CONFLICT DO NOTHING RETURNING, add what was really inserted to
@@ -26,6 +29,7 @@ from dataclasses import dataclass
 from typing import Literal, TypeAlias
 
 import asyncpg
+import msgspec
 from asyncpg.pool import PoolConnectionProxy
 
 from worker.batch import OrderRow, fit_to_stock, fits_whole
@@ -46,15 +50,23 @@ SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::int[], $5::text[], 
 ON CONFLICT DO NOTHING
 RETURNING sku, qty"""
 
+# The new path's staging table: one per session, emptied by every commit. Created inside each
+# transaction (IF NOT EXISTS is a catalog lookup), so a pooler that hands the transaction to
+# another server session still finds it. Columns in OrderRow's field order (COPY sends tuples).
+_STAGING_TABLE = """
+CREATE TEMP TABLE IF NOT EXISTS flashgate_batch (
+    order_id uuid, sku text, user_id text, qty integer, idempotency_key text, accepted_at timestamptz,
+    kafka_partition integer, kafka_offset bigint
+) ON COMMIT DELETE ROWS"""
+_STAGING = "flashgate_batch"
+
 # The new path in one statement. NOT EXISTS keeps a refused order refused when it comes again
 # in a batch that now fits (refused_orders is empty unless the gate oversold).
 _INSERT_NEW = """
 WITH inserted AS (
     INSERT INTO orders (order_id, sku, user_id, qty, idempotency_key, accepted_at, kafka_partition, kafka_offset)
-    SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::int[], $5::text[], $6::timestamptz[], $7::int[],
-                         $8::bigint[])
-        AS u(order_id, sku, user_id, qty, idempotency_key, accepted_at, kafka_partition, kafka_offset)
-    WHERE NOT EXISTS (SELECT 1 FROM refused_orders r WHERE r.order_id = u.order_id)
+    SELECT * FROM flashgate_batch b
+    WHERE NOT EXISTS (SELECT 1 FROM refused_orders r WHERE r.order_id = b.order_id)
     RETURNING sku, qty
 ), sold AS (SELECT sku, sum(qty)::int AS qty, count(*)::int AS n FROM inserted GROUP BY sku)
 UPDATE products p SET units_sold = p.units_sold + sold.qty, updated_at = now()
@@ -119,7 +131,9 @@ async def _lock_products(conn: Connection, orders: list[OrderRow]) -> dict[str, 
 
 
 async def _insert_new(conn: Connection, orders: list[OrderRow]) -> PersistResult:
-    inserted = sum(r["n"] for r in await conn.fetch(_INSERT_NEW, *_order_columns(orders)))
+    await conn.execute(_STAGING_TABLE)
+    await conn.copy_records_to_table(_STAGING, records=[msgspec.structs.astuple(o) for o in orders])
+    inserted = sum(r["n"] for r in await conn.fetch(_INSERT_NEW))
     return PersistResult(inserted=inserted, duplicates=len(orders) - inserted, refused={}, path="new")
 
 
