@@ -98,8 +98,9 @@ async def drain(bootstrap: str, dsn: str, *, orders: int, partitions: int = 6, w
     if worker_src:
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [worker_src, os.environ.get("PYTHONPATH")]))
     began = time.perf_counter()
-    log = worker_log.open("ab") if worker_log else subprocess.DEVNULL  # closed in finally
-    procs = [subprocess.Popen([FLASHGATE, "worker"], env=env, stdout=log, stderr=log) for _ in range(workers)]
+    log_file = worker_log.open("ab") if worker_log else None  # closed in finally
+    out = log_file or subprocess.DEVNULL
+    procs = [subprocess.Popen([FLASHGATE, "worker"], env=env, stdout=out, stderr=out) for _ in range(workers)]
     groups: dict[str, tuple[str, list[int]]] = {
         "worker": ("process", [p.pid for p in procs]),
         "postgres": ("tree", [postmaster]),
@@ -125,8 +126,8 @@ async def drain(bootstrap: str, dsn: str, *, orders: int, partitions: int = 6, w
         for p in procs:
             p.terminate()
             p.wait(30)
-        if worker_log:
-            log.close()
+        if log_file:
+            log_file.close()
         await conn.close()
     window_s, window_orders = ended - window[0], sold - window[1]
     cpu_us = {g: (cpu_end[g] - window[2][g]) * 1e6 / window_orders for g in groups}
