@@ -1,20 +1,29 @@
 """Worker drain rate: pre-fill a topic with N orders, then time one worker persisting them all.
 
 What it measures: orders/s from a full Kafka topic into PostgreSQL through `flashgate worker`
-(decode, one transaction per batch, offset commit), end to end from process start and in
-steady state (first to last `persisted_at`). Run against the local stack:
+(decode, one transaction per batch, offset commit), end to end from process start, in steady
+state (first to last `persisted_at`), and over a measured window (first poll that sees a row to
+the poll that sees them all) with the CPU each process group spent in it, in µs per drained
+order, read from /proc: the worker process(es), PostgreSQL (postmaster + backends, reaped and
+live) and the Kafka broker JVM. Run against the local stack, one measurement at a time on a
+shared box:
 
     flashgate stack up && eval "$(flashgate stack env)"
-    .venv/bin/python -m bench.drain --orders 200000 [--batch-max-rows 2000] [--workers 1]
-    flashgate bench drain --orders 200000          # the same, from the CLI
+    flock /tmp/flashgate-bench.lock .venv/bin/python -m bench.drain --orders 100000 \
+        [--batch-max-rows 2000] [--workers 1] [--label NAME] [--out bench/results] [--worker-src DIR]
+    flashgate bench drain --orders 200000          # the same, from the CLI (no JSON file)
 
-Uses its own random topic, group and SKU, so it never disturbs other data.
+`--worker-src DIR` runs the workers with DIR first on PYTHONPATH (e.g. a worktree of the
+previous commit), so A and B of a comparison run through the same harness. `--out` writes
+`drain-<time>-<label>.json`. Uses its own random topic, group and SKU, so it never disturbs
+other data.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import platform
 import subprocess
@@ -29,6 +38,7 @@ from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient
 from confluent_kafka.cimpl import NewTopic
 
+from bench import proc_cpu
 from flashgate.events import SCHEMA_VERSION, OrderAccepted, encode
 
 FLASHGATE = str(Path(sys.executable).parent / "flashgate")
@@ -53,9 +63,19 @@ def prefill(bootstrap: str, topic: str, sku: str, count: int) -> float:
     return time.perf_counter() - began
 
 
+Result = dict[str, float | int | bool | str]
+POLL_S = 0.05
+
+
 async def drain(bootstrap: str, dsn: str, *, orders: int, partitions: int = 6, workers: int = 1,
-                batch_max_rows: int = 2000) -> dict[str, float | int | bool]:  # fmt: skip
-    """Pre-fill a fresh topic with `orders`, start `workers` workers, wait for every row; the rates."""
+                batch_max_rows: int = 2000, worker_src: str | None = None,
+                worker_log: Path | None = None) -> Result:  # fmt: skip
+    """Pre-fill a fresh topic with `orders`, start `workers` workers, wait for every row; rates and CPU.
+
+    The window rate and the CPU figures cover the polls that saw the first and the last row;
+    `units_sold` is polled (one primary-key read) rather than counting rows, so the poll itself
+    costs PostgreSQL next to nothing.
+    """
     name = f"bench{uuid.uuid4().hex[:8]}"
     topic = f"{name}.orders"
     admin = AdminClient({"bootstrap.servers": bootstrap})  # must outlive its futures
@@ -63,6 +83,10 @@ async def drain(bootstrap: str, dsn: str, *, orders: int, partitions: int = 6, w
         future.result(30)
     conn = await asyncpg.connect(dsn)
     await conn.execute("INSERT INTO products (sku, name, units_on_sale) VALUES ($1, $1, $2)", name, orders)
+    postmaster = proc_cpu.parent_pid(await conn.fetchval("SELECT pg_backend_pid()"))
+    broker = proc_cpu.listening_pid(int(bootstrap.rsplit(":", 1)[1]))
+    if broker is None:
+        raise RuntimeError(f"no local process listens on {bootstrap}: the Kafka CPU figure needs the local stack")
     produce_s = prefill(bootstrap, topic, name, orders)
     env = {
         **os.environ,
@@ -71,24 +95,42 @@ async def drain(bootstrap: str, dsn: str, *, orders: int, partitions: int = 6, w
         "FLASHGATE_WORKER_GROUP": f"{name}.writers",
         "FLASHGATE_WORKER_BATCH_MAX_ROWS": str(batch_max_rows),
     }
+    if worker_src:
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [worker_src, os.environ.get("PYTHONPATH")]))
     began = time.perf_counter()
-    procs = [
-        subprocess.Popen([FLASHGATE, "worker"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        for _ in range(workers)
-    ]
+    log_file = worker_log.open("ab") if worker_log else None  # closed in finally
+    out = log_file or subprocess.DEVNULL
+    procs = [subprocess.Popen([FLASHGATE, "worker"], env=env, stdout=out, stderr=out) for _ in range(workers)]
+    groups: dict[str, tuple[str, list[int]]] = {
+        "worker": ("process", [p.pid for p in procs]),
+        "postgres": ("tree", [postmaster]),
+        "kafka": ("process", [broker] if broker else []),
+    }
     try:
-        while await conn.fetchval("SELECT count(*) FROM orders WHERE sku = $1", name) < orders:
-            await asyncio.sleep(0.1)
-        total_s = time.perf_counter() - began
+        sold = 0
+        while sold == 0:
+            sold = await conn.fetchval("SELECT units_sold FROM products WHERE sku = $1", name)
+            if sold == 0:
+                await asyncio.sleep(POLL_S)
+        window = (time.perf_counter(), sold, proc_cpu.sample(groups))
+        while sold < orders:
+            await asyncio.sleep(POLL_S)
+            sold = await conn.fetchval("SELECT units_sold FROM products WHERE sku = $1", name)
+        ended, cpu_end = time.perf_counter(), proc_cpu.sample(groups)
+        total_s = ended - began
+        rows = await conn.fetchval("SELECT count(*) FROM orders WHERE sku = $1", name)
         steady_s = await conn.fetchval(
             "SELECT extract(epoch FROM max(persisted_at) - min(persisted_at))::float FROM orders WHERE sku = $1", name
         )
-        sold = await conn.fetchval("SELECT units_sold FROM products WHERE sku = $1", name)
     finally:
         for p in procs:
             p.terminate()
             p.wait(30)
+        if log_file:
+            log_file.close()
         await conn.close()
+    window_s, window_orders = ended - window[0], sold - window[1]
+    cpu_us = {g: (cpu_end[g] - window[2][g]) * 1e6 / window_orders for g in groups}
     return {
         "orders": orders,
         "partitions": partitions,
@@ -99,11 +141,17 @@ async def drain(bootstrap: str, dsn: str, *, orders: int, partitions: int = 6, w
         "drain_per_s_from_start": orders / total_s,
         "drain_steady_s": steady_s,
         "drain_per_s_steady": orders / steady_s,
-        "units_sold_ok": sold == orders,
+        "window_s": window_s,
+        "window_orders": window_orders,
+        "drain_per_s_window": window_orders / window_s,
+        **{f"cpu_us_per_order_{g}": us for g, us in cpu_us.items()},
+        "cpu_us_per_order_total": sum(cpu_us.values()),
+        "pids": f"worker={[p.pid for p in procs]} postmaster={postmaster} kafka={broker}",
+        "units_sold_ok": sold == orders == rows,
     }
 
 
-def report(r: dict[str, float | int | bool]) -> list[str]:
+def report(r: Result) -> list[str]:
     cpu = platform.processor() or platform.machine()
     return [
         f"machine: {os.cpu_count()} cores, {cpu}, Python {platform.python_version()}",
@@ -114,8 +162,28 @@ def report(r: dict[str, float | int | bool]) -> list[str]:
         "includes start-up)",
         f"drain: {r['drain_per_s_steady']:,.0f} orders/s steady state (first→last persisted_at, "
         f"{r['drain_steady_s']:.2f} s)",
+        f"drain: {r['drain_per_s_window']:,.0f} orders/s over the measured window "
+        f"({r['window_orders']} orders in {r['window_s']:.2f} s)",
+        "cpu µs/order in the window: "
+        + ", ".join(f"{g} {r[f'cpu_us_per_order_{g}']:.1f}" for g in ("worker", "postgres", "kafka", "total")),
         f"check: units_sold == rows -> {'OK' if r['units_sold_ok'] else 'MISMATCH'}",
     ]
+
+
+def save(r: Result, out_dir: Path, label: str) -> Path:
+    """Write the result with its label, command and commit as `drain-<time>-<label>.json`."""
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=False)
+    record = {
+        **r,
+        "label": label,
+        "command": " ".join(sys.argv),
+        "commit": commit.stdout.strip(),
+        "at": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / f"drain-{datetime.now(UTC):%Y%m%d-%H%M%S}-{label}.json"
+    path.write_text(json.dumps(record, indent=1) + "\n")
+    return path
 
 
 async def main() -> None:
@@ -124,10 +192,17 @@ async def main() -> None:
     ap.add_argument("--partitions", type=int, default=6)
     ap.add_argument("--workers", type=int, default=1)
     ap.add_argument("--batch-max-rows", type=int, default=2000)
+    ap.add_argument("--worker-src", help="put this folder first on the workers' PYTHONPATH (A/B against a worktree)")
+    ap.add_argument("--label", default="run", help="name of the variant, kept in the JSON and its file name")
+    ap.add_argument("--worker-log", type=Path, help="append the workers' output to this file")
+    ap.add_argument("--out", type=Path, help="folder for the JSON record (e.g. bench/results)")
     a = ap.parse_args()
     r = await drain(os.environ["KAFKA_BOOTSTRAP"], os.environ["DATABASE_URL"], orders=a.orders,
-                    partitions=a.partitions, workers=a.workers, batch_max_rows=a.batch_max_rows)  # fmt: skip
+                    partitions=a.partitions, workers=a.workers, batch_max_rows=a.batch_max_rows,
+                    worker_src=a.worker_src, worker_log=a.worker_log)  # fmt: skip
     print("\n".join(report(r)))
+    if a.out:
+        print(f"saved {save(r, a.out, a.label)}")
 
 
 if __name__ == "__main__":

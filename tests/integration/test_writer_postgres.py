@@ -32,8 +32,9 @@ async def test_repeated_batch_is_recorded_once(stack: StackHandle, name: str) ->
     await add_product(stack.database_url, name, 10)
     batch = rows(name, 4, qty=2)
     first, again = await persist_twice(stack.database_url, batch)
-    assert (first.inserted, first.duplicates) == (4, 0)
-    assert (again.inserted, again.duplicates) == (0, 4)
+    assert (first.inserted, first.duplicates, first.path) == (4, 0, "new")
+    # its own 8 units already taken, the batch no longer fits the 2 left: the careful path skips it
+    assert (again.inserted, again.duplicates, again.path) == (0, 4, "careful")
     state = await persisted(stack.database_url, name)
     assert state.units_sold == state.qty_total == 8
 
@@ -58,6 +59,67 @@ async def test_refused_order_stays_refused_on_redelivery(stack: StackHandle, nam
     first, again = await persist_twice(stack.database_url, batch)
     assert (first.inserted, first.refused) == (1, {"oversell": 2})
     assert (again.inserted, again.duplicates, again.refused) == (0, 3, {})
+
+
+async def test_partly_redelivered_batch_inserts_only_the_new_orders(stack: StackHandle, name: str) -> None:
+    await add_product(stack.database_url, name, 10)
+    batch = rows(name, 5)
+    conn = await asyncpg.connect(stack.database_url)
+    try:
+        await persist(conn, batch[:2])
+        result = await persist(conn, batch)  # the new path's unique index raises; the careful path runs
+    finally:
+        await conn.close()
+    assert (result.inserted, result.duplicates, result.path) == (3, 2, "redelivered")
+    state = await persisted(stack.database_url, name)
+    assert state.units_sold == state.qty_total == 5
+    assert sorted(state.order_ids) == sorted(o.order_id for o in batch)
+
+
+async def test_two_order_ids_with_one_idempotency_key_in_a_batch_record_one(stack: StackHandle, name: str) -> None:
+    await add_product(stack.database_url, name, 10)
+    [a] = rows(name, 1)
+    twin = OrderRow(uuid.uuid4(), a.sku, a.user_id, a.qty, a.idempotency_key, a.accepted_at, 1, 99)
+    conn = await asyncpg.connect(stack.database_url)
+    try:
+        result = await persist(conn, [a, twin])
+    finally:
+        await conn.close()
+    assert (result.inserted, result.duplicates, result.path) == (1, 1, "redelivered")
+    assert (await persisted(stack.database_url, name)).units_sold == 1
+
+
+async def test_refused_order_stays_refused_when_its_batch_now_fits(stack: StackHandle, name: str) -> None:
+    await add_product(stack.database_url, name, 1)
+    batch = rows(name, 2)
+    conn = await asyncpg.connect(stack.database_url)
+    try:
+        first = await persist(conn, batch)
+        await conn.execute("UPDATE products SET units_on_sale = 10 WHERE sku = $1", name)
+        [late] = rows(name, 1, start=10)
+        again = await persist(conn, [*batch, late])  # fits now, and the refused order is new to `orders`
+    finally:
+        await conn.close()
+    assert (first.inserted, first.refused, first.path) == (1, {"oversell": 1}, "careful")
+    assert (again.inserted, again.duplicates, again.refused) == (1, 2, {})
+    state = await persisted(stack.database_url, name)
+    assert state.units_sold == state.qty_total == 2
+    assert state.refused == {"oversell": 1}
+
+
+async def test_unknown_sku_is_refused_and_the_rest_persists(stack: StackHandle, name: str) -> None:
+    await add_product(stack.database_url, name, 10)
+    ghost = f"{name}-ghost"
+    batch = [*rows(name, 2), *rows(ghost, 1, start=5)]
+    conn = await asyncpg.connect(stack.database_url)
+    try:
+        result = await persist(conn, batch)
+        refused = await conn.fetchval("SELECT reason FROM refused_orders WHERE sku = $1", ghost)
+    finally:
+        await conn.close()
+    assert (result.inserted, result.refused, result.path) == (2, {"unknown_sku": 1}, "careful")
+    assert refused == "unknown_sku"
+    assert (await persisted(stack.database_url, name)).units_sold == 2
 
 
 async def test_concurrent_batches_never_oversell(stack: StackHandle, name: str) -> None:

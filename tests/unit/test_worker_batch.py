@@ -10,7 +10,7 @@ import msgspec
 import pytest
 
 from flashgate.events import SCHEMA_VERSION, OrderAccepted, encode
-from worker.batch import Incoming, OrderRow, commit_positions, fit_to_stock, plan_batch
+from worker.batch import Incoming, OrderRow, commit_positions, fit_to_stock, fits_whole, plan_batch
 from worker.errors import ConfigError
 from worker.settings import WorkerSettings
 
@@ -84,6 +84,26 @@ def test_fit_never_exceeds_stock(left: int) -> None:
     result = fit_to_stock(rows, {"S": left})
     assert sum(r.qty for r in result.insert) <= left
     assert len(result.insert) + len(result.refuse) == len(rows)
+
+
+@pytest.mark.parametrize(
+    ("orders", "remaining", "fits"),
+    [
+        ([("S", 2), ("S", 3), ("T", 1)], {"S": 5, "T": 1}, True),  # exactly the units left
+        ([("S", 2), ("S", 4)], {"S": 5}, False),  # the sum passes what is left, each alone does not
+        ([("S", 1), ("GHOST", 1)], {"S": 5}, False),  # no product row
+        ([], {}, True),
+    ],
+)
+def test_fits_whole_sums_each_sku(orders: list[tuple[str, int]], remaining: dict[str, int], fits: bool) -> None:
+    assert fits_whole([row(sku, qty, n) for n, (sku, qty) in enumerate(orders)], remaining) is fits
+
+
+@pytest.mark.parametrize("left", [0, 1, 7])
+def test_fits_whole_agrees_with_fit_to_stock(left: int) -> None:
+    rows = [row("S", 1 + n % 3, n) for n in range(4)]
+    admitted_all = not fit_to_stock(rows, {"S": left}).refuse
+    assert fits_whole(rows, {"S": left}) is admitted_all
 
 
 def test_commit_positions_are_one_past_the_highest_offset() -> None:
