@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
+from functools import lru_cache
 
 
+@lru_cache(maxsize=4096)  # a flash sale asks for few (sku, qty) pairs; the hash is per request otherwise
 def request_fingerprint(sku: str, qty: int) -> str:
     """What makes a retry "the same request": the body fields (user and key are in the key name).
 

@@ -125,7 +125,7 @@ async def test_a_backlog_in_kafka_and_the_outbox_is_not_drift(stack: StackHandle
         for i in range(12):  # no worker: all twelve wait in Kafka
             assert (await buy(client, name, f"u{i}", "k", order_headers)).status_code == 202
     async with admission_client(stack) as (admission, _):  # admitted, never handed to Kafka: in the outbox
-        parked = await admission.admit(AdmitRequest(name, "outboxed", "k", 2), "0192f0c4-0000-7000-8000-000000000001")
+        parked = await admission.admit(AdmitRequest(name, "outboxed", "k", 2))
         assert parked.stock_left == 16
 
     code, found = await reconcile_json(stack, topics, "--sku", name)

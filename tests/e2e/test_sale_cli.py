@@ -41,7 +41,7 @@ async def test_a_closed_sale_answers_sale_ended(stack: StackHandle, name: str) -
     assert create(stack, name, "--stock", "3")[0] == 0
     assert oncall(stack, "sale", "close", name).returncode == 0
     async with admission_client(stack) as (client, _):
-        got = await client.admit(AdmitRequest(name, "u", "k", 1), "0192f0c4-0000-7000-8000-0000000000aa")
+        got = await client.admit(AdmitRequest(name, "u", "k", 1))
     assert got.code is Code.ENDED
 
 
