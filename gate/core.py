@@ -72,13 +72,14 @@ class Gate:
         )
         self.records = OrderRecords(s.database_url, timeout_s=s.db_timeout_ms / 1000, pool_max=s.db_pool_max)
         self.identity = Identity(s.auth)
+        self.soldout = SoldOutCache(s.soldout_cache_ms / 1000)
         self.desk = OrderDesk(
             admission=self.admission,
             handoff=self.handoff,
             acker=self.acker,
             relay=self.relay,
             records=self.records,
-            soldout=SoldOutCache(s.soldout_cache_ms / 1000),
+            soldout=self.soldout,
             metrics=self.metrics,
             budget_s=s.delivery_budget_ms / 1000,
         )

@@ -128,6 +128,41 @@ async def test_business_refusals(stack: StackHandle, name: str) -> None:
         assert (await order(f"{name}-rl", "b"))[:2] == (429, "rate_limited")
 
 
+async def test_sold_out_answers_non_buyers_without_redis_and_buyers_from_redis(stack: StackHandle, name: str) -> None:
+    await sale(stack, Sale(sku=name, units=2))
+    async with running_gate(gate_settings(stack, name, delivery_budget_ms=9000, soldout_cache_ms=60_000)) as (
+        client,
+        gate,
+    ):
+
+        async def order(user: str, key: str, qty: int = 1) -> tuple[int, str, bool]:
+            res = await client.post("/v1/orders", json={"sku": name, "qty": qty}, headers=order_headers(user, key))
+            code = res.json()["status"] if res.status_code == 202 else res.json()["code"]
+            return res.status_code, code, res.headers.get("idempotent-replayed") == "true"
+
+        assert (await order("ann", "a"))[:2] == (202, "accepted")
+        assert (await order("bob", "b"))[:2] == (202, "accepted")  # took the last unit
+        assert await order("cat", "c") == (409, "sold_out", False)  # Redis said so, and stored it
+
+        async def buyers_known() -> bool:
+            return gate.soldout.answers_sold_out(name, "dan", time.monotonic())
+
+        await until(buyers_known, what="the buyer set is fetched")
+        hits = gate.metrics.events["soldout_cache_hits"]
+        # Users who never bought: answered here. A repeated refused key is answered afresh (no
+        # Idempotent-Replayed), and a key reused with another body gets sold_out, not 422.
+        assert await order("cat", "c") == (409, "sold_out", False)
+        assert await order("cat", "c", qty=2) == (409, "sold_out", False)
+        assert await order("dan", "d") == (409, "sold_out", False)
+        assert gate.metrics.events["soldout_cache_hits"] == hits + 3
+        # Buyers go to Redis: their retries get their own stored answers.
+        assert await order("bob", "b") == (202, "accepted", True)
+        assert await order("bob", "b", qty=2) == (422, "idempotency_key_reused", False)
+        assert await order("bob", "other") == (409, "sold_out", False)  # a buyer's new key: judged by Redis
+        assert gate.metrics.events["soldout_cache_hits"] == hits + 3
+        assert await stock(stack, name) == 0
+
+
 @pytest.mark.parametrize(
     ("body", "headers", "status", "code"),
     [
