@@ -7,8 +7,9 @@ counts the PostgreSQL backends (and Redis AOF-rewrite forks) that came and went 
 a process alive at both instants is never counted twice. Threads are inside their process.
 
 How each group is found (`find_groups`):
-- gate: the processes listening on the gate's port, walked up to the ancestor that still runs
-  the same executable (granian's workers hold the socket, `flashgate gate` is their parent);
+- gate: the processes listening on the gate's port, walked up through the parents that run the
+  same server (granian's forked workers hold the socket, `flashgate gate` is their parent with the
+  same command line; uvicorn's spawned workers run `multiprocessing.spawn`);
 - Redis, Kafka, PostgreSQL: the same, from the port of REDIS_URL, KAFKA_BOOTSTRAP, DATABASE_URL
   (the postmaster's backends and background processes are its children);
 - worker: pids given, or every process whose command line is `… flashgate worker …` and whose
@@ -70,6 +71,11 @@ def is_flashgate_worker(argv: list[str]) -> bool:
     return any(Path(arg).name == "flashgate" and argv[i + 1 : i + 2] == ["worker"] for i, arg in enumerate(argv))
 
 
+def same_server(child: list[str], parent: list[str]) -> bool:
+    """Whether `parent` is the server process that started worker `child` (fork: same argv; spawn)."""
+    return bool(child) and (child == parent or any(a.startswith("from multiprocessing") for a in child))
+
+
 def descendants(roots: Iterable[int], stats: Mapping[int, Stat]) -> set[int]:
     """The roots (those alive) and every live descendant."""
     children: dict[int, list[int]] = {}
@@ -106,11 +112,11 @@ def clock_ticks() -> int:
     return os.sysconf("SC_CLK_TCK")
 
 
-def _exe(pid: int) -> str | None:
+def _argv(pid: int) -> list[str]:
     try:
-        return os.readlink(PROC / str(pid) / "exe")
+        return parse_nul_list((PROC / str(pid) / "cmdline").read_bytes())
     except OSError:
-        return None
+        return []
 
 
 def _ancestors_of_self() -> set[int]:
@@ -125,9 +131,9 @@ def _ancestors_of_self() -> set[int]:
 
 
 def port_roots(port: int) -> list[int]:
-    """Roots of the process tree serving a local TCP port: listeners walked up while the parent runs the same exe.
+    """Roots of the process tree serving a local TCP port: listeners walked up while the parent is their server.
 
-    The measuring process and its ancestors are never taken (the A/B driver is python too).
+    The measuring process and its ancestors are never taken.
     """
     try:
         listeners = {c.pid for c in psutil.net_connections(kind="tcp")
@@ -137,13 +143,12 @@ def port_roots(port: int) -> list[int]:
     mine = _ancestors_of_self()
     roots: set[int] = set()
     for pid in listeners:
-        exe = _exe(pid)
         while True:
             try:
                 parent = psutil.Process(pid).ppid()
             except psutil.Error:
                 break
-            if parent <= 1 or parent in mine or _exe(parent) != exe:
+            if parent <= 1 or parent in mine or not same_server(_argv(pid), _argv(parent)):
                 break
             pid = parent
         roots.add(pid)

@@ -30,6 +30,16 @@ def test_cmdline_and_worker_match() -> None:
     assert not procstat.is_flashgate_worker(["flashgate"])
 
 
+def test_server_parent_by_fork_or_spawn() -> None:
+    gate = ["/v/bin/python", "/v/bin/flashgate", "gate", "--workers", "2"]
+    assert procstat.same_server(gate, gate)  # granian forks: the worker keeps the argv
+    spawned = ["/v/bin/python", "-c", "from multiprocessing.spawn import spawn_main; spawn_main(tracker_fd=5)"]
+    assert procstat.same_server(spawned, gate)  # uvicorn's workers
+    assert not procstat.same_server(gate, ["/v/bin/python", "-m", "pytest"])  # a launcher is not the server
+    assert not procstat.same_server(gate, ["bash"])
+    assert not procstat.same_server([], gate)
+
+
 def test_tree_counts_live_descendants_and_reaped_children_once() -> None:
     # postmaster 10 with backends 11 and 12 (12's own child 13); 99 is someone else's process.
     start = {10: stat(10, 1, 100, cutime=50), 11: stat(11, 10, 20), 12: stat(12, 10, 5), 13: stat(13, 12, 1),
