@@ -64,6 +64,8 @@ class AbSettings:
     bare: bool = False
     lock: Path | None = Path("/tmp/flashgate-bench.lock")
     out_dir: Path = Path("bench/results")
+    a_env: tuple[tuple[str, str], ...] = ()  # extra environment of A's gate and worker (e.g. a setting to compare)
+    b_env: tuple[tuple[str, str], ...] = ()
 
 
 def check_checkout(path: Path) -> Path:
@@ -175,7 +177,7 @@ def one_run(s: AbSettings, variant: str, checkout: Path, rnd: int, work: Path) -
     redis_url, database_url, bootstrap = (os.environ[k] for k in ("REDIS_URL", "DATABASE_URL", "KAFKA_BOOTSTRAP"))
     tag = f"r{rnd}-{variant}"
     probe_file = work / f"{tag}.probe.jsonl"
-    env = variant_env(checkout, probe_file)
+    env = {**variant_env(checkout, probe_file), **dict(s.a_env if variant == "A" else s.b_env)}
     port = free_port()
     with bench_lock(s.lock):
         box = box_snapshot()

@@ -113,6 +113,8 @@ def flash_sale_command(
 @click.option("--lock", default="/tmp/flashgate-bench.lock", show_default=True,
               help="Bench lock held per variant (flock); '' for none, when you hold it yourself.")  # fmt: skip
 @click.option("--out", "out_dir", default="bench/results", show_default=True, type=click.Path(path_type=Path))
+@click.option("--a-env", multiple=True, metavar="NAME=VALUE", help="Extra environment of A's gate and worker.")
+@click.option("--b-env", multiple=True, metavar="NAME=VALUE", help="Extra environment of B's gate and worker.")
 def ab_command(
     a: Path,
     b: Path,
@@ -126,6 +128,8 @@ def ab_command(
     bare: bool,
     lock: str,
     out_dir: Path,
+    a_env: tuple[str, ...],
+    b_env: tuple[str, ...],
 ) -> None:
     """Interleaved A/B of two checkouts: per round, A then B each serve a flash sale with their own code.
 
@@ -142,15 +146,27 @@ def ab_command(
         raise click.ClickException("rounds, stock, duration, users, workers >= 1 and connections >= threads >= 1")
     for name in ("REDIS_URL", "DATABASE_URL", "KAFKA_BOOTSTRAP"):
         _env(name)
+    a_pairs, b_pairs = _pairs(a_env), _pairs(b_env)
     try:
         settings = AbSettings(a=check_checkout(a), b=check_checkout(b), rounds=rounds, stock=stock,
                               duration_s=duration, connections=connections, threads=threads, users=users,
                               workers=workers, bare=bare, lock=Path(lock) if lock else None,
-                              out_dir=out_dir)  # fmt: skip
+                              out_dir=out_dir, a_env=a_pairs, b_env=b_pairs)  # fmt: skip
         record = run_ab(settings)
     except (AbError, BenchError, WrkError, ServeError, OSError) as e:
         raise click.ClickException(f"bench ab: {e}") from e
     click.echo("\n".join(lines(record)))
+
+
+def _pairs(assignments: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
+    """NAME=VALUE options → pairs; a one-line error for anything else."""
+    pairs = []
+    for text in assignments:
+        name, sep, value = text.partition("=")
+        if not sep or not name:
+            raise click.ClickException(f"bench ab: expected NAME=VALUE, not {text!r}")
+        pairs.append((name, value))
+    return tuple(pairs)
 
 
 @bench_group.command("drain")

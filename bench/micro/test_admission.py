@@ -53,9 +53,7 @@ async def _redis_cpu(redis: aioredis.Redis) -> tuple[float, int, int]:
 
 
 @pytest.fixture
-def admission(
-    redis_url: str, loop: asyncio.AbstractEventLoop
-) -> Iterator[tuple[AdmissionClient, aioredis.Redis, str]]:
+def admission(redis_url: str, loop: asyncio.AbstractEventLoop) -> Iterator[tuple[AdmissionClient, aioredis.Redis, str]]:
     """An admission client, a plain client and a SKU on sale with (practically) endless stock."""
     sku = f"micro-{uuid.uuid4().hex[:8]}"
     cm = _client(redis_url, sku)

@@ -75,3 +75,9 @@ def test_cli_ab_refuses_what_cannot_run(tmp_path: Path) -> None:
     result = CliRunner().invoke(bench_group, ["ab", "--a", str(tmp_path), "--b", str(tmp_path), "--rounds", "0"])
     assert result.exit_code == 1
     assert "rounds" in result.output
+    env = {"REDIS_URL": "r", "DATABASE_URL": "d", "KAFKA_BOOTSTRAP": "k"}
+    result = CliRunner().invoke(
+        bench_group, ["ab", "--a", str(tmp_path), "--b", str(tmp_path), "--b-env", "FLASHGATE_LINGER_MS"], env=env
+    )
+    assert result.exit_code == 1
+    assert "expected NAME=VALUE, not 'FLASHGATE_LINGER_MS'" in result.output
