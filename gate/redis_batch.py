@@ -98,11 +98,14 @@ class RedisBatcher:
                 results = await _round_trip(conn, [command for command, _ in batch])
             self._idle.append(conn)
         except BaseException as e:
-            await conn.disconnect(nowait=True)  # replies may be half read: never reuse it as it is
-            self._idle.append(conn)  # it reconnects on its next use
+            # Every caller gets its answer first, whatever happens to the connection below.
+            self._failed(batch, began, e)
+            try:
+                await conn.disconnect(nowait=True)  # replies may be half read: never reuse it as it is
+            finally:
+                self._idle.append(conn)  # it reconnects on its next use
             if not isinstance(e, (RedisError, OSError, TimeoutError)):
                 raise
-            self._failed(batch, began, e)
             return
         self._observed(len(batch), began)
         self._breaker.success()
