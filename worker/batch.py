@@ -139,3 +139,12 @@ def commit_positions(messages: Iterable[Incoming]) -> dict[tuple[str, int], int]
         key = (msg.topic, msg.partition)
         positions[key] = max(positions.get(key, 0), msg.offset + 1)
     return positions
+
+
+def batches_in_flight(wanted: int, pool_max_size: int) -> int:
+    """How many batches may be in PostgreSQL at once: each holds a connection for its transaction.
+
+    Capped by the pool so that a batch never waits on the pool behind its own predecessors (with
+    `pool_max_size=1` the worker is strictly serial again). Always at least 1.
+    """
+    return max(1, min(wanted, pool_max_size))
