@@ -89,7 +89,8 @@ class OrderWriter:
         while fetch is not None:
             messages, plan = await fetch
             fetch = None if stop.is_set() else self._fetch()
-            if messages:
+            # After a stop, no new transaction begins: a batch fetched but not begun is redelivered.
+            if messages and not stop.is_set():
                 previous = in_flight[-1] if in_flight else None
                 in_flight.append(asyncio.create_task(self._handle(messages, plan, stop, after=previous)))
             # Wait for the oldest batch when the pipeline is full; reap finished ones meanwhile.
