@@ -170,14 +170,21 @@ def report(r: Result) -> list[str]:
     ]
 
 
-def save(r: Result, out_dir: Path, label: str) -> Path:
-    """Write the result with its label, command and commit as `drain-<time>-<label>.json`."""
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=False)
+def _commit_of(folder: str | None) -> str:
+    rev = subprocess.run(["git", "-C", folder or ".", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                         check=False)  # fmt: skip
+    return rev.stdout.strip()
+
+
+def save(r: Result, out_dir: Path, label: str, worker_src: str | None = None) -> Path:
+    """Write the result as `drain-<time>-<label>.json`, with its label, command, the harness's commit
+    and the commit the workers ran (that of `worker_src` when given, else the harness's)."""
     record = {
         **r,
         "label": label,
         "command": " ".join(sys.argv),
-        "commit": commit.stdout.strip(),
+        "commit": _commit_of(None),
+        "worker_commit": _commit_of(worker_src),
         "at": datetime.now(UTC).isoformat(timespec="seconds"),
     }
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -202,7 +209,7 @@ async def main() -> None:
                     worker_src=a.worker_src, worker_log=a.worker_log)  # fmt: skip
     print("\n".join(report(r)))
     if a.out:
-        print(f"saved {save(r, a.out, a.label)}")
+        print(f"saved {save(r, a.out, a.label, a.worker_src)}")
 
 
 if __name__ == "__main__":

@@ -12,7 +12,7 @@ from datetime import datetime
 
 import msgspec
 
-from flashgate.events import EventDecodeError, decode
+from flashgate.events import EventDecodeError, decode_many
 
 
 # Incoming and OrderRow are built once per message: msgspec Structs cost ~0.3 µs to build where
@@ -62,14 +62,16 @@ def plan_batch(messages: Iterable[Incoming]) -> BatchPlan:
     poison: list[Poison] = []
     seen: set[uuid.UUID] = set()
     redelivered = 0
+    messages = list(messages)
+    # One call for the batch: `decode_many` has `decode`'s verdicts at less cost per message.
+    decoded = iter(decode_many([m.value for m in messages if m.value is not None]))
     for msg in messages:
         if msg.value is None:
             poison.append(Poison(msg, "empty message value"))
             continue
-        try:
-            event = decode(msg.value)
-        except EventDecodeError as e:
-            poison.append(Poison(msg, f"{type(e).__name__}: {e}"))
+        event = next(decoded)
+        if isinstance(event, EventDecodeError):
+            poison.append(Poison(msg, f"{type(event).__name__}: {event}"))
             continue
         if event.order_id in seen:
             redelivered += 1
@@ -139,3 +141,12 @@ def commit_positions(messages: Iterable[Incoming]) -> dict[tuple[str, int], int]
         key = (msg.topic, msg.partition)
         positions[key] = max(positions.get(key, 0), msg.offset + 1)
     return positions
+
+
+def batches_in_flight(wanted: int, pool_max_size: int) -> int:
+    """How many batches may be in PostgreSQL at once: each holds a connection for its transaction.
+
+    Capped by the pool so that a batch never waits on the pool behind its own predecessors (with
+    `pool_max_size=1` the worker is strictly serial again). Always at least 1.
+    """
+    return max(1, min(wanted, pool_max_size))

@@ -16,6 +16,7 @@ from worker.settings import WorkerSettings
 @click.option("--batch-max-rows", type=int, help="Messages per batch at most (env FLASHGATE_WORKER_BATCH_MAX_ROWS).")
 @click.option("--batch-max-wait-ms", type=int, help="Wait at most this long to fill a batch.")
 @click.option("--pool-max-size", type=int, help="PostgreSQL connections at most.")
+@click.option("--batches-in-flight", type=int, help="Batches in PostgreSQL at once, one connection each (2).")
 @click.option("--metrics-port", type=int, help="Serve Prometheus metrics on 127.0.0.1:PORT (0 = off).")
 @click.option("--topic", help="Topic to consume (default orders).")
 @click.option("--group", help="Consumer group (default flashgate-writers).")

@@ -13,13 +13,14 @@ import contextlib
 import logging
 import random
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
-from worker.batch import BatchPlan, Incoming, commit_positions, plan_batch
+from worker.batch import BatchPlan, Incoming, batches_in_flight, commit_positions, plan_batch
 from worker.dlq import DeadLetters
 from worker.metrics import WorkerMetrics
 from worker.pool import InstrumentedPool
@@ -71,39 +72,75 @@ class OrderWriter:
         )
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Process batches until `stop` is set; the batch in hand is finished (or abandoned) first.
+        """Process batches until `stop` is set; the batches in hand are finished (or abandoned) first.
 
-        The next batch is fetched and decoded on the Kafka thread while the current one is in
-        PostgreSQL, so the two overlap. Its offsets are committed only after its own DB commit.
+        Up to `batches_in_flight` batches are in PostgreSQL at once, each in its own transaction
+        on its own connection, while the next one is fetched and decoded on the Kafka thread.
+        Batches still commit their offsets one after another in fetch order: a batch commits
+        only once every earlier batch has committed, so no commit ever covers an offset whose
+        order is not yet in the database (partition offsets only grow from batch to batch).
+        Two transactions on the same SKU serialise on its product row lock, taken in sorted
+        order, so they cannot deadlock.
         """
+        depth = batches_in_flight(self.settings.batches_in_flight, self.settings.pool_max_size)
+        in_flight: deque[asyncio.Task[None]] = deque()
         fetch: asyncio.Future[Fetched] | None = self._fetch()
+        abandoned = False
         while fetch is not None:
             messages, plan = await fetch
             fetch = None if stop.is_set() else self._fetch()
-            if messages:
-                try:
-                    await self._handle(messages, plan, stop)
-                except Abandoned:
-                    log.info("shutdown during retries: %d messages left uncommitted for redelivery", len(messages))
-                    break
+            # After a stop, no new transaction begins: a batch fetched but not begun is redelivered.
+            if messages and not stop.is_set():
+                previous = in_flight[-1] if in_flight else None
+                in_flight.append(asyncio.create_task(self._handle(messages, plan, stop, after=previous)))
+            # Wait for the oldest batch when the pipeline is full; reap finished ones meanwhile.
+            while in_flight and (len(in_flight) >= depth or in_flight[0].done()):
+                if not await self._finish(in_flight.popleft()):
+                    abandoned = True
+            if abandoned:
+                break
             if time.monotonic() - self._lag_checked > 1.0:
                 await self._on_kafka_thread(self._update_lag)
+        while in_flight:
+            await self._finish(in_flight.popleft())
         if fetch is not None:
             await fetch  # fetched but never handled: its offsets stay uncommitted, so it is redelivered
 
     def _fetch(self) -> asyncio.Future[Fetched]:
         return asyncio.ensure_future(self._on_kafka_thread(self._consume))
 
+    async def _finish(self, task: asyncio.Task[None]) -> bool:
+        """Wait for one batch; False if it was abandoned at shutdown (its offsets stay uncommitted)."""
+        try:
+            await task
+        except Abandoned as e:
+            log.info("shutdown during retries (%s): batch left uncommitted for redelivery", e)
+            return False
+        return True
+
     async def close(self) -> None:
         """Leave the group (commits nothing new: everything done is already committed)."""
         await self._on_kafka_thread(self.consumer.close)
         self._kafka_thread.shutdown(wait=True)
 
-    async def _handle(self, messages: list[Incoming], plan: BatchPlan, stop: asyncio.Event) -> None:
+    async def _handle(
+        self, messages: list[Incoming], plan: BatchPlan, stop: asyncio.Event, *, after: asyncio.Task[None] | None
+    ) -> None:
+        """Dead-letter, persist, then commit once `after` (the previous batch) has committed.
+
+        Raises Abandoned, committing nothing, if shutdown comes while retrying or if `after`
+        was abandoned: committing this batch's offsets would then skip the earlier batch's
+        uncommitted orders in any partition the two share.
+        """
         began = time.perf_counter()
         if plan.poison:
             await self._retry("dlq", lambda: self._on_thread(self.dead_letters.send, plan.poison), stop)
         result = await self._retry("db", lambda: self._persist(plan), stop)
+        if after is not None:
+            try:
+                await asyncio.shield(after)
+            except Abandoned as e:
+                raise Abandoned("an earlier batch was abandoned") from e
         positions = commit_positions(messages)
         await self._retry("commit", lambda: self._on_kafka_thread(self._commit, positions), stop)
         took = time.perf_counter() - began

@@ -29,6 +29,8 @@ class WorkerSettings:
     batch_max_wait_ms: int = 50
     pool_min_size: int = 1
     pool_max_size: int = 4
+    # Batches in PostgreSQL at once, each on its own connection (capped by pool_max_size).
+    batches_in_flight: int = 2
     pool_acquire_timeout_s: float = 10.0
     retry_initial_ms: int = 100
     retry_max_ms: int = 5000
@@ -64,6 +66,8 @@ class WorkerSettings:
             raise ConfigError("batch_max_rows must be >= 1 and batch_max_wait_ms >= 0")
         if not 1 <= self.pool_min_size <= self.pool_max_size:
             raise ConfigError("need 1 <= pool_min_size <= pool_max_size")
+        if self.batches_in_flight < 1:
+            raise ConfigError("batches_in_flight must be >= 1")
         if self.retry_initial_ms < 1 or self.retry_max_ms < self.retry_initial_ms:
             raise ConfigError("need 1 <= retry_initial_ms <= retry_max_ms")
 

@@ -1,12 +1,15 @@
 """The PostgreSQL side of a batch: one transaction that records new orders exactly once.
 
-Per batch: lock the batch's product rows (sorted, so concurrent workers never deadlock), then
-one of two paths, both ending with units_sold raised by exactly what was inserted:
+Per batch: send it with binary COPY into a session-local staging table (before any lock, so
+that the COPY of one batch overlaps the insert of the batch ahead of it on another
+connection), lock the batch's product rows (sorted, so concurrent transactions never
+deadlock), then one of two paths, both ending with units_sold raised by exactly what was
+inserted:
 
 - **new** (every batch the gate produces): the whole batch fits the units left
-  (`batch.fits_whole`), so it is sent with binary COPY into a session-local staging table and
-  one statement moves it into `orders` with a plain INSERT, leaving out orders already
-  refused, and adds the inserted quantities to units_sold. COPY costs the worker about 60 % of
+  (`batch.fits_whole`), so one statement moves the staged batch into `orders` with a plain
+  INSERT, leaving out orders already refused, and adds the inserted quantities to units_sold.
+  COPY costs the worker about 60 % of
   what encoding eight unnest arrays does (asyncpg checks every array element against three
   ABCs); a plain INSERT costs PostgreSQL about half of ON CONFLICT's speculative insertion per
   row. If any order is recorded already (a redelivery), its unique index raises, the
@@ -113,9 +116,13 @@ async def persist(conn: Connection, orders: list[OrderRow]) -> PersistResult:
         return PersistResult(0, 0, {}, "new")
     try:
         async with conn.transaction():
+            # Staged before the product lock: while another transaction holds the lock (the
+            # previous batch, on another connection), this batch's COPY is already on its way.
+            await _stage(conn, orders)
             remaining = await _lock_products(conn, orders)
             if fits_whole(orders, remaining):
                 return await _insert_new(conn, orders)
+            # The staged rows go unused here and vanish at commit (ON COMMIT DELETE ROWS).
             return await _insert_careful(conn, orders, remaining)
     except asyncpg.UniqueViolationError:
         pass  # only _INSERT_NEW can raise it: an order is recorded already, and nothing was committed
@@ -130,9 +137,13 @@ async def _lock_products(conn: Connection, orders: list[OrderRow]) -> dict[str, 
     return {r["sku"]: r["units_left"] for r in await conn.fetch(_LOCK_PRODUCTS, skus)}
 
 
-async def _insert_new(conn: Connection, orders: list[OrderRow]) -> PersistResult:
+async def _stage(conn: Connection, orders: list[OrderRow]) -> None:
+    """COPY the batch into this session's staging table; takes no lock another batch could wait on."""
     await conn.execute(_STAGING_TABLE)
     await conn.copy_records_to_table(_STAGING, records=[msgspec.structs.astuple(o) for o in orders])
+
+
+async def _insert_new(conn: Connection, orders: list[OrderRow]) -> PersistResult:
     inserted = sum(r["n"] for r in await conn.fetch(_INSERT_NEW))
     return PersistResult(inserted=inserted, duplicates=len(orders) - inserted, refused={}, path="new")
 

@@ -138,3 +138,30 @@ async def test_concurrent_batches_never_oversell(stack: StackHandle, name: str) 
     state = await persisted(stack.database_url, name)
     assert state.units_sold == state.qty_total == 50
     assert state.refused == {"oversell": 30}
+
+
+async def test_overlapping_batches_sharing_orders_record_each_once(stack: StackHandle, name: str) -> None:
+    """Two batches in flight at once (the worker's overlap) with a redelivered order in both.
+
+    The second one stages its rows, then waits for the product row lock; when it gets it, the
+    first has committed, so its plain insert meets the shared orders and it takes the careful
+    path. No deadlock, nothing twice, units_sold exact.
+    """
+    await add_product(stack.database_url, name, 100)
+    first = rows(name, 20)
+    second = first[10:] + rows(name, 10, start=20)
+    pool = await asyncpg.create_pool(stack.database_url, min_size=2, max_size=2)
+    assert pool is not None
+
+    async def write(batch: list[OrderRow]) -> PersistResult:
+        async with pool.acquire() as conn:
+            return await persist(conn, batch)
+
+    try:
+        results = await asyncio.wait_for(asyncio.gather(write(first), write(second)), 30)
+    finally:
+        await pool.close()
+    assert sum(r.inserted for r in results) == 30
+    assert sum(r.duplicates for r in results) == 10
+    state = await persisted(stack.database_url, name)
+    assert state.units_sold == state.qty_total == 30

@@ -8,7 +8,15 @@ from datetime import UTC, datetime
 import msgspec
 import pytest
 
-from flashgate.events import SCHEMA_VERSION, EventDecodeError, OrderAccepted, UnknownSchemaVersion, decode, encode
+from flashgate.events import (
+    SCHEMA_VERSION,
+    EventDecodeError,
+    OrderAccepted,
+    UnknownSchemaVersion,
+    decode,
+    decode_many,
+    encode,
+)
 
 
 def event(**changes: object) -> OrderAccepted:
@@ -62,3 +70,65 @@ def test_naive_timestamp_is_rejected() -> None:
 def test_unknown_version_is_its_own_error() -> None:
     with pytest.raises(UnknownSchemaVersion):
         decode(encode(event(schema_version=99)))
+
+
+def _with(**fields: object) -> bytes:
+    raw = msgspec.json.decode(encode(event()))
+    raw.update(fields)
+    return msgspec.json.encode(raw)
+
+
+_GOOD = encode(event())
+_KEY_CASES = [
+    "k", "key-1", "~!#", "has space", " lead", "trail ", "tab\there", "nl\n", "k\n", "\x7f", "k\x7fk", "é", "x" * 128,
+    "x" * 129, "",
+]  # fmt: skip
+_PAYLOADS = [
+    _GOOD,
+    *(_with(idempotency_key=k) for k in _KEY_CASES),
+    _GOOD.replace(b'"key-1"', b'"key\\u0020x"'),  # an escaped space
+    _GOOD.replace(b'"key-1"', b'"key\\u002dx"'),  # an escaped, valid character
+    _GOOD.replace(b'"key-1"', b'"k\\n"'),  # `$` in the pattern lets one trailing newline through
+    _GOOD.replace(b'"key-1"', b'"k k","idempotency_key":"ok"'),  # duplicate key: bad copy first
+    _GOOD.replace(b'"key-1"', b'"ok","idempotency_key":"k k"'),  # duplicate key: bad copy last
+    _GOOD.replace(b'"idempotency_key"', b'"idempotency\\u005fkey"'),  # the key's name escaped
+    _GOOD.replace(b'"key-1"', b'"ok","note":"idempotency_key"'),
+    _GOOD.replace(b'"u1"', b'"\xc3\xa9"'),  # non-ASCII user id, valid
+    _GOOD.replace(b'"u1"', b'"u\x7f"'),  # DEL in another field, valid
+    _with(idempotency_key="k k", qty=0),  # two faults: the first in field order is named
+    _with(qty=0, idempotency_key="k k"),
+    _with(schema_version=99),
+    _with(schema_version=99, idempotency_key="k k"),
+    _with(accepted_at="2026-11-21T12:00:00"),
+    _with(accepted_at="2026-11-21T12:00:00", idempotency_key="k k"),
+    _with(sku=""),
+    _with(order_id="not-a-uuid"),
+    b"not json",
+    b"{}",
+    b"",
+    b"\xff\xfe",
+]
+
+
+@pytest.mark.parametrize("payload", _PAYLOADS)
+def test_decode_many_gives_decodes_verdict_and_message(payload: bytes) -> None:
+    try:
+        expected: OrderAccepted | EventDecodeError = decode(payload)
+    except EventDecodeError as e:
+        expected = e
+    [got] = decode_many([payload])
+    if isinstance(expected, EventDecodeError):
+        assert isinstance(got, type(expected))
+        assert type(got) is type(expected)
+        assert str(got) == str(expected)
+    else:
+        assert got == expected
+
+
+def test_decode_many_keeps_order_and_count() -> None:
+    events = [event(idempotency_key=f"k{i}") for i in range(5)]
+    payloads = [encode(e) for e in events]
+    got = decode_many([payloads[0], b"bad", *payloads[1:]])
+    assert got[0] == events[0]
+    assert isinstance(got[1], EventDecodeError)
+    assert got[2:] == events[1:]

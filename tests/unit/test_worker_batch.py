@@ -125,6 +125,7 @@ def test_settings_from_env_and_overrides() -> None:
         ({"DATABASE_URL": "x", "KAFKA_BOOTSTRAP": "k", "FLASHGATE_WORKER_BATCH_MAX_ROWS": "many"}, "not a int"),
         ({"DATABASE_URL": "x", "KAFKA_BOOTSTRAP": "k", "FLASHGATE_WORKER_BATCH_MAX_ROWS": "0"}, "batch_max_rows"),
         ({"DATABASE_URL": "x", "KAFKA_BOOTSTRAP": "k", "FLASHGATE_WORKER_POOL_MAX_SIZE": "0"}, "pool_min_size"),
+        ({"DATABASE_URL": "x", "KAFKA_BOOTSTRAP": "k", "FLASHGATE_WORKER_BATCHES_IN_FLIGHT": "0"}, "batches_in_flight"),
     ],
 )
 def test_bad_settings(env: dict[str, str], message: str) -> None:
