@@ -1,11 +1,13 @@
-"""POST /v1/orders as a raw ASGI route inside Litestar: no per-request framework objects.
+"""POST /v1/orders as a raw ASGI handler: no per-request framework objects.
 
-The route reads the few headers it needs straight from the ASGI scope, reads the body with a
+The handler reads the few headers it needs straight from the ASGI scope, reads the body with a
 size limit, and sends prebuilt header lists; the answer bytes are the same as the Litestar
 routes give (content-type, content-length, Retry-After, Idempotent-Replayed, WWW-Authenticate).
-Litestar still routes to it and serves everything else. Order of checks, as before: in-flight
-bound (503), identity (401), body size (413), body (400), Idempotency-Key (400), then the order
-path (gate/orders.py).
+The app the servers run (gate/app.py `GateApp`) hands `POST /v1/orders` to it before Litestar's
+router and middleware; Litestar also has it as an `asgi` route (other spellings of the path, and
+the route table the OpenAPI description is built from) and serves everything else. Order of
+checks, as before: in-flight bound (503), identity (401), body size (413), body (400),
+Idempotency-Key (400), then the order path (gate/orders.py).
 """
 
 from __future__ import annotations
@@ -104,8 +106,11 @@ async def send_answer(send: Send, answer: Answer) -> None:
     await send({"type": "http.response.body", "body": body})
 
 
-def order_route(gate: Any) -> ASGIRouteHandler:
-    """The POST /v1/orders route of one app, bound to its Gate (gate/core.py)."""
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+
+def order_handler(gate: Any) -> ASGIApp:
+    """The POST /v1/orders ASGI handler of one app, bound to its Gate (gate/core.py)."""
     settings = gate.settings
     metrics = gate.metrics
     desk = gate.desk
@@ -135,7 +140,6 @@ def order_route(gate: Any) -> ASGIRouteHandler:
         metrics.admission_seconds.observe(time.perf_counter() - started)
         return result
 
-    @asgi("/v1/orders", copy_scope=False)
     async def create_order(scope: Scope, receive: Receive, send: Send) -> None:
         try:
             result = await answer(scope, receive)
@@ -146,5 +150,15 @@ def order_route(gate: Any) -> ASGIRouteHandler:
             result = Answer(500, problem(500, "internal", "Internal error"), "internal")
         metrics.requests[(str(result.status), result.code)] += 1
         await send_answer(send, result)
+
+    return create_order
+
+
+def order_route(handler: ASGIApp) -> ASGIRouteHandler:
+    """The same handler as Litestar's `asgi` route of /v1/orders."""
+
+    @asgi("/v1/orders", copy_scope=False)
+    async def create_order(scope: Scope, receive: Receive, send: Send) -> None:
+        await handler(scope, receive, send)
 
     return create_order

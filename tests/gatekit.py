@@ -96,7 +96,7 @@ async def running_gate(settings: GateSettings) -> AsyncIterator[tuple[httpx.Asyn
     app = create_app(settings)
     async with app.lifespan():
         # httpx's ASGI transport runs concurrent requests concurrently, in this test's loop.
-        transport = httpx.ASGITransport(app=app)  # type: ignore[arg-type]
+        transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://gate", timeout=30) as client:
             yield client, app.state.gate
 
