@@ -136,6 +136,10 @@ class Load:
     def accepted(self) -> int:
         return len(self.accepted_ids())
 
+    def statuses_since(self, mark: int) -> Counter[tuple[int | None, str | None]]:
+        """(status, problem code or error) of the attempts made after the first `mark`."""
+        return Counter((a.status, a.code or (a.error or "")[:60] or None) for a in self.attempts[mark:])
+
     def statuses(self) -> Counter[int | None]:
         """Status of every attempt (None = no answer)."""
         return Counter(a.status for a in self.attempts)
@@ -152,12 +156,18 @@ class Load:
         return [a for a in self.attempts if a.status is None]
 
 
-async def until(check: Callable[[], bool], *, timeout_s: float = 30, what: str = "condition") -> None:
-    """Poll a cheap synchronous check from the event loop (the load keeps running); fail at the deadline."""
+async def until(
+    check: Callable[[], bool], *, timeout_s: float = 30, what: str = "condition", state: Callable[[], str] | None = None
+) -> None:
+    """Poll a cheap synchronous check from the event loop (the load keeps running); fail at the deadline.
+
+    `state` describes what was seen instead, for the failure message.
+    """
     deadline = time.monotonic() + timeout_s
     while not check():
         if time.monotonic() > deadline:
-            raise AssertionError(f"{what}: not met within {timeout_s} s")
+            seen = f"; {state()}" if state is not None else ""
+            raise AssertionError(f"{what}: not met within {timeout_s} s{seen}")
         await asyncio.sleep(0.05)
 
 

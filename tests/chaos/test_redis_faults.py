@@ -28,7 +28,11 @@ async def test_3_redis_killed_503_then_aof_restart_sells_out_exactly(
     await until(lambda: load.accepted >= 60, what="orders flowing before the fault")
     async with service_down(stack, "redis", how="kill"):
         mark = load.sent
-        await until(lambda: sum(a.status == 503 for a in load.attempts[mark:]) >= 50, what="503s while Redis is down")
+        await until(
+            lambda: sum(a.status == 503 for a in load.attempts[mark:]) >= 50,
+            what="503s while Redis is down",
+            state=lambda: f"attempts since the kill: {load.statuses_since(mark)}, buyers done {len(load.final)}",
+        )
     await load.finish()
 
     refused = [a for a in load.attempts if a.status == 503]
