@@ -49,7 +49,7 @@ class GateSettings:
     max_inflight: int = 2048  # admissions in flight per process before 503
     soldout_cache_ms: int = 500
     body_limit_bytes: int = 4096
-    linger_ms: int = 2
+    linger_ms: int = 10  # keyless batches the broker pays for per batch; see README (Gate) for the measurement
     message_timeout_ms: int = 10_000  # librdkafka gives up on a message after this
     relay_enabled: bool = True
     relay_interval_ms: int = 1000
