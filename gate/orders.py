@@ -25,8 +25,9 @@ import asyncio
 import logging
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
+from typing import Any
 
 from flashgate import orderindex
 from gate.admission import Admission, AdmissionClient, AdmitRequest, Code, OutboxEntry
@@ -111,8 +112,8 @@ class OrderDesk:
             for i in range(0, len(waiting), self._batch_max):
                 self._spawn(self._admit(sku, waiting[i : i + self._batch_max]))
 
-    def _spawn(self, coro: object) -> None:
-        task: asyncio.Task[None] = asyncio.get_running_loop().create_task(coro)  # type: ignore[arg-type]
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
