@@ -56,7 +56,12 @@ class Gate:
         self.scripts = Scripts()
         self.admission = AdmissionClient(self.batcher, self.scripts, idem_ttl_s=s.idem_ttl_s)
         self.handoff = Handoff(
-            producer_config(s.kafka_bootstrap, linger_ms=s.linger_ms, message_timeout_ms=s.message_timeout_ms),
+            producer_config(
+                s.kafka_bootstrap,
+                linger_ms=s.linger_ms,
+                message_timeout_ms=s.message_timeout_ms,
+                compression=s.kafka_compression,
+            ),
             s.topic,
             metrics=self.metrics,
         )

@@ -42,13 +42,15 @@ class ProducerLike(Protocol):
     def list_topics(self, topic: str, timeout: float) -> Any: ...
 
 
-def producer_config(bootstrap: str, *, linger_ms: int, message_timeout_ms: int) -> dict[str, Any]:
-    """Idempotent, acks=all, compressed; librdkafka retries within `message_timeout_ms`."""
+def producer_config(
+    bootstrap: str, *, linger_ms: int, message_timeout_ms: int, compression: str = "lz4"
+) -> dict[str, Any]:
+    """Idempotent, acks=all; librdkafka retries within `message_timeout_ms`."""
     return {
         "bootstrap.servers": bootstrap,
         "enable.idempotence": True,
         "acks": "all",
-        "compression.type": "lz4",
+        "compression.type": compression,
         "linger.ms": linger_ms,
         "message.timeout.ms": message_timeout_ms,
         "logger": logging.getLogger("flashgate.kafka"),

@@ -10,6 +10,9 @@ from pathlib import Path
 from flashgate.names import ORDERS_TOPIC
 
 
+COMPRESSIONS = ("none", "gzip", "snappy", "lz4", "zstd")
+
+
 class SettingsError(ValueError):
     """A setting that cannot work; the message names the variable."""
 
@@ -49,6 +52,7 @@ class GateSettings:
     max_inflight: int = 2048  # admissions in flight per process before 503
     soldout_cache_ms: int = 500
     body_limit_bytes: int = 4096
+    kafka_compression: str = "lz4"  # librdkafka compression.type: none, gzip, snappy, lz4, zstd
     linger_ms: int = 10  # keyless batches the broker pays for per batch; see README (Gate) for the measurement
     message_timeout_ms: int = 10_000  # librdkafka gives up on a message after this
     relay_enabled: bool = True
@@ -68,6 +72,8 @@ class GateSettings:
             raise SettingsError("FLASHGATE_RELAY_STALE_MS must exceed FLASHGATE_MESSAGE_TIMEOUT_MS")
         if self.db_timeout_ms < 1 or self.db_pool_max < 1:
             raise SettingsError("FLASHGATE_DB_TIMEOUT_MS >= 1 and FLASHGATE_DB_POOL_MAX >= 1")
+        if self.kafka_compression not in COMPRESSIONS:
+            raise SettingsError(f"FLASHGATE_KAFKA_COMPRESSION must be one of {', '.join(COMPRESSIONS)}")
         if self.max_inflight < 1 or self.body_limit_bytes < 64:
             raise SettingsError("FLASHGATE_MAX_INFLIGHT >= 1 and FLASHGATE_BODY_LIMIT_BYTES >= 64")
 
@@ -104,6 +110,7 @@ class GateSettings:
             auth=auth,
             database_url=e.get("DATABASE_URL") or None,
             topic=e.get("FLASHGATE_TOPIC", ORDERS_TOPIC),
+            kafka_compression=e.get("FLASHGATE_KAFKA_COMPRESSION", "lz4"),
             relay_enabled=e.get("FLASHGATE_RELAY", "on").lower() != "off",
             metrics_dir=e.get("PROMETHEUS_MULTIPROC_DIR") or None,
             **{

@@ -128,6 +128,7 @@ def test_settings_from_env_defaults_and_overrides() -> None:
         ({"FLASHGATE_RELAY_STALE_MS": "100"}, "RELAY_STALE"),
         ({"FLASHGATE_MAX_INFLIGHT": "x"}, "integer"),
         ({"FLASHGATE_DB_TIMEOUT_MS": "0"}, "DB_TIMEOUT"),
+        ({"FLASHGATE_KAFKA_COMPRESSION": "brotli"}, "KAFKA_COMPRESSION must be one of none"),
     ],
 )
 def test_settings_refuse_what_cannot_work(env: dict[str, str], match: str) -> None:
