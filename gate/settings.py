@@ -9,7 +9,6 @@ from pathlib import Path
 
 from flashgate.names import ORDERS_TOPIC
 
-
 COMPRESSIONS = ("none", "gzip", "snappy", "lz4", "zstd")
 
 
