@@ -24,7 +24,6 @@ import fcntl
 import hashlib
 import json
 import os
-import signal
 import subprocess
 import time
 from collections.abc import Iterator
@@ -38,7 +37,7 @@ from confluent_kafka.admin import AdminClient
 
 from bench import ab_stats, procstat
 from bench.flash_sale import FlashSaleSettings, flash_sale
-from bench.served import FLASHGATE, box_snapshot, free_port, gate_argv, machine, serve
+from bench.served import FLASHGATE, box_snapshot, free_port, gate_argv, machine, serve, stop
 from flashgate.names import WRITERS_GROUP
 
 PROBE_DIR = Path(__file__).resolve().with_name("probe")
@@ -125,13 +124,7 @@ def running_worker(env: dict[str, str], cwd: Path, log: Path, bootstrap: str) ->
             wait_assigned(bootstrap, proc)
             yield proc.pid
         finally:
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-                try:
-                    proc.wait(30)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait(10)
+            stop(proc)
 
 
 def loaded_code(probe_file: Path, pids: dict[str, list[int]], checkout: Path, deadline_s: float = 15) -> dict[str, Any]:
