@@ -167,6 +167,7 @@ async def test_sold_out_answers_non_buyers_without_redis_and_buyers_from_redis(s
     ("body", "headers", "status", "code"),
     [
         (b"{not json", {}, 400, "malformed_json"),
+        (b'{"sku": "\xff\xfe\xfd", "qty": 1}', {}, 400, "malformed_json"),  # invalid UTF-8 in a string
         (b'{"sku": "x", "qty": 0}', {}, 400, "invalid_fields"),
         (b'{"sku": "x"}', {}, 400, "invalid_fields"),
         (b'{"sku": "a{b}", "qty": 1}', {}, 400, "invalid_fields"),
