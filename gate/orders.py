@@ -32,7 +32,7 @@ from typing import Any
 from flashgate import orderindex
 from gate.admission import Admission, AdmissionClient, AdmitRequest, Code, OutboxEntry
 from gate.answers import Answer, order_answer, status_answer
-from gate.errors import GateError, HandoffError, NotFound
+from gate.errors import HandoffError, NotFound
 from gate.handoff import Handoff
 from gate.metrics import GateMetrics
 from gate.outbox import OutboxAcker, event_of
@@ -153,7 +153,7 @@ class OrderDesk:
     async def _fetch_buyers(self, sku: str) -> None:
         try:
             buyers = await self._admission.buyers(sku)
-        except (GateError, OSError) as e:
+        except Exception as e:  # Redis down or an error reply: ask again at the next sold-out answer
             log.debug("buyer set of %s not fetched: %s", sku, e)
             self._soldout.fetch_failed(sku)
             return
