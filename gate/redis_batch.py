@@ -41,7 +41,6 @@ class RedisBatcher:
         clock: Callable[[], float] = time.monotonic,
         observe: Callable[[int, float], None] | None = None,
     ) -> None:
-        self._client = client
         self._breaker = breaker
         self._timeout_s = timeout_s
         self._max_pipelines = max_pipelines

@@ -6,7 +6,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import redis.asyncio as aioredis
-from redis.exceptions import ResponseError
 
 from flashgate import names
 from flashgate.saleconfig import SaleConfig
@@ -20,7 +19,7 @@ class Sale(SaleConfig):
 
 
 async def put_sale(client: aioredis.Redis, sale: Sale) -> None:
-    """Write `stock:{sku}` and `sale:{sku}`, register the SKU, create the outbox stream's consumer group.
+    """Write `stock:{sku}` and `sale:{sku}` and register the SKU (the outbox stream comes with the first order).
 
     Overwrites stock: use it to create a sale, not to change one that is selling.
     """
@@ -30,8 +29,3 @@ async def put_sale(client: aioredis.Redis, sale: Sale) -> None:
         pipe.set(names.stock_key(sale.sku), sale.units)
         await pipe.execute()
     await client.sadd(names.SALE_REGISTRY, sale.sku)
-    try:
-        await client.xgroup_create(names.outbox_key(sale.sku), names.OUTBOX_GROUP, id="0", mkstream=True)
-    except ResponseError as e:
-        if "BUSYGROUP" not in str(e):
-            raise

@@ -66,10 +66,6 @@ class SoldOutCache:
             return False
         return state.buyers is not None and user not in state.buyers
 
-    def is_sold_out(self, sku: str, now: float) -> bool:
-        state = self._skus.get(sku)
-        return state is not None and now < state.until
-
     def wants_buyers(self, sku: str) -> bool:
         """Should the caller fetch the buyer set now? (At most one fetch at a time per SKU.)"""
         state = self._skus.get(sku)

@@ -116,18 +116,18 @@ async def until_true(check: Any, timeout_s: float = 5.0) -> None:
 
 def test_soldout_cache_answers_non_buyers_only_once_the_buyer_set_is_known() -> None:
     cache = SoldOutCache(ttl_s=0.5, buyers_max_age_s=5.0)
-    assert not cache.is_sold_out("a", 0.0)
+    assert not cache.answers_sold_out("a", "stranger", 0.0)
+    assert not cache.wants_buyers("a")
     cache.mark("a", 1.0)
-    assert cache.is_sold_out("a", 1.4)
     assert not cache.answers_sold_out("a", "stranger", 1.1)  # no buyer set yet: ask Redis
     assert cache.wants_buyers("a")
     assert not cache.wants_buyers("a")  # one fetch at a time
     cache.set_buyers("a", frozenset({"alice"}), 1.1)
     assert cache.answers_sold_out("a", "stranger", 1.2)
     assert not cache.answers_sold_out("a", "alice", 1.2)  # a buyer may be retrying: ask Redis
-    assert not cache.answers_sold_out("a", "stranger", 1.6)  # expired: ask Redis
-    assert not cache.is_sold_out("a", 1.5)
-    assert not cache.is_sold_out("b", 1.0)
+    assert cache.answers_sold_out("a", "stranger", 1.49)
+    assert not cache.answers_sold_out("a", "stranger", 1.5)  # expired: ask Redis
+    assert not cache.answers_sold_out("b", "stranger", 1.2)
 
 
 def test_soldout_cache_drops_a_buyer_set_that_may_miss_a_buyer() -> None:
