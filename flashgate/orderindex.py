@@ -83,6 +83,11 @@ def order_slot(order_id: uuid.UUID) -> int:
     return (order_id.int >> 48) & (SLOTS - 1)
 
 
+def text_slot(order_id: str) -> int:
+    """`order_slot` of an id in its text form, without parsing it: bits 48..63 are its 4th group."""
+    return int(order_id[19:23], 16) & (SLOTS - 1)
+
+
 def order_day(order_id: uuid.UUID) -> int:
     """Days since the epoch of the UUIDv7 timestamp."""
     return (order_id.int >> 80) // DAY_MS

@@ -132,8 +132,7 @@ class AdmissionClient:
         """
         slot = orderindex.sku_slot(sku)
         first = uuid.UUID(order_ids[0])
-        # The slot is bits 48..61 of the id: in the 4th group of its text form.
-        if any(int(o[19:23], 16) & (orderindex.SLOTS - 1) != slot for o in order_ids):
+        if any(orderindex.text_slot(o) != slot for o in order_ids):
             raise ValueError(f"order ids must carry the slot of SKU {sku!r} ({slot})")
         keys = [
             names.sale_key(sku),

@@ -17,6 +17,7 @@ from flashgate.orderindex import (
     order_slot,
     sku_slot,
     slot_tag,
+    text_slot,
 )
 from gate.admission import Admission, Code, IndexedOrder, parse_admit, parse_entry
 from gate.answers import status_answer
@@ -88,7 +89,7 @@ def test_order_ids_are_uuid7_that_carry_the_sku_slot() -> None:
     assert a.variant == uuid.RFC_4122
     assert a.int >> 80 == 1_000
     assert a < b
-    assert order_slot(a) == order_slot(b) == slot
+    assert order_slot(a) == order_slot(b) == text_slot(str(a)) == slot
     assert len({new_order_id(slot) for _ in range(1000)}) == 1000
     assert order_day(new_order_id(slot, 3 * 86_400_000 + 5)) == 3
 
