@@ -145,8 +145,9 @@ class Gate:
         if ok:
             try:
                 await asyncio.to_thread(self._kafka_metadata)
-            except KafkaException as e:
-                ok, why = False, f"kafka: {e}"
+            except KafkaException as e:  # its text names brokers: logged, not answered
+                log.warning("readiness: Kafka metadata failed: %s", e)
+                ok, why = False, f"kafka: {e.args[0].name() if e.args else 'unreachable'}"
         self._ready = (time.monotonic(), ok, why)
         return ok, why
 

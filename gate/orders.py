@@ -14,9 +14,12 @@
         │
         ▼ ack done ──────────────────────────────────────────────────────────────▶ 202 accepted
 
-The 202 `accepted` waits for the ack, so a replay (which reads the outbox) never reports
-`queued` after this answer said `accepted`. A failed ack still answers `accepted`: Kafka has the
-order; the relay republishes the entry later (a duplicate the worker drops).
+An order's stage only moves forward, and no answer reports an earlier stage than one already
+given (README, "Stages"): queued (in the outbox) → accepted (in Kafka, gone from the outbox) →
+persisted (a row). So the 202 `accepted` waits for the ack: a replay reads the outbox, and the
+entry is gone before `accepted` is said. A failed ack answers `queued` (the entry stays until a
+relay republishes it; the worker drops the duplicate). A replay of an order still in the outbox
+asks PostgreSQL: a row there (the worker got it through Kafka) makes it `accepted`.
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ import logging
 import time
 import uuid
 from collections.abc import Callable, Coroutine
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from flashgate import orderindex
@@ -133,6 +136,9 @@ class OrderDesk:
         handed: list[_Waiting] = []
         for w, adm in zip(batch, results, strict=True):
             self._note_stock(sku, adm)
+            if adm.replayed and adm.pending:
+                self._spawn(self._replay_pending(w, adm))
+                continue
             if adm.code is not Code.ACCEPTED or adm.replayed:
                 w.give(order_answer(adm, w.req))
                 continue
@@ -141,6 +147,16 @@ class OrderDesk:
                 handed.append(w)
         if handed:
             asyncio.get_running_loop().call_later(self._budget_s, self._budget_passed, handed)
+
+    async def _replay_pending(self, w: _Waiting, adm: Admission) -> None:
+        """A replay of an order still in the outbox: `accepted` if PostgreSQL already has its row.
+
+        The outbox entry can outlive the order's trip through Kafka (a failed ack, a gate that died
+        after producing): GET may have said `persisted` meanwhile. PostgreSQL unknown → `queued`.
+        """
+        if await self._records.find(uuid.UUID(adm.order_id)) is not None:
+            adm = replace(adm, pending=False)
+        w.give(order_answer(adm, w.req))
 
     def _note_stock(self, sku: str, adm: Admission) -> None:
         if adm.stock_left != 0:
@@ -180,7 +196,8 @@ class OrderDesk:
         done = self._acker.ack(sku, w.adm.stream_id)
         if w.answer.done():
             return
-        done.add_done_callback(lambda _: self._answer_accepted(w))
+        # Only an order gone from the outbox is answered `accepted`: a replay reads the outbox.
+        done.add_done_callback(lambda acked: self._answer_accepted(w) if acked.result() else self._answer_queued(w))
 
     def _answer_accepted(self, w: _Waiting) -> None:
         if not w.answer.done() and w.adm is not None:

@@ -34,49 +34,45 @@ def event_of(sku: str, entry: OutboxEntry) -> OrderAccepted:
 class OutboxAcker:
     """`ack(sku, stream_id)` after Kafka delivery; one outbox_ack.lua call per SKU per event-loop tick.
 
-    `ack` returns a future that completes when the call is done, whether it succeeded or not. A
-    failed ack is logged and dropped: the entry stays pending and a relay republishes it later,
-    a harmless duplicate (the worker dedups by order id).
+    `ack` returns a future that completes when the SKU's call is done: True once the entry is gone
+    from the outbox (deleted now, or already), False if the call failed. A failed ack is logged and
+    dropped: the entry stays pending and a relay republishes it later, a harmless duplicate (the
+    worker dedups by order id); until then the order reads `queued`, so its answer says so too.
     """
 
     def __init__(self, admission: AdmissionClient) -> None:
         self._admission = admission
-        self._pending: dict[str, list[str]] = {}
-        self._done: asyncio.Future[None] | None = None
+        self._pending: dict[str, tuple[list[str], asyncio.Future[bool]]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self.acked = 0
 
-    def ack(self, sku: str, stream_id: str) -> asyncio.Future[None]:
-        if self._done is None:
+    def ack(self, sku: str, stream_id: str) -> asyncio.Future[bool]:
+        pending = self._pending.get(sku)
+        if pending is None:
             loop = asyncio.get_running_loop()
-            self._done = loop.create_future()
-            loop.call_soon(self._flush)
-        ids = self._pending.get(sku)
-        if ids is None:
-            self._pending[sku] = [stream_id]
-        else:
-            ids.append(stream_id)
-        return self._done
+            if not self._pending:
+                loop.call_soon(self._flush)
+            pending = self._pending[sku] = ([], loop.create_future())
+        pending[0].append(stream_id)
+        return pending[1]
 
     def _flush(self) -> None:
         pending, self._pending = self._pending, {}
-        done, self._done = self._done, None
-        assert done is not None
-        task = asyncio.get_running_loop().create_task(self._ack_all(pending, done))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        loop = asyncio.get_running_loop()
+        for sku, (ids, done) in pending.items():
+            task = loop.create_task(self._ack(sku, ids, done))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
 
-    async def _ack_all(self, pending: dict[str, list[str]], done: asyncio.Future[None]) -> None:
-        try:
-            await asyncio.gather(*(self._ack(sku, ids) for sku, ids in pending.items()))
-        finally:
-            done.set_result(None)
-
-    async def _ack(self, sku: str, ids: list[str]) -> None:
+    async def _ack(self, sku: str, ids: list[str], done: asyncio.Future[bool]) -> None:
+        ok = False
         try:
             self.acked += await self._admission.ack(sku, ids)
+            ok = True
         except Exception as e:  # Redis down, an error reply: the relay covers both
             log.warning("outbox ack of %d entries of %s failed, the relay will republish them: %s", len(ids), sku, e)
+        finally:
+            done.set_result(ok)
 
     async def drain(self) -> None:
         """Wait for acks in flight (shutdown)."""

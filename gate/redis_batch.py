@@ -7,11 +7,19 @@ Pipeline objects: their per-call bookkeeping cost more than the commands once ad
 batched). A round trip that fails or passes `timeout_s` fails all its commands with
 RedisUnavailable, drops its connection (replies may be half read) and is never retried: a
 retried admission could be admitted twice (the client retries with its Idempotency-Key).
+
+An error reply fails its command with RedisUnavailable too, and counts as a failure for the
+breaker: OOM, MISCONF, READONLY, BUSY, TRYAGAIN, CLUSTERDOWN, MOVED… all mean "this Redis cannot
+serve that now", and the scripts' `#!lua` shebang makes Redis refuse a write script before it
+runs, so nothing was consumed. NOSCRIPT alone is handed back as it is (gate/scripts.py loads the
+script and calls again). What Redis said is logged, at most once per `LOG_EVERY_S` per kind,
+never put in an answer: problem details do not carry hosts, ports or exception text.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Callable
 from typing import Any
@@ -19,12 +27,14 @@ from typing import Any
 import hiredis
 import redis.asyncio as aioredis
 from redis.asyncio.connection import Connection
-from redis.exceptions import RedisError, ResponseError
+from redis.exceptions import NoScriptError, RedisError, ResponseError
 
 from gate.breaker import Breaker
 from gate.errors import RedisUnavailable
 
 Command = tuple[Any, ...]
+log = logging.getLogger(__name__)
+LOG_EVERY_S = 10.0
 
 
 class RedisBatcher:
@@ -58,6 +68,7 @@ class RedisBatcher:
         self._scheduled = False
         self._running = 0
         self._tasks: set[asyncio.Task[None]] = set()
+        self._log = ThrottledLog(log, LOG_EVERY_S, clock)
 
     @property
     def breaker(self) -> Breaker:
@@ -66,7 +77,7 @@ class RedisBatcher:
     def call(self, *command: Any) -> asyncio.Future[Any]:
         """Queue one command for this tick's pipeline; fails at once while the breaker is open."""
         if not self._breaker.allow(self._clock()):
-            raise RedisUnavailable("Redis circuit open")
+            raise RedisUnavailable()  # the breaker is open: fail fast
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[Any] = loop.create_future()
         self._queue.append((command, fut))
@@ -108,14 +119,22 @@ class RedisBatcher:
                 raise
             return
         self._observed(len(batch), began)
-        self._breaker.success()
+        refused = False
         for (_, fut), result in zip(batch, results, strict=True):
+            if isinstance(result, ResponseError) and not isinstance(result, NoScriptError):
+                refused = True
+                self._log.warning(_reply_kind(result), "Redis refused a command: %s", result)
+                result = _unavailable(result)
             if fut.done():
                 continue
             if isinstance(result, Exception):
                 fut.set_exception(result)
             else:
                 fut.set_result(result)
+        if refused:
+            self._breaker.failure(self._clock())
+        else:
+            self._breaker.success()
 
     def _new_connection(self) -> Connection:
         conn: Connection = self._pool.make_connection()  # type: ignore[no-untyped-call]
@@ -124,11 +143,11 @@ class RedisBatcher:
     def _failed(self, batch: list[tuple[Command, asyncio.Future[Any]]], began: float, e: BaseException) -> None:
         self._observed(len(batch), began)
         self._breaker.failure(self._clock())
+        kind = type(e).__name__
+        self._log.warning(kind, "Redis round trip of %d commands failed: %s: %s", len(batch), kind, e)
         for _, fut in batch:
             if not fut.done():
-                err = RedisUnavailable(f"Redis: {type(e).__name__}: {e}")
-                err.__cause__ = e
-                fut.set_exception(err)
+                fut.set_exception(_unavailable(e))
 
     def _observed(self, commands: int, began: float) -> None:
         if self._observe is not None:
@@ -141,6 +160,45 @@ class RedisBatcher:
         for conn in self._idle:
             await conn.disconnect()
         self._idle.clear()
+
+
+def _unavailable(cause: BaseException) -> RedisUnavailable:
+    """The answer's error: its code and title only; the cause stays in the log and `__cause__`."""
+    err = RedisUnavailable()
+    err.__cause__ = cause
+    return err
+
+
+def _reply_kind(e: ResponseError) -> str:
+    """An error reply's first word (OOM, MISCONF, READONLY…): what the log throttles by."""
+    return str(e.status_code or str(e).split(" ", 1)[0] or "ERR")
+
+
+class ThrottledLog:
+    """Log a kind of failure at most once per `every_s`, saying how many were left out since.
+
+    During an outage every round trip fails; one line per kind per interval keeps the cause in
+    the log without the log becoming the load.
+    """
+
+    def __init__(self, logger: logging.Logger, every_s: float, clock: Callable[[], float]) -> None:
+        self._logger = logger
+        self._every_s = every_s
+        self._clock = clock
+        self._last: dict[str, float] = {}
+        self._skipped: dict[str, int] = {}
+
+    def warning(self, kind: str, msg: str, *args: Any) -> None:
+        now = self._clock()
+        last = self._last.get(kind)
+        if last is not None and now - last < self._every_s:
+            self._skipped[kind] = self._skipped.get(kind, 0) + 1
+            return
+        self._last[kind] = now
+        skipped = self._skipped.pop(kind, 0)
+        if skipped:
+            msg += f" ({skipped} more like it in the last {self._every_s:.0f} s)"
+        self._logger.warning(msg, *args)
 
 
 async def _round_trip(conn: Connection, commands: list[Command]) -> list[Any]:

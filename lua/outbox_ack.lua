@@ -1,5 +1,8 @@
-#!lua
+#!lua flags=allow-oom
 -- outbox_ack.lua: forget outbox entries whose order Kafka has acknowledged.
+--
+-- allow-oom: it only deletes, so a Redis at maxmemory still lets it free memory (admissions are
+-- refused then; orders admitted just before still get their ack and their `accepted`).
 --
 -- Idempotent: acking an entry twice (gate and relay both delivered it) deletes it once.
 --

@@ -11,9 +11,16 @@ import asyncio
 import os
 import shutil
 import signal
+import subprocess
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
 
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
+
+from ops.stack.ports import free_port
 from tests.stackctl import StackHandle
 
 
@@ -59,3 +66,88 @@ async def wipe_redis(stack: StackHandle) -> None:
         (home / "dump.rdb").unlink(missing_ok=True)
     finally:
         await stack_cmd(stack, "start", "redis")
+
+
+@dataclass(frozen=True)
+class ScratchRedis:
+    """A redis-server of one test's own (Debian's binary, like the stack's), for faults the stack's must not take."""
+
+    port: int
+    home: Path
+    proc: subprocess.Popen[bytes]
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def client(self) -> aioredis.Redis:
+        return aioredis.Redis(port=self.port, decode_responses=True, socket_timeout=5)
+
+
+@asynccontextmanager
+async def scratch_redis(home: Path, *options: str) -> AsyncIterator[ScratchRedis]:
+    """A redis-server in `home` on a free port (extra `options` as `--name value` arguments); killed after."""
+    server = await asyncio.to_thread(_spawn_redis, home, options)
+    try:
+        client = server.client()
+        try:
+            for _ in range(200):
+                try:
+                    if await client.ping():
+                        break
+                except RedisError:
+                    await asyncio.sleep(0.05)
+            else:
+                raise AssertionError(f"scratch redis-server on {server.port} did not answer PING")
+        finally:
+            await client.aclose()
+        yield server
+    finally:
+        server.proc.kill()
+        server.proc.wait(timeout=10)
+
+
+def _spawn_redis(home: Path, options: tuple[str, ...]) -> ScratchRedis:
+    home.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    args = ["redis-server", "--bind", "127.0.0.1", "--port", str(port), "--dir", str(home), "--save", ""]
+    args += ["--enable-protected-configs", "yes", *options]
+    with (home.parent / f"{home.name}.log").open("ab") as log:
+        proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT)
+    return ScratchRedis(port, home, proc)
+
+
+@asynccontextmanager
+async def disk_refused(server: ScratchRedis) -> AsyncIterator[None]:
+    """MISCONF inside the block: its snapshot cannot be written, so Redis refuses every write.
+
+    Redis moves to a folder that is then removed (as a lost or full disk would make the write
+    fail) and a BGSAVE fails; with `save` points set, `stop-writes-on-bgsave-error` refuses writes
+    until a snapshot succeeds. On the way out it moves back and a BGSAVE succeeds. Removing works
+    where chmod does not (tests may run as root); `dir` is settable because scratch servers enable
+    protected configs.
+    """
+    client = server.client()
+    doomed = server.home / "doomed"
+    try:
+        doomed.mkdir()
+        await client.config_set("save", "3600 1")
+        await client.config_set("dir", str(doomed))
+        doomed.rmdir()
+        await client.bgsave()
+        await _bgsave_status(client, "err")
+        yield
+    finally:
+        await client.config_set("dir", str(server.home))
+        await client.bgsave()
+        await _bgsave_status(client, "ok")
+        await client.aclose()
+
+
+async def _bgsave_status(client: aioredis.Redis, status: str) -> None:
+    for _ in range(200):
+        persistence = await client.info("persistence")
+        if not persistence["rdb_bgsave_in_progress"] and persistence["rdb_last_bgsave_status"] == status:
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"BGSAVE did not end with status {status!r}")

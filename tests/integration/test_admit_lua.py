@@ -13,6 +13,7 @@ from flashgate import names, orderindex
 from flashgate.fingerprint import StoredAnswer, request_fingerprint
 from flashgate.orderindex import new_order_id, sku_slot
 from gate.admission import AdmissionClient, AdmitRequest, Code
+from gate.errors import RedisUnavailable
 from gate.sales import Sale, put_sale
 from tests.gatekit import admission_client
 from tests.stackctl import StackHandle
@@ -265,9 +266,10 @@ async def test_an_out_of_memory_redis_refuses_the_whole_call_before_it_writes(st
         used = int((await r.info("memory"))["used_memory"])
         await r.config_set("maxmemory", used // 2)
         try:
-            with pytest.raises(OutOfMemoryError):
+            with pytest.raises(RedisUnavailable) as refused:
                 await client.admit_batch(name, [req(name, key="1"), req(name, key="2")],
                                          [str(new_order_id(sku_slot(name))) for _ in range(2)])  # fmt: skip
+            assert isinstance(refused.value.__cause__, OutOfMemoryError)
         finally:
             await r.config_set("maxmemory", 0)
         assert await r.get(names.stock_key(name)) == "3"
