@@ -87,6 +87,66 @@ async def test_accepted_order_reaches_kafka_and_leaves_the_outbox(stack: StackHa
     assert abs(event.accepted_at.timestamp() - time.time()) < 30
 
 
+STAGES = {"queued": 0, "accepted": 1}
+
+
+async def test_concurrent_retries_never_report_an_earlier_stage_than_an_answer_given(
+    stack: StackHandle, name: str
+) -> None:
+    """50 retries of one key race the first request, then 50 more come after; stages only move forward.
+
+    Kafka is slowed (linger 300 ms), so the racing retries find the entry still in the outbox and
+    say `queued`; the first answer says `accepted` only once the entry is gone. No retry sent after
+    some answer was received may report an earlier stage than that answer.
+    """
+    await sale(stack, Sale(sku=name, units=5))
+    create_topic(stack, name)
+    answers: list[tuple[float, float, str, str]] = []  # sent, received, status, order id
+    async with running_gate(gate_settings(stack, name, linger_ms=300, delivery_budget_ms=5000)) as (client, _):
+
+        async def post() -> None:
+            sent = time.monotonic()
+            res = await client.post("/v1/orders", json={"sku": name, "qty": 1}, headers=order_headers("ann", "k"))
+            assert res.status_code == 202, res.text
+            answers.append((sent, time.monotonic(), res.json()["status"], res.json()["order_id"]))
+
+        await asyncio.gather(post(), *(post() for _ in range(50)))
+        racing = list(answers)
+        await asyncio.gather(*(post() for _ in range(50)))
+
+    assert len({order_id for *_, order_id in answers}) == 1
+    assert "queued" in {status for _, _, status, _ in racing}  # the window was there to race
+    assert {status for _, _, status, _ in answers[len(racing) :]} == {"accepted"}
+    for sent, _, status, _ in answers:
+        given = [STAGES[s] for _, received, s, _ in answers if received < sent]
+        assert STAGES[status] >= max(given, default=0), (status, sorted(answers))
+    assert await stock(stack, name) == 4
+
+
+async def test_idempotency_keys_are_scoped_per_sku(stack: StackHandle, name: str) -> None:
+    """One user, one key, two SKUs: two orders (I3 is per (user, SKU, key)); each replays its own."""
+    skus = [f"{name}-a", f"{name}-b"]
+    for sku in skus:
+        await sale(stack, Sale(sku=sku, units=3))
+    create_topic(stack, name)
+    async with running_gate(gate_settings(stack, name)) as (client, _):
+        first = [
+            await client.post("/v1/orders", json={"sku": sku, "qty": 1}, headers=order_headers("ann", "k"))
+            for sku in skus
+        ]
+        again = [
+            await client.post("/v1/orders", json={"sku": sku, "qty": 1}, headers=order_headers("ann", "k"))
+            for sku in skus
+        ]
+    assert [r.status_code for r in first + again] == [202] * 4
+    ids = [r.json()["order_id"] for r in first]
+    assert ids[0] != ids[1]
+    assert [r.json()["order_id"] for r in again] == ids
+    assert [r.headers.get("idempotent-replayed") for r in first + again] == [None, None, "true", "true"]
+    assert sorted(str(events.decode(m).order_id) for m in consume_all(stack, name, expect=2)) == sorted(ids)
+    assert [await stock(stack, sku) for sku in skus] == [2, 2]
+
+
 async def test_business_refusals(stack: StackHandle, name: str) -> None:
     now_ms = int(time.time() * 1000)
     await sale(stack, Sale(sku=f"{name}-cap", units=10, per_user_limit=1))
