@@ -16,6 +16,8 @@ from datetime import datetime
 
 import asyncpg
 
+from gate.throttled_log import ThrottledLog
+
 log = logging.getLogger(__name__)
 
 LOOKUP = "SELECT sku, user_id, qty, persisted_at FROM orders WHERE order_id = $1"
@@ -39,7 +41,7 @@ class OrderRecords:
         self._timeout_s = timeout_s
         self._pool_max = pool_max
         self._pool: asyncpg.Pool | None = None
-        self._warned_at = 0.0
+        self._log = ThrottledLog(log, 10.0, time.monotonic)  # one line per outage, not one per request
         self.failures = 0  # lookups PostgreSQL could not answer (answered from Redis instead)
 
     @property
@@ -69,10 +71,8 @@ class OrderRecords:
 
     def _warn(self, e: BaseException) -> None:
         self.failures += 1
-        now = time.monotonic()
-        if now - self._warned_at > 10:  # one line per outage, not one per request
-            self._warned_at = now
-            log.warning("order lookup in PostgreSQL failed, answering from Redis: %s: %s", type(e).__name__, e)
+        kind = type(e).__name__
+        self._log.warning(kind, "order lookup in PostgreSQL failed, answering from Redis: %s: %s", kind, e)
 
     async def close(self, timeout_s: float = 5.0) -> None:
         if self._pool is None:

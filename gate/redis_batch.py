@@ -31,6 +31,7 @@ from redis.exceptions import NoScriptError, RedisError, ResponseError
 
 from gate.breaker import Breaker
 from gate.errors import RedisUnavailable
+from gate.throttled_log import ThrottledLog
 
 Command = tuple[Any, ...]
 log = logging.getLogger(__name__)
@@ -172,33 +173,6 @@ def _unavailable(cause: BaseException) -> RedisUnavailable:
 def _reply_kind(e: ResponseError) -> str:
     """An error reply's first word (OOM, MISCONF, READONLY…): what the log throttles by."""
     return str(e.status_code or str(e).split(" ", 1)[0] or "ERR")
-
-
-class ThrottledLog:
-    """Log a kind of failure at most once per `every_s`, saying how many were left out since.
-
-    During an outage every round trip fails; one line per kind per interval keeps the cause in
-    the log without the log becoming the load.
-    """
-
-    def __init__(self, logger: logging.Logger, every_s: float, clock: Callable[[], float]) -> None:
-        self._logger = logger
-        self._every_s = every_s
-        self._clock = clock
-        self._last: dict[str, float] = {}
-        self._skipped: dict[str, int] = {}
-
-    def warning(self, kind: str, msg: str, *args: Any) -> None:
-        now = self._clock()
-        last = self._last.get(kind)
-        if last is not None and now - last < self._every_s:
-            self._skipped[kind] = self._skipped.get(kind, 0) + 1
-            return
-        self._last[kind] = now
-        skipped = self._skipped.pop(kind, 0)
-        if skipped:
-            msg += f" ({skipped} more like it in the last {self._every_s:.0f} s)"
-        self._logger.warning(msg, *args)
 
 
 async def _round_trip(conn: Connection, commands: list[Command]) -> list[Any]:

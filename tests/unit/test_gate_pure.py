@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import uuid
 from datetime import UTC, datetime
 
@@ -25,6 +26,7 @@ from gate.breaker import Breaker
 from gate.errors import NotFound
 from gate.records import PersistedOrder
 from gate.settings import GateSettings, SettingsError
+from gate.throttled_log import ThrottledLog
 
 ENV = {"REDIS_URL": "redis://x", "KAFKA_BOOTSTRAP": "k:1", "FLASHGATE_AUTH": "off"}
 
@@ -193,3 +195,18 @@ def test_stored_answer_round_trip() -> None:
     assert StoredAnswer.decode(refused.encode()) == refused
     with pytest.raises(ValueError, match="unpack"):
         StoredAnswer.decode("fp")
+
+
+def test_throttled_log_says_each_kind_once_per_interval_and_counts_the_rest(caplog: pytest.LogCaptureFixture) -> None:
+    now = [0.0]
+    log = ThrottledLog(logging.getLogger("t.throttled"), 10.0, lambda: now[0])
+    with caplog.at_level(logging.WARNING, logger="t.throttled"):
+        for t, kind in [(0, "OOM"), (1, "OOM"), (2, "MISCONF"), (9, "OOM"), (10, "OOM"), (30, "OOM")]:
+            now[0] = t
+            log.warning(kind, "refused: %s", kind)
+    assert [r.getMessage() for r in caplog.records] == [
+        "refused: OOM",
+        "refused: MISCONF",
+        "refused: OOM (2 more like it in the last 10 s)",
+        "refused: OOM",
+    ]
