@@ -197,14 +197,21 @@ def test_stored_answer_round_trip() -> None:
         StoredAnswer.decode("fp")
 
 
-def test_throttled_log_says_each_kind_once_per_interval_and_counts_the_rest(caplog: pytest.LogCaptureFixture) -> None:
+def test_throttled_log_says_each_kind_once_per_interval_and_counts_the_rest() -> None:
     now = [0.0]
-    log = ThrottledLog(logging.getLogger("t.throttled"), 10.0, lambda: now[0])
-    with caplog.at_level(logging.WARNING, logger="t.throttled"):
+    lines: list[str] = []
+    logger = logging.getLogger("t.throttled")
+    handler = logging.Handler()
+    handler.emit = lambda record: lines.append(record.getMessage())  # type: ignore[method-assign]
+    logger.addHandler(handler)
+    try:
+        log = ThrottledLog(logger, 10.0, lambda: now[0])
         for t, kind in [(0, "OOM"), (1, "OOM"), (2, "MISCONF"), (9, "OOM"), (10, "OOM"), (30, "OOM")]:
             now[0] = t
             log.warning(kind, "refused: %s", kind)
-    assert [r.getMessage() for r in caplog.records] == [
+    finally:
+        logger.removeHandler(handler)
+    assert lines == [
         "refused: OOM",
         "refused: MISCONF",
         "refused: OOM (2 more like it in the last 10 s)",
