@@ -11,6 +11,7 @@ import tempfile
 
 import click
 
+from gate.limits import FD_RESERVE, ensure_nofile
 from gate.metrics import MULTIPROC_ENV
 from gate.settings import GateSettings, SettingsError
 
@@ -45,21 +46,36 @@ def gate_command(host: str, port: int, workers: int, server: str, graceful_timeo
 
     SIGTERM: stop accepting, finish in-flight requests, flush the Kafka producer, exit.
     """
-    _settings()  # fail here, once, rather than in every worker
+    settings = _settings()  # fail here, once, rather than in every worker
     logging.basicConfig(level=os.environ.get("FLASHGATE_LOG_LEVEL", "INFO"), format="%(asctime)s %(name)s %(message)s")
+    try:
+        nofile = ensure_nofile(settings)  # before the server processes start: they inherit it
+    except SettingsError as e:
+        raise click.ClickException(str(e)) from e
+    log.info(
+        "serving with %s: %d connections per process, header read timeout %d ms, head limit %d bytes, "
+        "listen backlog %d, open files %d per process (%d needed)",
+        server, settings.max_connections, settings.header_read_timeout_ms, settings.head_limit_bytes,
+        settings.listen_backlog, nofile, settings.max_connections + FD_RESERVE,
+    )  # fmt: skip
     # A fresh folder per run, so /metrics sums these server processes and no stale ones.
     metrics_dir = tempfile.mkdtemp(prefix="flashgate-gate-metrics-")
     os.environ[MULTIPROC_ENV] = metrics_dir
     try:
-        _serve(host, port, workers, server, graceful_timeout)
+        _serve(host, port, workers, server, graceful_timeout, settings)
     finally:
         shutil.rmtree(metrics_dir, ignore_errors=True)
 
 
-def _serve(host: str, port: int, workers: int, server: str, graceful_timeout: int) -> None:
+def _serve(host: str, port: int, workers: int, server: str, graceful_timeout: int, settings: GateSettings) -> None:
+    """Run the server processes with the connection limits of `settings` (gate/limits.py says why)."""
     if server == "uvicorn":
         import uvicorn
 
+        # uvicorn (0.54, h11) starts its keep-alive timer only after a response: a socket that
+        # sends nothing, or its head a byte at a time, stays open for good. It cannot keep idle
+        # connections from locking buyers out (README, Gate); granian can.
+        log.warning("uvicorn never closes a connection that sends no request: use granian in production")
         uvicorn.run(
             APP_FACTORY,
             factory=True,
@@ -71,9 +87,14 @@ def _serve(host: str, port: int, workers: int, server: str, graceful_timeout: in
             access_log=False,
             log_level="warning",
             timeout_graceful_shutdown=graceful_timeout,
+            backlog=settings.listen_backlog,
+            limit_concurrency=settings.max_connections,  # per process; beyond it a text/plain 503
+            timeout_keep_alive=-(-settings.header_read_timeout_ms // 1000),  # whole seconds, rounded up
+            h11_max_incomplete_event_size=settings.head_limit_bytes,
         )
         return
-    from granian.constants import Interfaces, Loops
+    from granian.constants import HTTPModes, Interfaces, Loops
+    from granian.http import HTTP1Settings
     from granian.log import LogLevels
     from granian.server import Server
 
@@ -85,6 +106,15 @@ def _serve(host: str, port: int, workers: int, server: str, graceful_timeout: in
         workers=workers,
         loop=Loops.uvloop,
         factory=True,
+        # HTTP/1.1 only: in `auto` mode granian waits for a silent socket's first bytes forever.
+        http=HTTPModes.http1,
+        backlog=settings.listen_backlog,
+        backpressure=settings.max_connections,
+        http1_settings=HTTP1Settings(
+            header_read_timeout=settings.header_read_timeout_ms,
+            keep_alive=True,
+            max_buffer_size=settings.head_limit_bytes,
+        ),
         log_level=LogLevels.warning,
         workers_kill_timeout=graceful_timeout,
         respawn_failed_workers=True,

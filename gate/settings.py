@@ -10,6 +10,8 @@ from pathlib import Path
 from flashgate.names import ORDERS_TOPIC
 
 COMPRESSIONS = ("none", "gzip", "snappy", "lz4", "zstd")
+# GateSettings fields read from FLASHGATE_<NAME> as integers, by the ending of their names.
+_INT_SUFFIXES = ("_ms", "_s", "_bytes", "_failures", "inflight", "_batch", "_max", "_connections", "_backlog")
 
 
 class SettingsError(ValueError):
@@ -62,6 +64,11 @@ class GateSettings:
     db_timeout_ms: int = 250  # order-status lookup in PostgreSQL; past it the answer comes from Redis
     db_pool_max: int = 2  # connections per process for order-status lookups
     metrics_dir: str | None = None  # PROMETHEUS_MULTIPROC_DIR: metrics shared by every gate process
+    # The HTTP server's limits, per process; gate/limits.py gives the reasons for each number.
+    max_connections: int = 4096  # open connections, idle ones included (granian's backpressure); > max_inflight
+    header_read_timeout_ms: int = 10_000  # for a request head, from the accept; also the keep-alive idle timeout
+    head_limit_bytes: int = 16_384  # request line and headers (a connection's read buffer); 431 beyond
+    listen_backlog: int = 4096  # accepted by the kernel, not yet by a process (capped by net.core.somaxconn)
 
     def __post_init__(self) -> None:
         if not 50 <= self.redis_timeout_ms <= 1000:
@@ -75,6 +82,16 @@ class GateSettings:
             raise SettingsError(f"FLASHGATE_KAFKA_COMPRESSION must be one of {', '.join(COMPRESSIONS)}")
         if self.max_inflight < 1 or self.body_limit_bytes < 64:
             raise SettingsError("FLASHGATE_MAX_INFLIGHT >= 1 and FLASHGATE_BODY_LIMIT_BYTES >= 64")
+        # Every admission in flight holds a connection: at or below the bound the server would stop
+        # accepting before the gate could shed with 503 `overloaded`, and buyers would wait unanswered.
+        if self.max_connections <= self.max_inflight:
+            raise SettingsError("FLASHGATE_MAX_CONNECTIONS must exceed FLASHGATE_MAX_INFLIGHT")
+        if not 100 <= self.header_read_timeout_ms <= 60_000:
+            raise SettingsError("FLASHGATE_HEADER_READ_TIMEOUT_MS must be within 100..60000")
+        if self.head_limit_bytes < 8192:  # hyper refuses a smaller read buffer
+            raise SettingsError("FLASHGATE_HEAD_LIMIT_BYTES must be at least 8192")
+        if self.listen_backlog < 128:
+            raise SettingsError("FLASHGATE_LISTEN_BACKLOG must be at least 128")
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> GateSettings:
@@ -115,6 +132,6 @@ class GateSettings:
             **{
                 name: num(name.upper(), f.default)  # type: ignore[arg-type]
                 for name, f in d.items()
-                if name.endswith(("_ms", "_s", "_bytes", "_failures", "inflight", "_batch", "_max"))
+                if name.endswith(_INT_SUFFIXES)
             },
         )
