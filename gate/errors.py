@@ -4,6 +4,7 @@ GateError                    (status, code; rendered as application/problem+json
 ├── BadRequest          400  malformed JSON, bad fields, bad Idempotency-Key
 ├── Unauthorized        401  missing or invalid bearer token / user id
 ├── NotFound            404  unknown SKU or order
+├── BodyTimeout         408  request body not complete within the body deadline
 ├── BodyTooLarge        413  request body past the limit
 ├── Unavailable         503  Redis unreachable, breaker open, or load shed (with Retry-After)
 │   ├── RedisUnavailable     Redis failed, timed out or the breaker is open
@@ -48,6 +49,12 @@ class NotFound(GateError):
     status = 404
     code = "not_found"
     title = "Not found"
+
+
+class BodyTimeout(GateError):
+    status = 408
+    code = "body_timeout"
+    title = "Request body not received in time"
 
 
 class BodyTooLarge(GateError):

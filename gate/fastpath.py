@@ -6,12 +6,14 @@ routes give (content-type, content-length, Retry-After, Idempotent-Replayed, WWW
 The app the servers run (gate/app.py `GateApp`) hands `POST /v1/orders` to it before Litestar's
 router and middleware; Litestar also has it as an `asgi` route (other spellings of the path, and
 the route table the OpenAPI description is built from) and serves everything else. Order of
-checks, as before: in-flight bound (503), identity (401), body size (413), body (400),
-Idempotency-Key (400), then the order path (gate/orders.py).
+checks, as before: in-flight bound (503), identity (401), body size (413), body complete within
+FLASHGATE_BODY_TIMEOUT_MS (408), body (400), Idempotency-Key (400), then the order path
+(gate/orders.py).
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 import time
@@ -24,7 +26,7 @@ from litestar.handlers import ASGIRouteHandler, asgi
 from flashgate.events import Qty
 from gate.admission import AdmitRequest
 from gate.answers import PROBLEM_JSON, Answer, error_answer, problem
-from gate.errors import BadRequest, BodyTooLarge, GateError, Overloaded
+from gate.errors import BadRequest, BodyTimeout, BodyTooLarge, GateError, Overloaded
 
 log = logging.getLogger(__name__)
 
@@ -115,6 +117,7 @@ def order_handler(gate: Any) -> ASGIApp:
     metrics = gate.metrics
     desk = gate.desk
     identity = gate.identity
+    body_timeout_s = settings.body_timeout_ms / 1000
 
     async def answer(scope: Scope, receive: Receive) -> Answer:
         if scope["method"] != "POST":
@@ -131,7 +134,12 @@ def order_handler(gate: Any) -> ASGIApp:
             if declared.isdigit() and int(declared) > settings.body_limit_bytes:
                 raise BodyTooLarge
             key = headers.get("idempotency-key")
-            order = parse_order(await _body(receive, settings.body_limit_bytes), key)
+            try:
+                async with asyncio.timeout(body_timeout_s):
+                    body = await _body(receive, settings.body_limit_bytes)
+            except TimeoutError:
+                raise BodyTimeout from None
+            order = parse_order(body, key)
             result: Answer = await desk.place(AdmitRequest(sku=order.sku, user=user, key=str(key), qty=order.qty))
         except GateError as e:
             result = error_answer(e)

@@ -16,6 +16,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import httpx
+import orjson
 import psutil
 import pytest
 
@@ -178,14 +179,14 @@ async def test_idle_and_slowloris_connections_leave_buyers_served(
 
 @pytest.fixture(scope="module")
 def quick_gate(stack: StackHandle, tmp_path_factory: pytest.TempPathFactory) -> Iterator[GateProcess]:
-    """One gate process with a 1 s header-read timeout (and so a 1 s keep-alive idle timeout)."""
+    """One gate process with 1 s header-read and body timeouts (and so a 1 s keep-alive idle timeout)."""
     topic = f"t{uuid.uuid4().hex[:12]}"
     create_topic(stack, topic)
     gate = GateProcess.start(
         stack,
         tmp_path_factory.mktemp("quick") / "gate.log",
         workers=1,
-        settings={"topic": topic, "relay_discover_ms": 0, "header_read_timeout_ms": 1000},
+        settings={"topic": topic, "relay_discover_ms": 0, "header_read_timeout_ms": 1000, "body_timeout_ms": 1000},
     )
     try:
         yield gate
@@ -222,6 +223,31 @@ async def test_header_read_timeout_closes_silent_slow_and_idle_connections(
         assert 0.8 <= seconds <= 3.0, f"{what}: closed after {seconds:.2f} s"
         assert sent == b"", f"{what}: the server answered {sent!r}"
     assert 0.8 <= slow_s <= 3.0, f"slowloris: closed after {slow_s:.2f} s"
+
+
+async def test_an_order_body_that_never_completes_is_answered_408_and_frees_its_slot(quick_gate: GateProcess) -> None:
+    """The head arrives, the body never does: 408 body_timeout after ~1 s, not an admission slot held for good."""
+    head = (
+        b"POST /v1/orders HTTP/1.1\r\nHost: g\r\nX-User-Id: slow\r\nIdempotency-Key: k\r\n"
+        b'Content-Type: application/json\r\nContent-Length: 23\r\n\r\n{"sku"'
+    )
+    reader, writer = await asyncio.open_connection("127.0.0.1", port_of(quick_gate))
+    started = time.monotonic()
+    try:
+        writer.write(head)
+        answer = (await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)).decode("latin-1")
+        took = time.monotonic() - started
+        length = next(int(ln.split(":")[1]) for ln in answer.split("\r\n") if ln.lower().startswith("content-length"))
+        body = await reader.readexactly(length)
+    finally:
+        writer.close()
+    assert answer.startswith("HTTP/1.1 408 Request Timeout"), answer
+    assert "content-type: application/problem+json" in answer.lower()
+    assert orjson.loads(body)["code"] == "body_timeout"
+    assert 0.8 <= took <= 3.0, took
+    async with httpx.AsyncClient(base_url=quick_gate.base_url) as client:
+        metrics = (await client.get("/metrics")).text
+    assert 'flashgate_gate_requests_total{outcome="body_timeout",status="408"}' in metrics
 
 
 async def test_server_answers_before_the_app_are_bare(quick_gate: GateProcess) -> None:

@@ -51,6 +51,7 @@ def test_limits_defaults_and_overrides() -> None:
         ({"FLASHGATE_HEADER_READ_TIMEOUT_MS": "60001"}, "HEADER_READ_TIMEOUT_MS"),
         ({"FLASHGATE_HEAD_LIMIT_BYTES": "8191"}, "HEAD_LIMIT_BYTES"),
         ({"FLASHGATE_LISTEN_BACKLOG": "127"}, "LISTEN_BACKLOG"),
+        ({"FLASHGATE_BODY_TIMEOUT_MS": "50"}, "BODY_TIMEOUT_MS must be within 100..60000"),
     ],
 )
 def test_limits_refuse_what_cannot_work(env: dict[str, str], match: str) -> None:
