@@ -27,7 +27,7 @@ import redis.asyncio as aioredis
 
 from bench import budget, procstat
 from bench.figures import load_figures
-from bench.served import FLASHGATE, bare_argv, box_snapshot, free_port, machine, serve
+from bench.served import FLASHGATE, bare_argv, free_port, run_header, serve
 from bench.wrk import WrkRun, cores, run_wrk
 from flashgate import names
 
@@ -163,13 +163,7 @@ def flash_sale(s: FlashSaleSettings) -> dict[str, Any]:
     """Run everything; returns the raw result (also written as JSON next to its PNG chart)."""
     sku = f"fs-{uuid.uuid4().hex[:10]}"
     s.out_dir.mkdir(parents=True, exist_ok=True)
-    result: dict[str, Any] = {
-        "when": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "sku": sku,
-        "machine": machine(),
-        "settings": {k: str(v) if isinstance(v, Path) else v for k, v in vars(s).items()},
-        "box_before": box_snapshot(),
-    }
+    result: dict[str, Any] = run_header(sku, vars(s))
     create_sale(sku, s.stock, s.per_user_limit)
     groups = procstat.find_groups(gate_port=_port(s.gate_url), redis_url=s.redis_url, database_url=s.database_url,
                                   kafka_bootstrap=s.kafka_bootstrap, workers=s.worker_pids)  # fmt: skip
