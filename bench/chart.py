@@ -51,7 +51,7 @@ def draw(result: dict[str, Any], path: Path) -> None:
 
 def draw_soak(result: dict[str, Any], path: Path) -> None:
     """Four panels over the run's minutes: RSS per process; Redis dbsize (with its bound) and used_memory;
-    outbox max and worker lag per interval; answers/s per interval by status, with the interval's p99.
+    outbox max, worker lag and the box's load per interval; answers/s per interval by status, with its p99.
     """
     samples, ks = result["samples"], result["summary"]["keyspace"]
     t = [smp["t_s"] / 60 for smp in samples]
@@ -80,7 +80,13 @@ def draw_soak(result: dict[str, Any], path: Path) -> None:
     outbox.plot(t, [smp["admitted"] - smp["rows"] for smp in samples], marker=".", color="tab:olive",
                 label="admitted − rows in PostgreSQL")  # fmt: skip
     outbox.set_ylabel("entries / orders")
-    outbox.legend(loc="upper right", fontsize="small")
+    outbox.legend(loc="upper left", fontsize="small")
+    if all("loadavg_1m" in smp for smp in samples):
+        box = outbox.twinx()
+        box.plot(t, [smp["loadavg_1m"] for smp in samples], color="tab:gray", linestyle=":", label="box load (1 min)")
+        box.set_ylabel("load average")
+        box.set_ylim(bottom=0)
+        box.legend(loc="upper right", fontsize="small")
     labels = sorted({k for smp in samples for k in smp["answers"]})
     for label in labels:
         rates = [None] + [(b["answers"].get(label, 0) - a["answers"].get(label, 0)) / (b["t_s"] - a["t_s"])

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import resource
 import time
 import uuid
@@ -226,6 +227,7 @@ class Sampler:
             "answers": dict(tally.answers),
             "latency_ms": tally.interval_latency_ms(),
             "generator": {"cpu_s": usage.ru_utime + usage.ru_stime, "late_max_ms": tally.late_max_s * 1e3},
+            "loadavg_1m": os.getloadavg()[0],  # the box is shared: a stall of everything shows here
         }
         self.outbox_max = outbox_now
         return sample
@@ -277,7 +279,7 @@ def _progress(sample: dict[str, Any]) -> str:
     rss_mib = sum(p["rss"] for p in sample["procs"].values()) / (1 << 20)
     return (f"t {sample['t_s']:6.0f} s  sent {sample['sent']:,}  answers {sample['answers']}  RSS {rss_mib:.0f} MiB "
             f"dbsize {sample['redis']['dbsize']:,}  outbox max {sample['outbox']['max']}  "
-            f"rows {sample['rows']:,}/{sample['admitted']:,}")  # fmt: skip
+            f"rows {sample['rows']:,}/{sample['admitted']:,}  load {sample['loadavg_1m']:.1f}")  # fmt: skip
 
 
 def _drained(s: SoakSettings, sku: str, admitted: int) -> dict[str, Any]:

@@ -7,7 +7,8 @@ is a dict: `t_s` (seconds since the load started), `procs` ({pid: {"role", "rss"
 sample), `admitted` (units Redis took from the stock), `rows` (orders of the SKU in PostgreSQL),
 `sent`, `answers` (cumulative, by "202 accepted", "202 queued", "<status> <problem code>" or
 "transport <exception>"), `latency_ms` (p50/p99/max of the interval's answers, counted from the
-request's due time, so time spent waiting for a free connection is in) and `generator`.
+request's due time, so time spent waiting for a free connection is in), `generator` (its CPU
+seconds, the largest delay of a send past its due time) and `loadavg_1m` (the shared box's).
 
 The verdict's limits, and why (`Limits`):
 - RSS: the growth of each gate and worker process over the second half, fitted by least squares
@@ -132,6 +133,7 @@ def summarize(
     first, last = samples[0], samples[-1]
     answers: dict[str, int] = dict(last["answers"])
     generator_cpu_s = last["generator"]["cpu_s"] - first["generator"]["cpu_s"]
+    loads = [s["loadavg_1m"] for s in samples if "loadavg_1m" in s]
     return {
         "processes": processes(samples, duration_s),
         "keyspace": keyspace(
@@ -149,6 +151,7 @@ def summarize(
             "cpu_us_per_order": generator_cpu_s / max(1, last["sent"]) * 1e6,
             "late_max_ms": last["generator"]["late_max_ms"],
         },
+        "loadavg_1m": [min(loads, default=None), max(loads, default=None)],
         "redis_memory_mib": {
             "first": first["redis"]["used_memory"] / MIB,
             "last": last["redis"]["used_memory"] / MIB,
@@ -209,7 +212,8 @@ def report_lines(result: Mapping[str, Any]) -> list[str]:
         f"{s['sample_every_s']} s; gate idempotency TTL {result['idem_ttl_s']} s (read from Redis)",
         f"sent {sm['sent']:,}; answers {sm['answers']}; worst interval p99 {sm['latency_p99_ms_max']:.0f} ms",
         f"generator: {sm['generator']['cpu_us_per_order']:.0f} µs CPU per order, sent at most "
-        f"{sm['generator']['late_max_ms']:.0f} ms late",
+        f"{sm['generator']['late_max_ms']:.0f} ms late; the box's 1-min load average "
+        f"{sm['loadavg_1m'][0]:.1f}..{sm['loadavg_1m'][1]:.1f} ({result['machine']['cores']} cores)",
         "RSS MiB (first sample under load → mid-run → last; fitted growth over the second half):",
     ]
     for pid, p in sm["processes"].items():

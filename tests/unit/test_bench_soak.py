@@ -41,6 +41,7 @@ def sample(t: float, **over: Any) -> dict[str, Any]:
         "answers": {"202 accepted": sent} if sent else {},
         "latency_ms": {"p50": 20.0, "p99": 60.0, "max": 90.0} if sent else {"p50": None, "p99": None, "max": None},
         "generator": {"cpu_s": 1.0 + sent * 50e-6, "late_max_ms": 3.0},
+        "loadavg_1m": 1.5 + t / 600,
     }
     s.update(over)
     return s
@@ -164,10 +165,12 @@ def test_report_lines_name_every_process_and_the_verdict() -> None:
     summary = summarize(samples, rate_per_s=RATE, idem_ttl_s=TTL, duration_s=DURATION, limits=LIMITS)
     checks = judge(summary, DRAINED, rate_per_s=RATE, limits=LIMITS)
     result = {"sku": "soak-x", "idem_ttl_s": TTL, "summary": summary, "passed": passed(checks),
+              "machine": {"cores": 2},
               "settings": {"rate_per_s": RATE, "duration_s": DURATION, "sample_every_s": 60},
               "checks": [{"name": c.name, "ok": c.ok, "detail": c.detail} for c in checks]}  # fmt: skip
     text = "\n".join(report_lines(result))
     assert "verdict: PASS" in text
+    assert "load average 1.5..2.5 (2 cores)" in text
     for pid in ("10", "11", "20"):
         assert f" {pid} " in text
 
