@@ -119,12 +119,12 @@ class OpenLoop:
             self._pool.put_nowait(None)  # connected on first use
 
     async def run(self) -> None:
-        loop = asyncio.get_running_loop()
-        start, rate = loop.time(), self._s.rate_per_s
+        # perf_counter, not loop.time(): uvloop's clock moves in whole milliseconds.
+        start, rate = time.perf_counter(), self._s.rate_per_s
         inflight: set[asyncio.Task[tuple[int, bytes] | None]] = set()
         for i in range(self._s.orders):
             due = start + i / rate
-            delay = due - loop.time()
+            delay = due - time.perf_counter()
             if delay > 0:
                 await asyncio.sleep(delay)
             else:
@@ -160,7 +160,7 @@ class OpenLoop:
             return None
         finally:
             self._pool.put_nowait(conn)
-        self._tally.answer(status, body, asyncio.get_running_loop().time() - due)
+        self._tally.answer(status, body, time.perf_counter() - due)
         return status, body
 
 
@@ -236,7 +236,7 @@ class Sampler:
 async def probe(s: SoakSettings, sku: str, r: aioredis.Redis) -> tuple[int, str]:
     """One order before the load: the gate's idempotency TTL as Redis holds it (s, rounded up), and its order id."""
     loop = OpenLoop(s, sku, Tally())
-    answer = await loop.one("probe", "probe", 0.0)
+    answer = await loop.one("probe", "probe", time.perf_counter())
     loop.close()
     if answer is None or answer[0] != 202:
         raise BenchError(f"the probe order was not accepted: {answer}")
