@@ -28,7 +28,7 @@ def sample(t: float, **over: Any) -> dict[str, Any]:
         },
         "redis": {
             "dbsize": 10 + int(RATE * min(t, TTL)),
-            "expires": 0,
+            "expires": int(RATE * min(t, TTL)),
             "used_memory": 5 * MIB + 200 * sent,
             "used_memory_rss": 0,
             "bought_bytes": 50 * sent,
@@ -119,6 +119,14 @@ def test_keyspace_that_keeps_growing_fails() -> None:
     assert summary["keyspace"]["last_third_max"] < summary["keyspace"]["bound"]
     assert summary["keyspace"]["last_third_growth"] > summary["keyspace"]["growth_allowed"]
     assert not ok["keyspace"]
+
+
+def test_the_bound_counts_from_the_keys_without_ttl_so_a_previous_runs_keys_do_not_loosen_it() -> None:
+    samples = healthy()
+    samples[0]["redis"] = {**samples[0]["redis"], "dbsize": 10 + 50_000, "expires": 50_000}  # still expiring
+    summary = run(samples)[0]
+    assert summary["keyspace"]["start"] == 10
+    assert summary["keyspace"]["bound"] == pytest.approx(10 + RATE * TTL * 1.2)
 
 
 def test_keyspace_above_the_bound_fails() -> None:
