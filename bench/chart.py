@@ -67,11 +67,13 @@ def draw_soak(result: dict[str, Any], path: Path) -> None:
     redis.plot(t, [smp["redis"]["dbsize"] for smp in samples], marker=".", color="tab:blue", label="dbsize")
     redis.axhline(ks["bound"], color="tab:blue", linestyle="--", label=f"bound {ks['bound']:,.0f}")
     redis.set_ylabel("keys")
+    redis.set_ylim(bottom=0)
     memory = redis.twinx()
     memory.plot(t, [smp["redis"]["used_memory"] / 2**20 for smp in samples], color="tab:gray", label="used_memory")
     memory.plot(t, [smp["redis"]["index_bytes"] / 2**20 for smp in samples], color="tab:gray", linestyle=":",
                 label="order index")  # fmt: skip
     memory.set_ylabel("Redis memory, MiB")
+    memory.set_ylim(bottom=0)
     redis.legend(loc="upper left", fontsize="small")
     memory.legend(loc="lower right", fontsize="small")
     outbox.plot(
