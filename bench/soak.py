@@ -17,7 +17,7 @@ Run the gate with a short idempotency TTL, or the keyspace only grows for 24 h:
 
     FLASHGATE_AUTH=off FLASHGATE_IDEM_TTL_S=300 flashgate gate --workers 2 --port 8000 &
     flashgate worker &
-    flashgate bench soak --rate 250 --duration 1800 --sample-every 60
+    flashgate bench soak --rate 200 --duration 1800 --sample-every 60
 """
 
 from __future__ import annotations
@@ -58,7 +58,7 @@ class SoakSettings:
     redis_url: str
     database_url: str
     kafka_bootstrap: str | None = None  # finds the workers (procstat.worker_pids)
-    rate_per_s: float = 250.0
+    rate_per_s: float = 200.0
     duration_s: int = 1800
     sample_every_s: int = 60
     connections: int = 32
