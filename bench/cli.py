@@ -1,11 +1,13 @@
-"""`flashgate bench …`: the flash-sale harness and the worker drain benchmark (README, Benchmarks)."""
+"""`flashgate bench …`: flash sale, A/B of two checkouts, soak run, worker drain (README, Benchmarks)."""
 
 from __future__ import annotations
 
 import asyncio
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any, TypeVar
 
 import click
 
@@ -17,13 +19,33 @@ def _env(name: str) -> str:
     return value
 
 
+F = TypeVar("F", bound=Callable[..., Any])
+
+# Options several commands share, written once.
+GATE_URL = click.option(
+    "--gate-url", default="http://127.0.0.1:8000", show_default=True, help="The running gate (auth off)."
+)
+OUT_DIR = click.option("--out", "out_dir", default="bench/results", show_default=True, type=click.Path(path_type=Path))
+
+
+def worker_pids_option(purpose: str) -> Callable[[F], F]:
+    """--worker-pid (repeatable): the worker processes `purpose`, by default every `flashgate worker` of our Kafka."""
+    return click.option(
+        "--worker-pid",
+        "worker_pids",
+        type=int,
+        multiple=True,
+        help=f"The worker processes {purpose} (default: every `flashgate worker` on KAFKA_BOOTSTRAP).",
+    )
+
+
 @click.group("bench")
 def bench_group() -> None:
     """Benchmarks: measurements to reproduce, not pass/fail tests."""
 
 
 @bench_group.command("flash-sale")
-@click.option("--gate-url", default="http://127.0.0.1:8000", show_default=True, help="The running gate (auth off).")
+@GATE_URL
 @click.option("--stock", default=10_000, show_default=True, help="Units on sale.")
 @click.option("--duration", default=10, show_default=True, help="Seconds of load (wrk -d).")
 @click.option("--connections", default=128, show_default=True, help="Concurrent keep-alive connections (wrk -c).")
@@ -33,14 +55,8 @@ def bench_group() -> None:
 @click.option("--workers", default=2, show_default=True, help="Process count of the gate; the bare server uses it.")
 @click.option("--bare/--no-bare", default=True, show_default=True, help="Also load a bare endpoint for the ratio.")
 @click.option("--drain-timeout", default=120.0, show_default=True, help="Seconds to wait for the worker to drain.")
-@click.option(
-    "--worker-pid",
-    "worker_pids",
-    type=int,
-    multiple=True,
-    help="The worker processes for the CPU budget (default: every `flashgate worker` on KAFKA_BOOTSTRAP).",
-)
-@click.option("--out", "out_dir", default="bench/results", show_default=True, type=click.Path(path_type=Path))
+@worker_pids_option("for the CPU budget")
+@OUT_DIR
 @click.option("--json", "as_json", is_flag=True, help="Print the raw result as JSON instead of the summary.")
 def flash_sale_command(
     gate_url: str,
@@ -112,7 +128,7 @@ def flash_sale_command(
 @click.option("--bare/--no-bare", default=False, show_default=True, help="Also load a bare endpoint in every run.")
 @click.option("--lock", default="/tmp/flashgate-bench.lock", show_default=True,
               help="Bench lock held per variant (flock); '' for none, when you hold it yourself.")  # fmt: skip
-@click.option("--out", "out_dir", default="bench/results", show_default=True, type=click.Path(path_type=Path))
+@OUT_DIR
 @click.option("--a-env", multiple=True, metavar="NAME=VALUE", help="Extra environment of A's gate and worker.")
 @click.option("--b-env", multiple=True, metavar="NAME=VALUE", help="Extra environment of B's gate and worker.")
 def ab_command(
@@ -167,6 +183,62 @@ def _pairs(assignments: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
             raise click.ClickException(f"bench ab: expected NAME=VALUE, not {text!r}")
         pairs.append((name, value))
     return tuple(pairs)
+
+
+@bench_group.command("soak")
+@GATE_URL
+@click.option("--rate", default=200.0, show_default=True, help="Orders per second, open-loop.")
+@click.option("--duration", default=1800, show_default=True, help="Seconds of load.")
+@click.option("--sample-every", default=60, show_default=True, help="Seconds between samples.")
+@click.option("--connections", default=32, show_default=True, help="Keep-alive connections at most.")
+@click.option("--drain-timeout", default=300.0, show_default=True, help="Seconds to wait for the worker to drain.")
+@click.option("--rss-growth-mib", default=8.0, show_default=True, help="Verdict: RSS growth over the second half.")
+@worker_pids_option("to watch")
+@OUT_DIR
+def soak_command(
+    gate_url: str,
+    rate: float,
+    duration: int,
+    sample_every: int,
+    connections: int,
+    drain_timeout: float,
+    rss_growth_mib: float,
+    worker_pids: tuple[int, ...],
+    out_dir: Path,
+) -> None:
+    """A steady open-loop rate for a long time: RSS of every gate and worker process, keyspace, outbox, verdict.
+
+    Needs REDIS_URL and DATABASE_URL (the gate's) and KAFKA_BOOTSTRAP (to find the workers), the gate
+    served with FLASHGATE_AUTH=off and a short FLASHGATE_IDEM_TTL_S (at most half the duration, e.g.
+    300), and a worker running. Exit 1 if the verdict fails (bench/soak_figures.py says why each limit).
+    """
+    from bench.flash_sale import BenchError
+    from bench.soak import SoakSettings, soak
+    from bench.soak_figures import Limits, report_lines
+
+    if min(rate, duration, sample_every, connections) <= 0 or sample_every > duration:
+        raise click.ClickException("rate, duration, sample-every, connections > 0 and sample-every <= duration")
+    settings = SoakSettings(
+        gate_url=gate_url.rstrip("/"),
+        redis_url=_env("REDIS_URL"),
+        database_url=_env("DATABASE_URL"),
+        kafka_bootstrap=_env("KAFKA_BOOTSTRAP"),
+        rate_per_s=rate,
+        duration_s=duration,
+        sample_every_s=sample_every,
+        connections=connections,
+        drain_timeout_s=drain_timeout,
+        worker_pids=worker_pids,
+        limits=Limits(rss_growth_mib=rss_growth_mib),
+        out_dir=out_dir,
+    )
+    try:
+        result = soak(settings)
+    except (BenchError, OSError) as e:
+        raise click.ClickException(f"bench soak: {e}") from e
+    click.echo("\n".join(report_lines(result)))
+    if not result["passed"]:
+        raise SystemExit(1)
 
 
 @bench_group.command("drain")

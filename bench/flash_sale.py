@@ -27,10 +27,11 @@ import redis.asyncio as aioredis
 
 from bench import budget, procstat
 from bench.figures import load_figures
-from bench.served import FLASHGATE, bare_argv, box_snapshot, free_port, machine, serve
+from bench.served import FLASHGATE, bare_argv, free_port, run_header, serve
 from bench.wrk import WrkRun, cores, run_wrk
 from flashgate import names
 
+ROWS = "SELECT count(*) FROM orders WHERE sku = $1"
 LAG = """SELECT count(*) AS n,
   percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM persisted_at - accepted_at)) AS p50,
   percentile_cont(0.99) WITHIN GROUP (ORDER BY extract(epoch FROM persisted_at - accepted_at)) AS p99,
@@ -64,11 +65,11 @@ class BenchError(RuntimeError):
     """The benchmark could not run (gate not answering, drain timed out, ...)."""
 
 
-def create_sale(s: FlashSaleSettings, sku: str) -> None:
+def create_sale(sku: str, stock: int, per_user_limit: int = 0) -> None:
     """`flashgate sale create` (the PostgreSQL row first, then Redis), as an operator opens a sale."""
-    argv = [FLASHGATE, "sale", "create", "--sku", sku, "--name", f"bench {sku}", "--stock", str(s.stock)]
-    if s.per_user_limit:
-        argv += ["--per-user-limit", str(s.per_user_limit)]
+    argv = [FLASHGATE, "sale", "create", "--sku", sku, "--name", f"bench {sku}", "--stock", str(stock)]
+    if per_user_limit:
+        argv += ["--per-user-limit", str(per_user_limit)]
     done = subprocess.run(argv, capture_output=True, text=True, timeout=60, check=False)
     if done.returncode != 0:
         raise BenchError(f"flashgate sale create exited {done.returncode}: {(done.stderr or done.stdout).strip()}")
@@ -83,22 +84,23 @@ async def redis_state(redis_url: str, sku: str) -> tuple[int, int]:
         await r.aclose()
 
 
-async def wait_drained(s: FlashSaleSettings, sku: str, admitted: int) -> dict[str, Any]:
+async def wait_drained(redis_url: str, database_url: str, sku: str, admitted: int, timeout_s: float) -> dict[str, Any]:
     """Poll until PostgreSQL holds `admitted` rows for the SKU and its outbox is empty; then the lag.
 
-    `admitted` is what Redis took from the stock, so it also counts orders admitted while wrk
+    `admitted` is what Redis took from the stock, so it also counts orders admitted while the load
     stopped (their 202 was never read) and orders admitted just before a Redis timeout (503).
+    BenchError if that takes longer than `timeout_s`.
     """
     started = time.monotonic()
-    conn = await asyncpg.connect(s.database_url)
+    conn = await asyncpg.connect(database_url)
     try:
         while True:
-            rows = int(await conn.fetchval("SELECT count(*) FROM orders WHERE sku = $1", sku))
-            _, outbox = await redis_state(s.redis_url, sku)
+            rows = int(await conn.fetchval(ROWS, sku))
+            _, outbox = await redis_state(redis_url, sku)
             if rows >= admitted and outbox == 0:
                 break
-            if time.monotonic() - started > s.drain_timeout_s:
-                raise BenchError(f"not drained after {s.drain_timeout_s} s: {rows}/{admitted} rows, outbox {outbox}")
+            if time.monotonic() - started > timeout_s:
+                raise BenchError(f"not drained after {timeout_s} s: {rows}/{admitted} rows, outbox {outbox}")
             await asyncio.sleep(0.2)
         lag = await conn.fetchrow(LAG, sku)
         assert lag is not None  # an aggregate always returns one row
@@ -161,14 +163,8 @@ def flash_sale(s: FlashSaleSettings) -> dict[str, Any]:
     """Run everything; returns the raw result (also written as JSON next to its PNG chart)."""
     sku = f"fs-{uuid.uuid4().hex[:10]}"
     s.out_dir.mkdir(parents=True, exist_ok=True)
-    result: dict[str, Any] = {
-        "when": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "sku": sku,
-        "machine": machine(),
-        "settings": {k: str(v) if isinstance(v, Path) else v for k, v in vars(s).items()},
-        "box_before": box_snapshot(),
-    }
-    create_sale(s, sku)
+    result: dict[str, Any] = run_header(sku, vars(s))
+    create_sale(sku, s.stock, s.per_user_limit)
     groups = procstat.find_groups(gate_port=_port(s.gate_url), redis_url=s.redis_url, database_url=s.database_url,
                                   kafka_bootstrap=s.kafka_bootstrap, workers=s.worker_pids)  # fmt: skip
     run = run_wrk(s.gate_url, sku=sku, users=s.users, connections=s.connections, threads=s.threads,
@@ -180,7 +176,8 @@ def flash_sale(s: FlashSaleSettings) -> dict[str, Any]:
     gate["budget"] = budget.budget({**run.deltas, f"{budget.CPU}wrk": run.wrk_cpu_s}, wall_s=run.wall_s,
                                    accepted=gate["by_status"].get(202, 0), cores=cores(), found=groups)  # fmt: skip
     result["gate"] = gate
-    result["persistence"] = asyncio.run(wait_drained(s, sku, s.stock - stock_left))
+    admitted = s.stock - stock_left
+    result["persistence"] = asyncio.run(wait_drained(s.redis_url, s.database_url, sku, admitted, s.drain_timeout_s))
     result["verify"] = verify(sku)
     if s.bare:
         result["bare"] = bare_run(s, s.out_dir / "bare-server.log")

@@ -29,6 +29,7 @@ from dataclasses import dataclass
 import redis.asyncio as aioredis
 import uvloop
 
+from bench.http1 import order_request, read_answer
 from gate.sales import Sale, put_sale
 
 
@@ -40,21 +41,11 @@ async def worker(
         while next_id[0] < total:
             i = next_id[0]
             next_id[0] += 1
-            body = b'{"sku":"%s","qty":1}' % sku.encode()
-            req = (
-                b"POST /v1/orders HTTP/1.1\r\nHost: gate\r\nContent-Type: application/json\r\n"
-                b"X-User-Id: u%d\r\nIdempotency-Key: k%d\r\nContent-Length: %d\r\n\r\n%s"
-            ) % (i, i, len(body), body)
             started = time.perf_counter()
-            writer.write(req)
-            head = await reader.readuntil(b"\r\n\r\n")
-            length = 0
-            for line in head.split(b"\r\n"):
-                if line[:15].lower() == b"content-length:":
-                    length = int(line[15:])
-            await reader.readexactly(length)
+            writer.write(order_request(sku, f"u{i}", f"k{i}"))
+            status, _ = await read_answer(reader)
             lat.append(time.perf_counter() - started)
-            codes[int(head[9:12])] += 1
+            codes[status] += 1
     finally:
         writer.close()
 

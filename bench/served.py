@@ -105,6 +105,17 @@ def box_snapshot(top: int = 8) -> dict[str, object]:
     }
 
 
+def run_header(sku: str, settings: Mapping[str, object]) -> dict[str, object]:
+    """What a benchmark's raw result opens with: when, the SKU, the machine, the settings, the box before the load."""
+    return {
+        "when": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "sku": sku,
+        "machine": machine(),
+        "settings": {k: str(v) if isinstance(v, Path) else v for k, v in settings.items()},
+        "box_before": box_snapshot(),
+    }
+
+
 def machine() -> dict[str, object]:
     """Cores, CPU model, OS and the versions that matter for the figures."""
     model = platform.processor()
