@@ -28,6 +28,8 @@ def consumer_config(settings: WorkerSettings) -> dict[str, Any]:
         "enable.auto.offset.store": False,
         "partition.assignment.strategy": "cooperative-sticky",
         "auto.offset.reset": "earliest",
+        "fetch.min.bytes": settings.fetch_min_bytes,
+        "fetch.wait.max.ms": settings.fetch_wait_max_ms,
         "max.poll.interval.ms": settings.max_poll_interval_ms,
         # A SIGKILLed worker's partitions move to the survivors after this long.
         "session.timeout.ms": 10_000,

@@ -27,6 +27,12 @@ class WorkerSettings:
     group: str = WRITERS_GROUP
     batch_max_rows: int = 2000
     batch_max_wait_ms: int = 50
+    # The broker holds a fetch until this many bytes are there or this long passed (librdkafka:
+    # fetch.min.bytes 1 and fetch.wait.max.ms 500 by default, i.e. a fetch per produce request
+    # under load). Shorter than batch_max_wait_ms, so a batch waits no longer than it already
+    # may; README (Worker) has the measurement.
+    fetch_min_bytes: int = 65_536
+    fetch_wait_max_ms: int = 25
     pool_min_size: int = 1
     pool_max_size: int = 4
     # Batches in PostgreSQL at once, each on its own connection (capped by pool_max_size).
@@ -66,6 +72,8 @@ class WorkerSettings:
             raise ConfigError("batch_max_rows must be >= 1 and batch_max_wait_ms >= 0")
         if not 1 <= self.pool_min_size <= self.pool_max_size:
             raise ConfigError("need 1 <= pool_min_size <= pool_max_size")
+        if self.fetch_min_bytes < 1 or self.fetch_wait_max_ms < 0:
+            raise ConfigError("fetch_min_bytes must be >= 1 and fetch_wait_max_ms >= 0")
         if self.batches_in_flight < 1:
             raise ConfigError("batches_in_flight must be >= 1")
         if self.retry_initial_ms < 1 or self.retry_max_ms < self.retry_initial_ms:
