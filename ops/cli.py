@@ -18,6 +18,7 @@ from worker.reconcile.cli import reconcile_group
 
 
 @click.group()
+@click.version_option(package_name="flashgate", message="%(prog)s %(version)s")
 def cli() -> None:
     """flashgate: a flash-sale order gate (gate, worker, on-call tools, local stack)."""
 

@@ -5,13 +5,13 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Callable, Coroutine
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, TypeVar
 
 import asyncpg
 import click
 import redis.asyncio as aioredis
+from click.core import ParameterSource
 from redis.exceptions import RedisError
 
 from ops.sale import store
@@ -23,21 +23,47 @@ T = TypeVar("T")
 Work = Callable[[asyncpg.Connection, aioredis.Redis], Coroutine[Any, Any, T]]
 
 
-@dataclass(frozen=True, slots=True)
-class Urls:
-    database: str
-    redis: str
+def _urls(f: Callable[..., Any]) -> Callable[..., Any]:
+    """--database-url and --redis-url, on the group and again on each command (either place works).
+
+    Not required by click, so `--help` works anywhere without them; `_run` asks for them.
+    """
+    f = click.option(
+        "--redis-url", envvar="REDIS_URL", show_envvar=True, expose_value=False, callback=_keep_url,
+        help="Redis URL.",
+    )(f)  # fmt: skip
+    return click.option(
+        "--database-url", envvar="DATABASE_URL", show_envvar=True, expose_value=False, callback=_keep_url,
+        help="PostgreSQL URL.",
+    )(f)  # fmt: skip
+
+
+def _keep_url(ctx: click.Context, param: click.Parameter, value: str | None) -> None:
+    """Remember a URL in the contexts' shared meta: the first one found, or one typed on the command line."""
+    if value is None or param.name is None:
+        return
+    key = f"flashgate.sale.{param.name}"
+    if key not in ctx.meta or ctx.get_parameter_source(param.name) is ParameterSource.COMMANDLINE:
+        ctx.meta[key] = value
+
+
+def _url(ctx: click.Context, name: str, env: str) -> str:
+    value = ctx.meta.get(f"flashgate.sale.{name}")
+    if not value:
+        flag = "--" + name.replace("_", "-")
+        raise click.ClickException(f'{env} is not set ({flag} or env {env}; hint: eval "$(flashgate stack env)")')
+    return str(value)
 
 
 def _run(work: Work[T]) -> T:
     """Connect, run, close; every failure becomes one line and exit 1."""
 
-    urls = click.get_current_context().find_object(Urls)
-    assert urls is not None
+    ctx = click.get_current_context()
+    database_url, redis_url = _url(ctx, "database_url", "DATABASE_URL"), _url(ctx, "redis_url", "REDIS_URL")
 
     async def main() -> T:
-        conn = await asyncpg.connect(urls.database, timeout=10)
-        client = aioredis.from_url(urls.redis, socket_timeout=5, socket_connect_timeout=5)
+        conn = await asyncpg.connect(database_url, timeout=10)
+        client = aioredis.from_url(redis_url, socket_timeout=5, socket_connect_timeout=5)
         try:
             return await work(conn, client)
         finally:
@@ -82,15 +108,13 @@ def _as_dict(v: store.SaleView) -> dict[str, Any]:
 
 
 @click.group("sale")
-@click.option("--database-url", envvar="DATABASE_URL", required=True, help="PostgreSQL URL (env DATABASE_URL).")
-@click.option("--redis-url", envvar="REDIS_URL", required=True, help="Redis URL (env REDIS_URL).")
-@click.pass_context
-def sale_group(ctx: click.Context, database_url: str, redis_url: str) -> None:
+@_urls
+def sale_group() -> None:
     """Create and change sales: PostgreSQL first, then Redis (the reconciler repairs a half-way failure)."""
-    ctx.obj = Urls(database_url, redis_url)
 
 
 @sale_group.command("create")
+@_urls
 @click.option("--sku", required=True, help="SKU: 1–64 printable characters, no spaces or braces.")
 @click.option("--name", required=True, help="Product name.")
 @click.option("--stock", type=int, required=True, help="Units on sale (>= 0).")
@@ -118,6 +142,7 @@ def create_command(
 
 
 @sale_group.command("list")
+@_urls
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def list_command(as_json: bool) -> None:
     """Every sale: status, units on sale, sold (PostgreSQL) and left (Redis)."""
@@ -137,6 +162,7 @@ def list_command(as_json: bool) -> None:
 
 
 @sale_group.command("show")
+@_urls
 @click.argument("sku")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def show_command(sku: str, as_json: bool) -> None:
@@ -151,6 +177,7 @@ def show_command(sku: str, as_json: bool) -> None:
 
 
 @sale_group.command("add-stock")
+@_urls
 @click.argument("sku")
 @click.argument("units", type=int)
 def add_stock_command(sku: str, units: int) -> None:
@@ -160,6 +187,7 @@ def add_stock_command(sku: str, units: int) -> None:
 
 
 @sale_group.command("close")
+@_urls
 @click.argument("sku")
 def close_command(sku: str) -> None:
     """End the sale now: the gate answers sale_ended from here on; recorded orders stay."""

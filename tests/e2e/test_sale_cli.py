@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 import socket
+import subprocess
+from importlib.metadata import version
 
 import pytest
 
@@ -11,7 +14,7 @@ from flashgate import names
 from gate.admission import AdmitRequest, Code
 from tests.gatekit import admission_client, redis_client
 from tests.oncall import oncall
-from tests.stackctl import StackHandle
+from tests.stackctl import FLASHGATE, StackHandle
 
 
 def create(stack: StackHandle, sku: str, *extra: str, env: dict[str, str] | None = None) -> tuple[int, str]:
@@ -99,3 +102,46 @@ async def test_redis_down_half_way_is_repaired_by_the_reconciler(stack: StackHan
         assert await r.get(names.stock_key(name)) == "7"
     finally:
         await r.aclose()
+
+
+def bare_env() -> dict[str, str]:
+    """The environment without any of the stack's URLs (PATH and the like only)."""
+    return {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL", "KAFKA_BOOTSTRAP")}
+
+
+@pytest.mark.parametrize("command", ["", "create", "list", "show", "add-stock", "close"])
+def test_help_works_without_any_url(command: str) -> None:
+    done = subprocess.run(
+        [FLASHGATE, "sale", *command.split(), "--help"], capture_output=True, text=True, env=bare_env(), check=False
+    )
+    assert (done.returncode, done.stderr) == (0, ""), done.stderr
+    assert "[env var: DATABASE_URL]" in done.stdout
+    assert "[env var: REDIS_URL]" in done.stdout
+
+
+def test_version() -> None:
+    done = subprocess.run([FLASHGATE, "--version"], capture_output=True, text=True, check=False)
+    assert (done.returncode, done.stdout.strip()) == (0, f"flashgate {version('flashgate')}")
+
+
+def test_urls_are_taken_before_or_after_the_command_and_a_missing_one_is_one_line(stack: StackHandle) -> None:
+    urls = ["--database-url", stack.database_url, "--redis-url", stack.redis_url]
+    for args in (["sale", *urls, "list"], ["sale", "list", *urls]):
+        done = subprocess.run([FLASHGATE, *args], capture_output=True, text=True, env=bare_env(), check=False)
+        assert (done.returncode, done.stderr) == (0, ""), (args, done.stderr)
+        assert done.stdout.startswith("SKU")
+    # A URL typed before the command wins over the environment's, which the command also sees.
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        dead = f"redis://127.0.0.1:{s.getsockname()[1]}/0"
+    typed = subprocess.run(
+        [FLASHGATE, "sale", "--redis-url", stack.redis_url, "list"],
+        capture_output=True, text=True, env={**bare_env(), "DATABASE_URL": stack.database_url, "REDIS_URL": dead},
+        check=False,
+    )  # fmt: skip
+    assert typed.returncode == 0, typed.stderr
+    missing = subprocess.run([FLASHGATE, "sale", "list"], capture_output=True, text=True, env=bare_env(), check=False)
+    assert missing.returncode == 1
+    assert missing.stderr.strip().splitlines() == [
+        'Error: DATABASE_URL is not set (--database-url or env DATABASE_URL; hint: eval "$(flashgate stack env)")'
+    ]
