@@ -12,6 +12,7 @@ import pytest
 from flashgate.events import SCHEMA_VERSION, OrderAccepted, encode
 from worker.batch import Incoming, OrderRow, commit_positions, fit_to_stock, fits_whole, plan_batch
 from worker.errors import ConfigError
+from worker.main import consumer_config
 from worker.settings import WorkerSettings
 
 T0 = datetime(2026, 11, 21, 12, 0, tzinfo=UTC)
@@ -116,6 +117,8 @@ def test_settings_from_env_and_overrides() -> None:
     s = WorkerSettings.from_env({"batch_max_wait_ms": 5, "topic": None}, env=env)
     assert (s.batch_max_rows, s.batch_max_wait_ms, s.topic) == (10, 5, "orders")
     assert replace(s, batch_max_rows=3).batch_max_rows == 3
+    fetch = consumer_config(WorkerSettings.from_env(env={**env, "FLASHGATE_WORKER_FETCH_WAIT_MAX_MS": "10"}))
+    assert (fetch["fetch.min.bytes"], fetch["fetch.wait.max.ms"]) == (65_536, 10)
 
 
 @pytest.mark.parametrize(
@@ -126,6 +129,11 @@ def test_settings_from_env_and_overrides() -> None:
         ({"DATABASE_URL": "x", "KAFKA_BOOTSTRAP": "k", "FLASHGATE_WORKER_BATCH_MAX_ROWS": "0"}, "batch_max_rows"),
         ({"DATABASE_URL": "x", "KAFKA_BOOTSTRAP": "k", "FLASHGATE_WORKER_POOL_MAX_SIZE": "0"}, "pool_min_size"),
         ({"DATABASE_URL": "x", "KAFKA_BOOTSTRAP": "k", "FLASHGATE_WORKER_BATCHES_IN_FLIGHT": "0"}, "batches_in_flight"),
+        ({"DATABASE_URL": "x", "KAFKA_BOOTSTRAP": "k", "FLASHGATE_WORKER_FETCH_MIN_BYTES": "0"}, "fetch_min_bytes"),
+        (
+            {"DATABASE_URL": "x", "KAFKA_BOOTSTRAP": "k", "FLASHGATE_WORKER_FETCH_WAIT_MAX_MS": "-1"},
+            "fetch_wait_max_ms",
+        ),
     ],
 )
 def test_bad_settings(env: dict[str, str], message: str) -> None:
