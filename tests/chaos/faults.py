@@ -57,6 +57,19 @@ async def frozen(stack: StackHandle, service: str) -> AsyncIterator[int]:
         os.kill(pid, signal.SIGCONT)
 
 
+@asynccontextmanager
+async def redis_full(stack: StackHandle) -> AsyncIterator[None]:
+    """The stack's Redis at `maxmemory` (noeviction) inside the block: set just above what it uses, so
+    the next few hundred admissions fill it; no limit again after."""
+    client = aioredis.Redis.from_url(stack.redis_url, decode_responses=True, socket_timeout=5)
+    try:
+        await client.config_set("maxmemory", int((await client.info("memory"))["used_memory"]) + 16 * 1024)
+        yield
+    finally:
+        await client.config_set("maxmemory", 0)
+        await client.aclose()
+
+
 async def wipe_redis(stack: StackHandle) -> None:
     """Redis loses everything: stop it, delete its append-only files and snapshot, start it empty."""
     try:

@@ -1,14 +1,16 @@
-"""Redis faults under load, through a served gate and a worker: Redis killed (AOF), Redis wiped then reconciled."""
+"""Redis faults under load, through a served gate and a worker: killed (AOF), full (maxmemory), wiped."""
 
 from __future__ import annotations
+
+from contextlib import AbstractAsyncContextManager
 
 import httpx
 import pytest
 
 from tests.chaos.checker import Invariants, cli, wait_drained
 from tests.chaos.conftest import OpenSale, StartGate, StartWorker
-from tests.chaos.faults import service_down, wipe_redis
-from tests.chaos.load import Load, until
+from tests.chaos.faults import redis_full, service_down, wipe_redis
+from tests.chaos.load import Attempt, Load, until
 from tests.gatekit import until as until_async
 from tests.stackctl import StackHandle
 
@@ -18,7 +20,32 @@ pytestmark = pytest.mark.chaos
 async def test_3_redis_killed_503_then_aof_restart_sells_out_exactly(
     stack: StackHandle, gates: StartGate, workers: StartWorker, open_sale: OpenSale, invariants: Invariants
 ) -> None:
-    # Enough buyers at 100/s that some are still buying while Redis is down: on a loaded box the
+    fault = service_down(stack, "redis", how="kill")
+    sku, load, refused = await _sells_out_through(fault, "Redis is down", gates, workers, open_sale)
+    slowest = max(a.latency_s for a in refused)
+    await invariants.check(
+        sku, fault=f"3 redis SIGKILLed, {len(refused)} x 503 (slowest {slowest * 1000:.0f} ms), AOF restart",
+        loads=[load],
+    )  # fmt: skip
+
+
+async def test_11_redis_out_of_memory_answers_503_and_sells_out_exactly(
+    stack: StackHandle, gates: StartGate, workers: StartWorker, open_sale: OpenSale, invariants: Invariants
+) -> None:
+    fault = redis_full(stack)
+    sku, load, refused = await _sells_out_through(fault, "Redis is out of memory", gates, workers, open_sale)
+    await invariants.check(sku, fault=f"11 redis maxmemory reached, {len(refused)} x 503, then raised", loads=[load])
+
+
+async def _sells_out_through(
+    fault: AbstractAsyncContextManager[object], what: str, gates: StartGate, workers: StartWorker, open_sale: OpenSale
+) -> tuple[str, Load, list[Attempt]]:
+    """A sale of 300 units to 1,500 retrying buyers, with `fault` in force until 50 answers were 503.
+
+    Returns the SKU, the load and its 503 attempts, once every buyer has a final answer: 503s only
+    (never another 5xx, never a hang), and in the end exactly the stock sold, to buyers who saw 202.
+    """
+    # Enough buyers at 100/s that some are still buying during the fault: on a loaded box the
     # kill command alone can take seconds, and 600 buyers could all be answered by then.
     units, buyers = 300, 1500
     sku = await open_sale(units)
@@ -28,26 +55,23 @@ async def test_3_redis_killed_503_then_aof_restart_sells_out_exactly(
     load = Load(gate.base_url, sku, buyers=buyers, concurrency=32, rate_per_s=100, timeout_s=3)
     load.start()
     await until(lambda: load.accepted >= 60, what="orders flowing before the fault")
-    async with service_down(stack, "redis", how="kill"):
+    async with fault:
         mark = load.sent
         await until(
             lambda: sum(a.status == 503 for a in load.attempts[mark:]) >= 50,
-            what="503s while Redis is down",
-            state=lambda: f"attempts since the kill: {load.statuses_since(mark)}, buyers done {len(load.final)}",
+            what=f"503s while {what}",
+            state=lambda: f"attempts since the fault: {load.statuses_since(mark)}, buyers done {len(load.final)}",
         )
     await load.finish()
 
     refused = [a for a in load.attempts if a.status == 503]
     assert {a.code for a in refused} <= {"redis_unavailable", "overloaded"}, {a.code for a in refused}
+    assert not [a for a in load.attempts if a.status is not None and a.status >= 500 and a.status != 503]
     assert not load.unanswered(), load.unanswered()[:3]
     # Every buyer retried until a final answer: exactly the stock was sold, to buyers who saw 202.
     assert load.final_statuses() == {202: units, 409: buyers - units}, load.final_statuses()
     assert {a.code for a in load.final.values() if a.status == 409} == {"sold_out"}
-    slowest = max(a.latency_s for a in refused)
-    await invariants.check(
-        sku, fault=f"3 redis SIGKILLed, {len(refused)} x 503 (slowest {slowest * 1000:.0f} ms), AOF restart",
-        loads=[load],
-    )  # fmt: skip
+    return sku, load, refused
 
 
 async def test_4_redis_wiped_then_reconcile_apply_restores_stock_and_answers(
