@@ -13,9 +13,11 @@ for one of `connections` keep-alive connections (FIFO, so none idles into a serv
 and its latency counts from its due time. Only the generator's own event loop can make a
 request late; the largest such delay is reported.
 
-Run the gate with a short idempotency TTL, or the keyspace only grows for 24 h:
+Run the gate with a short idempotency TTL, or the stored answers only grow for 24 h, and give
+the soak the same TTL (the probe checks it):
 
-    FLASHGATE_AUTH=off FLASHGATE_IDEM_TTL_S=300 flashgate gate --workers 2 --port 8000 &
+    export FLASHGATE_IDEM_TTL_S=300
+    FLASHGATE_AUTH=off flashgate gate --workers 2 --port 8000 &
     flashgate worker &
     flashgate bench soak --rate 200 --duration 1800 --sample-every 60
 """
@@ -234,17 +236,26 @@ class Sampler:
 
 
 async def probe(s: SoakSettings, sku: str, r: aioredis.Redis) -> tuple[int, str]:
-    """One order before the load: the gate's idempotency TTL as Redis holds it (s, rounded up), and its order id."""
+    """One order before the load: the gate's idempotency TTL (s) and the probe's order id.
+
+    The TTL is FLASHGATE_IDEM_TTL_S as this process sees it, checked against Redis: the probe's
+    answer must sit in the answer hash admit.lua writes for that TTL (`names.idem_bucket`).
+    """
     loop = OpenLoop(s, sku, Tally())
     answer = await loop.one("probe", "probe", time.perf_counter())
     loop.close()
     if answer is None or answer[0] != 202:
         raise BenchError(f"the probe order was not accepted: {answer}")
-    ttl_ms = int(await r.pttl(names.idem_key(sku, "probe", "probe")))
-    if ttl_ms <= 0:
-        raise BenchError(f"the probe's idempotency key has no TTL ({ttl_ms})")
+    ttl_s = int(os.environ.get("FLASHGATE_IDEM_TTL_S", "86400"))
+    seconds, micros = await r.time()
+    now_ms = (int(seconds) * 1_000_000 + int(micros)) // 1000
+    field = names.idem_field("probe", "probe")
+    buckets = (names.idem_bucket(sku, ttl_s, now_ms), names.idem_bucket(sku, ttl_s, now_ms - ttl_s * 1000))
+    if not any([await r.hexists(bucket, field) for bucket in buckets]):
+        raise BenchError(f"the probe's answer is not where FLASHGATE_IDEM_TTL_S={ttl_s} puts it: "
+                         "give the soak the gate's idempotency TTL")  # fmt: skip
     order_id: str = json.loads(answer[1])["order_id"]
-    return -(-ttl_ms // 1000), order_id
+    return ttl_s, order_id
 
 
 async def drive(s: SoakSettings, sku: str) -> dict[str, Any]:

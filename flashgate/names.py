@@ -50,14 +50,32 @@ def sale_key(sku: str) -> str:
     return f"sale:{{{sku}}}"
 
 
-def rate_key(sku: str, user: str) -> str:
-    """GCRA state (theoretical arrival time, µs) of one user on one SKU."""
-    return f"rl:{{{sku}}}:{_user(user)}"
+def rate_prefix(sku: str) -> str:
+    """Prefix of the SKU's GCRA hashes `rl:{sku}:<width ms>:<bucket>` (user id → theoretical arrival time, µs).
+
+    admit.lua picks the bucket from Redis time (see its header): GCRA states expire, and
+    Redis 7.0 hash fields cannot, so they live in hashes that expire a bucket at a time.
+    """
+    return f"rl:{{{sku}}}"
 
 
-def idem_key(sku: str, user: str, key: str) -> str:
-    """Fingerprint and stored answer of one (user, Idempotency-Key) on one SKU, with a TTL."""
-    return f"idem:{{{sku}}}:{_user(user)}:{key}"
+def idem_prefix(sku: str) -> str:
+    """Prefix of the SKU's answer hashes `idem:{sku}:<bucket>` (`idem_field` → stored answer).
+
+    One hash per idempotency-TTL-wide bucket of Redis time (`idem_bucket`): an admission reads
+    and writes the answers of its whole batch in one call per hash instead of one per order.
+    """
+    return f"idem:{{{sku}}}"
+
+
+def idem_field(user: str, key: str) -> str:
+    """The field of one (user, Idempotency-Key) in the answer hashes of its SKU."""
+    return f"{_user(user)}:{key}"
+
+
+def idem_bucket(sku: str, ttl_s: int, now_ms: int) -> str:
+    """The answer hash admit.lua writes at `now_ms` (Redis time); the one before holds answers too."""
+    return f"{idem_prefix(sku)}:{now_ms // (ttl_s * 1000)}"
 
 
 def bought_key(sku: str) -> str:
@@ -87,9 +105,3 @@ def sku_of_outbox(key: str) -> str:
 def sale_keys(sku: str) -> tuple[str, str, str, str]:
     """KEYS of sale_snapshot.lua and sale_apply.lua: sale config, stock, buyers, outbox."""
     return sale_key(sku), stock_key(sku), bought_key(sku), outbox_key(sku)
-
-
-def idem_pattern(sku: str) -> str:
-    """SCAN pattern for every idempotency answer of one SKU (glob characters in the SKU escaped)."""
-    escaped = "".join("\\" + c if c in "*?[]\\" else c for c in sku)
-    return f"idem:{{{escaped}}}:*"

@@ -140,6 +140,8 @@ class AdmissionClient:
             names.bought_key(sku),
             names.outbox_key(sku),
             orderindex.index_key(first),
+            names.idem_prefix(sku),
+            names.rate_prefix(sku),
         ]
         args: list[Any] = [
             self._idem_ttl_s,
@@ -147,8 +149,7 @@ class AdmissionClient:
             sku,
         ]
         for req, order_id in zip(reqs, order_ids, strict=True):
-            keys += (names.rate_key(sku, req.user), names.idem_key(sku, req.user, req.key))
-            args += (req.fingerprint, req.qty, order_id, req.user, req.key)
+            args += (req.fingerprint, req.qty, order_id, req.user, req.key, names.idem_field(req.user, req.key))
         raw = await self._scripts.call(self._batcher, names.ADMIT_SCRIPT, keys, args)
         return parse_admit(raw, order_ids)
 

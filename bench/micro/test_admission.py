@@ -2,10 +2,12 @@
 
 Each round is one admit.lua call (`AdmissionClient.admit_batch`) of N new orders for one SKU
 with (practically) endless stock, so every order is admitted: the dearest path (outbox append,
-park, stored answer, index). Redis CPU is read from `INFO cpu` (used_cpu_user + used_cpu_sys,
-the whole server, so keep the box otherwise quiet) and `INFO commandstats` (evalsha µs/call)
-around the benchmark; `extra_info` holds admissions_per_s, redis_cpu_us_per_admission and
-evalsha_us_per_call. Run (stack up, `eval "$(flashgate stack env)"`):
+stored answer, index), on an open sale and on one with a rate limit and a per-user cap
+(`SALES`). Redis CPU is read from `INFO cpu` (used_cpu_user + used_cpu_sys, the whole server,
+so keep the box otherwise quiet), `INFO commandstats` (evalsha µs/call) and `INFO memory`
+around the benchmark; `extra_info` holds admissions_per_s, redis_cpu_us_per_admission,
+evalsha_us_per_call, evalsha_us_per_admission and redis_bytes_per_admission.
+Run (stack up, `eval "$(flashgate stack env)"`):
 
     .venv/bin/pytest bench/micro/test_admission.py -p benchmark --benchmark-columns=median,ops,rounds
 """
@@ -31,9 +33,9 @@ from gate.scripts import Scripts
 
 
 @asynccontextmanager
-async def _client(redis_url: str, sku: str) -> AsyncIterator[tuple[AdmissionClient, aioredis.Redis]]:
+async def _client(redis_url: str, sale: Sale) -> AsyncIterator[tuple[AdmissionClient, aioredis.Redis]]:
     redis = aioredis.Redis.from_url(redis_url, decode_responses=True)
-    await put_sale(redis, Sale(sku=sku, units=10**9))
+    await put_sale(redis, sale)
     batcher = RedisBatcher(redis, Breaker(1000, 0.1), timeout_s=5)
     scripts = Scripts()
     for source in scripts.source.values():
@@ -45,18 +47,26 @@ async def _client(redis_url: str, sku: str) -> AsyncIterator[tuple[AdmissionClie
         await redis.aclose()
 
 
-async def _redis_cpu(redis: aioredis.Redis) -> tuple[float, int, int]:
-    """(server CPU seconds, evalsha calls, evalsha µs) so far."""
+async def _redis_cpu(redis: aioredis.Redis) -> tuple[float, int, int, int]:
+    """(server CPU seconds, evalsha calls, evalsha µs, used memory bytes) so far."""
     cpu = await redis.info("cpu")
     stats = (await redis.info("commandstats")).get("cmdstat_evalsha", {"calls": 0, "usec": 0})
-    return float(cpu["used_cpu_user"]) + float(cpu["used_cpu_sys"]), int(stats["calls"]), int(stats["usec"])
+    memory = int((await redis.info("memory"))["used_memory"])
+    return float(cpu["used_cpu_user"]) + float(cpu["used_cpu_sys"]), int(stats["calls"]), int(stats["usec"]), memory
 
 
-@pytest.fixture
-def admission(redis_url: str, loop: asyncio.AbstractEventLoop) -> Iterator[tuple[AdmissionClient, aioredis.Redis, str]]:
+# "open": no rate limit, no cap; "limited": every order also runs GCRA and the per-user cap
+# (each buyer orders once, so every order still passes them).
+SALES: dict[str, dict[str, Any]] = {"open": {}, "limited": {"rate_per_s": 1.0, "burst": 2, "per_user_limit": 2}}
+
+
+@pytest.fixture(params=sorted(SALES))
+def admission(
+    request: pytest.FixtureRequest, redis_url: str, loop: asyncio.AbstractEventLoop
+) -> Iterator[tuple[AdmissionClient, aioredis.Redis, str]]:
     """An admission client, a plain client and a SKU on sale with (practically) endless stock."""
     sku = f"micro-{uuid.uuid4().hex[:8]}"
-    cm = _client(redis_url, sku)
+    cm = _client(redis_url, Sale(sku=sku, units=10**9, **SALES[request.param]))
     client, redis = loop.run_until_complete(cm.__aenter__())
     yield client, redis, sku
     loop.run_until_complete(cm.__aexit__(None, None, None))
@@ -91,3 +101,4 @@ def test_admit_batch(
     benchmark.extra_info["redis_cpu_us_per_admission"] = (after[0] - before[0]) / max(1, admitted) * 1e6
     benchmark.extra_info["evalsha_us_per_call"] = (after[2] - before[2]) / calls
     benchmark.extra_info["evalsha_us_per_admission"] = (after[2] - before[2]) / max(1, admitted)
+    benchmark.extra_info["redis_bytes_per_admission"] = (after[3] - before[3]) / max(1, admitted)

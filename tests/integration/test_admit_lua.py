@@ -7,6 +7,7 @@ import time
 import uuid
 
 import pytest
+import redis.asyncio as aioredis
 from redis.exceptions import OutOfMemoryError
 
 from flashgate import names, orderindex
@@ -21,6 +22,25 @@ from tests.stackctl import StackHandle
 
 def req(sku: str, user: str = "u1", key: str = "k1", qty: int = 1) -> AdmitRequest:
     return AdmitRequest(sku=sku, user=user, key=key, qty=qty)
+
+
+TTL_S = 60  # the idempotency TTL of tests.gatekit.admission_client
+
+
+async def redis_ms(r: aioredis.Redis) -> int:
+    seconds, micros = await r.time()
+    return (int(seconds) * 1_000_000 + int(micros)) // 1000
+
+
+async def stored(r: aioredis.Redis, sku: str, user: str = "u1", key: str = "k1") -> tuple[str | None, int]:
+    """The stored answer of (user, key) on `sku` and its hash's PTTL (ms), or (None, 0)."""
+    now_ms = await redis_ms(r)
+    for at_ms in (now_ms, now_ms - TTL_S * 1000):
+        bucket = names.idem_bucket(sku, TTL_S, at_ms)
+        value = await r.hget(bucket, names.idem_field(user, key))
+        if value is not None:
+            return str(value), int(await r.pttl(bucket))
+    return None, 0
 
 
 async def admit(client: AdmissionClient, r: AdmitRequest) -> tuple[Code, str]:
@@ -39,9 +59,13 @@ async def test_accept_takes_stock_and_parks_the_order_in_the_outbox(stack: Stack
         assert await r.hget(names.bought_key(name), "u1") == "2"
         entries: list[tuple[str, dict[str, str]]] = await r.xrange(names.outbox_key(name))  # type: ignore[assignment]
         assert [(sid, f["o"], f["q"]) for sid, f in entries] == [(a.stream_id, order_id, "2")]
-        assert 0 < await r.ttl(names.idem_key(name, "u1", "k1")) <= 60
-        stored = StoredAnswer.decode(str(await r.get(names.idem_key(name, "u1", "k1"))))
-        assert stored == StoredAnswer(request_fingerprint(name, 2), 0, order_id, a.accepted_at_us, a.stream_id)
+        value, pttl_ms = await stored(r, name)
+        # The answer's hash expires when its bucket stops being the previous one: TTL to 2 TTL after.
+        expires_ms = (a.accepted_at_us // 1000 // (TTL_S * 1000) + 2) * TTL_S * 1000
+        assert abs(await redis_ms(r) + pttl_ms - expires_ms) < 1000
+        assert StoredAnswer.decode(str(value)) == StoredAnswer(
+            request_fingerprint(name, 2), 0, order_id, a.accepted_at_us, a.stream_id
+        )
 
 
 async def test_replay_returns_the_stored_answer_and_takes_nothing(stack: StackHandle, name: str) -> None:
@@ -73,7 +97,8 @@ async def test_same_key_different_body_is_a_mismatch(stack: StackHandle, name: s
 async def test_unknown_sku_writes_nothing(stack: StackHandle, name: str) -> None:
     async with admission_client(stack) as (client, r):
         assert (await admit(client, req(name)))[0] is Code.UNKNOWN_SKU
-        assert await r.exists(names.idem_key(name, "u1", "k1"), names.outbox_key(name)) == 0
+        assert await stored(r, name) == (None, 0)
+        assert await r.exists(names.outbox_key(name)) == 0
 
 
 async def test_sale_not_started_is_not_stored_and_ended_is(stack: StackHandle, name: str) -> None:
@@ -83,7 +108,7 @@ async def test_sale_not_started_is_not_stored_and_ended_is(stack: StackHandle, n
         a = await client.admit(req(f"{name}a"))
         assert a.code is Code.NOT_STARTED
         assert 50_000 < a.wait_ms <= 60_000
-        assert await r.exists(names.idem_key(f"{name}a", "u1", "k1")) == 0
+        assert await stored(r, f"{name}a") == (None, 0)
         await put_sale(r, Sale(sku=f"{name}b", units=5, starts_at_ms=now_ms - 60_000, ends_at_ms=now_ms - 1))
         assert (await admit(client, req(f"{name}b")))[0] is Code.ENDED
         replay = await client.admit(req(f"{name}b"))
@@ -101,7 +126,7 @@ async def test_rate_limited_request_consumes_nothing(stack: StackHandle, name: s
         assert 0 < limited.wait_ms <= 2000
         assert await r.get(names.stock_key(name)) == "98"
         assert await r.hget(names.bought_key(name), "u1") == "2"
-        assert await r.exists(names.idem_key(name, "u1", "c")) == 0
+        assert await stored(r, name, key="c") == (None, 0)
         assert await r.xlen(names.outbox_key(name)) == 2
         # Another user has a bucket of their own.
         assert (await admit(client, req(name, user="u2", key="c")))[0] is Code.ACCEPTED
@@ -113,7 +138,7 @@ async def test_per_user_cap(stack: StackHandle, name: str) -> None:
         assert (await admit(client, req(name, key="a", qty=2)))[0] is Code.ACCEPTED
         capped = await client.admit(req(name, key="b"))
         assert (capped.code, capped.replayed) == (Code.USER_LIMIT, False)
-        refusal = await r.get(names.idem_key(name, "u1", "b"))
+        refusal, _ = await stored(r, name, key="b")
         assert StoredAnswer.decode(str(refusal)) == StoredAnswer(request_fingerprint(name, 1), 7)
         assert await r.get(names.stock_key(name)) == "98"
         assert (await client.admit(req(name, key="b"))).replayed
@@ -274,4 +299,51 @@ async def test_an_out_of_memory_redis_refuses_the_whole_call_before_it_writes(st
             await r.config_set("maxmemory", 0)
         assert await r.get(names.stock_key(name)) == "3"
         assert await r.xlen(names.outbox_key(name)) == 0
-        assert await r.exists(names.idem_key(name, "u1", "1")) == 0
+        assert await stored(r, name, key="1") == (None, 0)
+
+
+async def test_one_call_rate_limits_a_user_as_separate_calls_would(stack: StackHandle, name: str) -> None:
+    async with admission_client(stack) as (client, r):
+        await put_sale(r, Sale(sku=name, units=100, rate_per_s=0.5, burst=2))
+        reqs = [req(name, key=k) for k in "abc"] + [req(name, user="u2", key="a")]
+        got = await client.admit_batch(name, reqs, [str(new_order_id(sku_slot(name))) for _ in reqs])
+        assert [a.code for a in got] == [Code.ACCEPTED, Code.ACCEPTED, Code.RATE_LIMITED, Code.ACCEPTED]
+        assert 0 < got[2].wait_ms <= 2000
+        # The next call sees the state this one wrote.
+        assert (await admit(client, req(name, key="d")))[0] is Code.RATE_LIMITED
+
+
+def rate_bucket(sku: str, width_ms: int, now_ms: int) -> str:
+    """admit.lua's GCRA hash for a bucket width (its header) at `now_ms`."""
+    return f"{names.rate_prefix(sku)}:{width_ms}:{now_ms // width_ms}"
+
+
+async def early_in_buckets(r: aioredis.Redis, *widths_ms: int, margin_ms: int = 1500) -> int:
+    """Redis time (ms) at least `margin_ms` before the end of its bucket of every width (waits if need be)."""
+    while True:
+        now_ms = await redis_ms(r)
+        left = min(w - now_ms % w for w in widths_ms)
+        if left >= margin_ms:
+            return now_ms
+        await asyncio.sleep(left / 1000 + 0.01)
+
+
+async def test_the_previous_bucket_still_counts(stack: StackHandle, name: str) -> None:
+    """Answers and GCRA states written in the bucket before the current one are still read."""
+    async with admission_client(stack) as (client, r):
+        await put_sale(r, Sale(sku=name, units=100, rate_per_s=0.5, burst=2))  # interval 2 s: width 4096 ms
+        now_ms = await early_in_buckets(r, TTL_S * 1000, 4096)
+        earlier = StoredAnswer(request_fingerprint(name, 1), 8)
+        await r.hset(names.idem_bucket(name, TTL_S, now_ms - TTL_S * 1000), names.idem_field("u1", "old"),
+                     earlier.encode())  # fmt: skip
+        replay = await client.admit(req(name, key="old"))
+        assert (replay.code, replay.replayed) == (Code.SOLD_OUT, True)
+        # A state 10 s ahead of now: far past the burst, so u2 must wait.
+        await r.hset(rate_bucket(name, 4096, now_ms - 4096), "u2", str((now_ms + 10_000) * 1000))
+        limited = await client.admit(req(name, user="u2"))
+        assert limited.code is Code.RATE_LIMITED
+        assert 5_000 < limited.wait_ms <= 10_000
+        # Two buckets back is never read (a state written then is in the past by now).
+        await r.hset(rate_bucket(name, 4096, now_ms - 2 * 4096), "u3", str((now_ms + 10_000) * 1000))
+        assert (await admit(client, req(name, user="u3")))[0] is Code.ACCEPTED
+        assert await r.get(names.stock_key(name)) == "99"

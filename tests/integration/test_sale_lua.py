@@ -8,6 +8,7 @@ from flashgate.saleconfig import SaleConfig
 from gate.admission import AdmitRequest
 from tests.gatekit import admission_client
 from tests.stackctl import StackHandle
+from worker.reconcile.model import OrderRef
 from worker.reconcile.redis_state import SaleRedis
 
 CONFIG = SaleConfig(units=10, per_user_limit=3)
@@ -51,3 +52,22 @@ async def test_modes_refuse_a_sale_that_changed_shape(stack: StackHandle, name: 
         await sales.apply(name, rebuild=True, stock=5, cap=None, config=CONFIG, users={})
         assert (await sales.apply(name, rebuild=True, stock=9, cap=None, config=CONFIG, users={})).code == 2
         assert await r.get(names.stock_key(name)) == "5"
+
+
+async def test_restored_answers_replay_and_never_overwrite(stack: StackHandle, name: str) -> None:
+    """idem_restore.lua: missing answers of live orders come back where admit.lua reads them; others are left."""
+    async with admission_client(stack) as (client, r):
+        sales = SaleRedis(r)
+        await sales.apply(name, rebuild=True, stock=10, cap=10, config=CONFIG, users={})
+        kept = await client.admit(AdmitRequest(name, "amy", "k1", 1))  # an answer Redis still has
+        seconds, micros = await r.time()
+        now_us = int(seconds) * 1_000_000 + int(micros)
+        lost = OrderRef(str(new_order_id(sku_slot(name))), "bob", "k1", 2, now_us - 1_000_000)
+        expired = OrderRef(str(new_order_id(sku_slot(name))), "cy", "k1", 1, now_us - 61_000_000)
+        stale = OrderRef(str(new_order_id(sku_slot(name))), "amy", "k1", 1, now_us)  # same key as `kept`
+        assert await sales.restore_answers(name, [lost, expired, stale, lost], ttl_s=60, now_us=now_us) == 1
+        replay = await client.admit(AdmitRequest(name, "bob", "k1", 2))
+        assert (replay.order_id, replay.replayed, replay.pending) == (lost.order_id, True, False)
+        assert (await client.admit(AdmitRequest(name, "amy", "k1", 1))).order_id == kept.order_id
+        assert not (await client.admit(AdmitRequest(name, "cy", "k1", 1))).replayed
+        assert set(await sales.accepted_answers(name, ttl_s=60)) >= {kept.order_id, lost.order_id}

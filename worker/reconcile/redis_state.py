@@ -84,16 +84,14 @@ class SaleRedis:
 
     async def restore_answers(self, sku: str, orders: Sequence[OrderRef], *, ttl_s: int, now_us: int) -> int:
         """Put back stored answers of admitted orders younger than `ttl_s`; returns how many were missing."""
-        live = [(o, ttl_s - (now_us - o.accepted_at_us) // 1_000_000) for o in orders]
-        live = [(o, left) for o, left in live if left > 0]
+        live = [o for o in orders if now_us - o.accepted_at_us < ttl_s * 1_000_000]
         restored = 0
         for i in range(0, len(live), RESTORE_BATCH):
-            chunk = live[i : i + RESTORE_BATCH]
-            keys = [names.idem_key(sku, o.user_id, o.idempotency_key) for o, _ in chunk]
-            args = [
-                x for o, left in chunk for x in (request_fingerprint(sku, o.qty), o.order_id, o.accepted_at_us, left)
-            ]
-            restored += int(await self._restore(keys=keys, args=args))
+            args: list[Any] = [ttl_s]
+            for o in live[i : i + RESTORE_BATCH]:
+                field = names.idem_field(o.user_id, o.idempotency_key)
+                args += (field, request_fingerprint(sku, o.qty), o.order_id, o.accepted_at_us)
+            restored += int(await self._restore(keys=[names.idem_prefix(sku)], args=args))
         return restored
 
     async def order_sku(self, order_id: str) -> str | None:
@@ -105,16 +103,19 @@ class SaleRedis:
         value = await self._client.hget(orderindex.index_key(oid), order_id)
         return IndexEntry.decode(_text(value)).sku if value else None
 
-    async def accepted_answers(self, sku: str) -> dict[str, str]:
-        """Order ids of the accepted answers Redis still remembers for `sku` → idempotency key name."""
-        keys = [key async for key in self._client.scan_iter(match=names.idem_pattern(sku), count=1000)]
+    async def accepted_answers(self, sku: str, *, ttl_s: int) -> dict[str, str]:
+        """Order ids of the accepted answers Redis still remembers for `sku` → their answer field.
+
+        Reads the two answer hashes admit.lua reads (the bucket of Redis time now and the one
+        before, `names.idem_bucket`) with HSCAN, so a big sale does not block Redis; never a SCAN.
+        """
+        seconds, micros = await self._client.time()
+        now_ms = (int(seconds) * 1_000_000 + int(micros)) // 1000
         found: dict[str, str] = {}
-        for i in range(0, len(keys), RESTORE_BATCH):
-            answers = await self._client.mget(keys[i : i + RESTORE_BATCH])
-            for key, value in zip(keys[i : i + RESTORE_BATCH], answers, strict=True):
-                if value is None:
-                    continue
+        for at_ms in (now_ms - ttl_s * 1000, now_ms):
+            bucket = names.idem_bucket(sku, ttl_s, at_ms)
+            async for field, value in self._client.hscan_iter(bucket, count=1000):
                 answer = StoredAnswer.decode(_text(value))
                 if answer.code == 0 and answer.order_id:
-                    found[answer.order_id] = _text(key)
+                    found[answer.order_id] = _text(field)
         return found

@@ -181,7 +181,7 @@ async def verify(
                     by_sku[sku].add(order_id)
         else:
             for sku in by_sku:
-                by_sku[sku] = set(await redis.accepted_answers(sku))
+                by_sku[sku] = set(await redis.accepted_answers(sku, ttl_s=settings.idem_ttl_s))
         verdicts = [
             judge(diff(i), await record_facts(conn, i.product.sku), frozenset(by_sku[i.product.sku])) for i in inputs
         ]
