@@ -8,6 +8,7 @@ old consumers cannot read bumps `SCHEMA_VERSION`. Consumers reject versions they
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import Iterable
 from datetime import datetime
@@ -18,7 +19,21 @@ import msgspec
 SCHEMA_VERSION = 1
 SUPPORTED_VERSIONS = frozenset({1})
 
-Sku = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
+# The SKU rule, the one definition: the gate's order body, this event and `flashgate sale` check
+# it. SKUs become Redis hash tags and key names, so no braces, spaces or separators. `(?!\n)`:
+# Python's `$` also matches before a final newline (msgspec checks a pattern with `re.search`);
+# JSON Schema readers take it as the no-op it is for them.
+SKU_PATTERN = r"^[A-Za-z0-9._-]+$(?!\n)"
+SKU_MAX_LENGTH = 64
+Sku = Annotated[str, msgspec.Meta(min_length=1, max_length=SKU_MAX_LENGTH, pattern=SKU_PATTERN)]
+_sku_chars = re.compile(r"[A-Za-z0-9._-]{1,64}").fullmatch
+
+
+def is_sku(text: str) -> bool:
+    """True when `text` follows the SKU rule (`Sku`)."""
+    return _sku_chars(text) is not None
+
+
 UserId = Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
 IdempotencyKey = Annotated[str, msgspec.Meta(min_length=1, max_length=128, pattern=r"^[\x21-\x7e]+$")]
 Qty = Annotated[int, msgspec.Meta(ge=1, le=1000)]
@@ -76,7 +91,7 @@ class _OrderAcceptedUnkeyed(msgspec.Struct, frozen=True, forbid_unknown_fields=F
 
     schema_version: int
     order_id: uuid.UUID
-    sku: Sku
+    sku: str  # `is_sku` below: the same rule without msgspec's `re.search` call
     user_id: UserId
     qty: Qty
     idempotency_key: Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
@@ -109,7 +124,12 @@ def decode_many(payloads: Iterable[bytes]) -> list[OrderAccepted | EventDecodeEr
             except msgspec.MsgspecError:
                 pass  # poison: `decode` below names it
             else:
-                if " " not in e.idempotency_key and e.schema_version in SUPPORTED_VERSIONS and e.accepted_at.tzinfo:
+                if (
+                    " " not in e.idempotency_key
+                    and is_sku(e.sku)
+                    and e.schema_version in SUPPORTED_VERSIONS
+                    and e.accepted_at.tzinfo
+                ):
                     out.append(
                         OrderAccepted(
                             e.schema_version, e.order_id, e.sku, e.user_id, e.qty, e.idempotency_key, e.accepted_at

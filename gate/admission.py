@@ -11,6 +11,7 @@ from typing import Any
 
 from flashgate import names, orderindex
 from flashgate.fingerprint import request_fingerprint
+from flashgate.outbox import OutboxEntry
 from gate.redis_batch import RedisBatcher
 from gate.scripts import Scripts
 
@@ -59,18 +60,6 @@ class Admission:
 
 
 @dataclass(frozen=True, slots=True)
-class OutboxEntry:
-    """One outbox stream entry: an admitted order not yet known to be in Kafka."""
-
-    stream_id: str
-    order_id: str
-    user: str
-    qty: int
-    key: str
-    accepted_at_us: int
-
-
-@dataclass(frozen=True, slots=True)
 class IndexedOrder:
     """What Redis remembers of an admitted order for the status endpoint."""
 
@@ -104,11 +93,6 @@ def _admission(code: Code, order_id: str, a: Any, b: Any, c: Any, d: Any) -> Adm
     if code is Code.SOLD_OUT:
         return Admission(code, stock_left=int(a), buyers=int(b))
     return Admission(code)
-
-
-def parse_entry(stream_id: str, fields: Sequence[str]) -> OutboxEntry:
-    f = dict(zip(fields[::2], fields[1::2], strict=True))
-    return OutboxEntry(stream_id, f["o"], f["u"], int(f["q"]), f["k"], int(f["t"]))
 
 
 class AdmissionClient:
@@ -187,7 +171,7 @@ class AdmissionClient:
         entries = []
         for sid, fields in raw[1]:
             try:
-                entries.append(parse_entry(sid, fields))
+                entries.append(OutboxEntry.decode(sid, fields))
             except (KeyError, ValueError):
                 log.error("outbox:{%s} entry %s is malformed, left in place: %r", sku, sid, fields)
         return str(raw[0]), entries

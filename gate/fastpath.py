@@ -18,12 +18,12 @@ import logging
 import re
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
-from typing import Annotated, Any
+from typing import Any
 
 import msgspec
 from litestar.handlers import ASGIRouteHandler, asgi
 
-from flashgate.events import Qty
+from flashgate.events import Qty, Sku
 from gate.admission import AdmitRequest
 from gate.answers import PROBLEM_JSON, Answer, error_answer, problem
 from gate.errors import BadRequest, BodyTimeout, BodyTooLarge, GateError, Overloaded
@@ -43,7 +43,7 @@ _PROBLEM = [(b"content-type", PROBLEM_JSON.encode())]
 class OrderBody(msgspec.Struct, forbid_unknown_fields=True):
     """`POST /v1/orders` body. SKUs are restricted to characters that keep Redis hash tags sound."""
 
-    sku: Annotated[str, msgspec.Meta(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._-]+$")]
+    sku: Sku
     qty: Qty
 
 

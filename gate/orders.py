@@ -33,7 +33,8 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from flashgate import orderindex
-from gate.admission import Admission, AdmissionClient, AdmitRequest, Code, OutboxEntry
+from flashgate.outbox import OutboxEntry
+from gate.admission import Admission, AdmissionClient, AdmitRequest, Code
 from gate.answers import Answer, order_answer, status_answer
 from gate.errors import HandoffError, NotFound
 from gate.handoff import Handoff

@@ -8,7 +8,8 @@ import uuid
 from datetime import UTC, datetime
 
 from flashgate.events import SCHEMA_VERSION, OrderAccepted
-from gate.admission import AdmissionClient, OutboxEntry
+from flashgate.outbox import OutboxEntry
+from gate.admission import AdmissionClient
 
 log = logging.getLogger(__name__)
 

@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from flashgate.fingerprint import DEFAULT_IDEM_TTL_S
 from flashgate.names import ORDERS_TOPIC
 
 COMPRESSIONS = ("none", "gzip", "snappy", "lz4", "zstd")
@@ -16,6 +17,7 @@ _INT_SUFFIXES = ("_ms", "_s", "_bytes", "_failures", "inflight", "_batch", "_max
 _NO_MAX = 2**63
 # Bounds of the numeric settings that have them (inclusive).
 _RANGES: dict[str, tuple[int, int]] = {
+    "idem_ttl_s": (1, _NO_MAX),
     "redis_timeout_ms": (50, 1000),
     "db_timeout_ms": (1, _NO_MAX),
     "db_pool_max": (1, _NO_MAX),
@@ -60,7 +62,7 @@ class GateSettings:
     database_url: str | None = None  # optional: `GET /v1/orders/{id}` reports `persisted` from PostgreSQL
     topic: str = ORDERS_TOPIC
     delivery_budget_ms: int = 2000  # wait this long for Kafka before answering `queued`
-    idem_ttl_s: int = 86_400
+    idem_ttl_s: int = DEFAULT_IDEM_TTL_S
     redis_timeout_ms: int = 250  # per pipeline; a busy event loop eats into it too
     breaker_failures: int = 3
     breaker_cooldown_ms: int = 500

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from flashgate.events import is_sku
+
 
 class SaleError(Exception):
     """A sale command that cannot be carried out; the message is the one line the CLI prints."""
@@ -20,9 +22,9 @@ def parse_time(text: str, option: str) -> datetime:
 
 
 def check_sku(sku: str) -> str:
-    """SKUs become Redis hash tags, so braces and whitespace are refused."""
-    if not 1 <= len(sku) <= 64 or any(c in "{}" or c.isspace() or not c.isprintable() for c in sku):
-        raise SaleError(f"bad SKU {sku!r}: 1–64 printable characters, no spaces or braces")
+    """The SKU rule of the order body and the event (`flashgate.events.Sku`), or SaleError."""
+    if not is_sku(sku):
+        raise SaleError(f"bad SKU {sku!r}: 1–64 characters of A–Z, a–z, 0–9, '.', '_' and '-'")
     return sku
 
 

@@ -13,6 +13,7 @@ from redis.exceptions import OutOfMemoryError
 from flashgate import names, orderindex
 from flashgate.fingerprint import StoredAnswer, request_fingerprint
 from flashgate.orderindex import new_order_id, sku_slot
+from flashgate.outbox import OutboxEntry
 from gate.admission import AdmissionClient, AdmitRequest, Code
 from gate.errors import RedisUnavailable
 from gate.sales import Sale, put_sale
@@ -57,8 +58,13 @@ async def test_accept_takes_stock_and_parks_the_order_in_the_outbox(stack: Stack
         assert abs(a.accepted_at_us / 1e6 - time.time()) < 5
         assert await r.get(names.stock_key(name)) == "3"
         assert await r.hget(names.bought_key(name), "u1") == "2"
+        # What admit.lua wrote reads back with the one definition of each format (flashgate/).
         entries: list[tuple[str, dict[str, str]]] = await r.xrange(names.outbox_key(name))  # type: ignore[assignment]
-        assert [(sid, f["o"], f["q"]) for sid, f in entries] == [(a.stream_id, order_id, "2")]
+        [(sid, fields)] = entries
+        flat = [x for kv in fields.items() for x in kv]
+        assert OutboxEntry.decode(sid, flat) == OutboxEntry(a.stream_id, order_id, "u1", 2, "k1", a.accepted_at_us)
+        index = await r.hget(orderindex.index_key(uuid.UUID(order_id)), order_id)
+        assert orderindex.IndexEntry.decode(str(index)) == orderindex.IndexEntry(name, "u1", 2, a.stream_id)
         value, pttl_ms = await stored(r, name)
         # The answer's hash expires when its bucket stops being the previous one: TTL to 2 TTL after.
         expires_ms = (a.accepted_at_us // 1000 // (TTL_S * 1000) + 2) * TTL_S * 1000

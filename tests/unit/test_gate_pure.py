@@ -20,7 +20,8 @@ from flashgate.orderindex import (
     slot_tag,
     text_slot,
 )
-from gate.admission import Admission, Code, IndexedOrder, parse_admit, parse_entry
+from flashgate.outbox import OutboxEntry
+from gate.admission import Admission, Code, IndexedOrder, parse_admit
 from gate.answers import status_answer
 from gate.breaker import Breaker
 from gate.errors import NotFound
@@ -79,9 +80,14 @@ def test_parse_admit_every_code() -> None:
         parse_admit([0, 5, "1-0", 3, 0], ["o1", "o2"])
 
 
-def test_parse_entry() -> None:
-    e = parse_entry("1-0", ["o", "id", "u", "user", "q", "2", "k", "key", "t", "17"])
-    assert (e.stream_id, e.order_id, e.user, e.qty, e.key, e.accepted_at_us) == ("1-0", "id", "user", 2, "key", 17)
+def test_outbox_entry_round_trip() -> None:
+    e = OutboxEntry.decode("1-0", ["o", "id", "u", "user", "q", "2", "k", "key", "t", "17"])
+    assert e == OutboxEntry("1-0", "id", "user", 2, "key", 17)
+    assert OutboxEntry.decode(b"1-0", [x.encode() for kv in e.fields().items() for x in kv]) == e
+    with pytest.raises(KeyError):
+        OutboxEntry.decode("1-0", ["o", "only-an-id"])
+    with pytest.raises(ValueError, match="odd"):
+        OutboxEntry.decode("1-0", ["o"])
 
 
 def test_order_ids_are_uuid7_that_carry_the_sku_slot() -> None:
@@ -132,6 +138,7 @@ def test_settings_from_env_defaults_and_overrides() -> None:
         ({"FLASHGATE_MAX_INFLIGHT": "x"}, "integer"),
         ({"FLASHGATE_DB_TIMEOUT_MS": "0"}, "DB_TIMEOUT"),
         ({"FLASHGATE_KAFKA_COMPRESSION": "brotli"}, "KAFKA_COMPRESSION must be one of none"),
+        ({"FLASHGATE_IDEM_TTL_S": "0"}, "FLASHGATE_IDEM_TTL_S must be at least 1"),
     ],
 )
 def test_settings_refuse_what_cannot_work(env: dict[str, str], match: str) -> None:

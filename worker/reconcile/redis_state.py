@@ -12,6 +12,7 @@ import redis.asyncio as aioredis
 from flashgate import names, orderindex
 from flashgate.fingerprint import StoredAnswer, request_fingerprint
 from flashgate.orderindex import IndexEntry
+from flashgate.outbox import OutboxEntry
 from flashgate.saleconfig import SaleConfig
 from worker.reconcile.model import OrderRef, RedisSnapshot
 
@@ -27,8 +28,8 @@ def _pairs(flat: Sequence[Any]) -> dict[str, str]:
 
 
 def _outbox_entry(entry: Sequence[Any]) -> OrderRef:
-    f = _pairs(entry[1])
-    return OrderRef(f["o"], f["u"], f["k"], int(f["q"]), int(f["t"]))
+    e = OutboxEntry.decode(entry[0], entry[1])
+    return OrderRef(e.order_id, e.user, e.key, e.qty, e.accepted_at_us)
 
 
 @dataclass(frozen=True, slots=True)

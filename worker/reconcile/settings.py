@@ -6,6 +6,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from flashgate.fingerprint import DEFAULT_IDEM_TTL_S
 from flashgate.names import ORDERS_TOPIC, WRITERS_GROUP
 from worker.errors import ConfigError
 
@@ -20,7 +21,7 @@ class ReconcileSettings:
     kafka_bootstrap: str
     topic: str = ORDERS_TOPIC
     group: str = WRITERS_GROUP
-    idem_ttl_s: int = 86_400
+    idem_ttl_s: int = DEFAULT_IDEM_TTL_S
     backlog_timeout_s: float = 60.0
 
     @classmethod
@@ -29,11 +30,13 @@ class ReconcileSettings:
         missing = [v for v in ("REDIS_URL", "DATABASE_URL", "KAFKA_BOOTSTRAP") if not e.get(v)]
         if missing:
             raise ConfigError(f'{", ".join(missing)} not set (hint: eval "$(flashgate stack env)")')
-        raw_ttl = e.get("FLASHGATE_IDEM_TTL_S", "86400")
+        raw_ttl = e.get("FLASHGATE_IDEM_TTL_S", str(DEFAULT_IDEM_TTL_S))
         try:
             ttl = int(raw_ttl)
         except ValueError as err:
             raise ConfigError(f"FLASHGATE_IDEM_TTL_S must be an integer, not {raw_ttl!r}") from err
+        if ttl < 1:
+            raise ConfigError(f"FLASHGATE_IDEM_TTL_S must be at least 1, not {ttl}")
         return cls(
             redis_url=e["REDIS_URL"],
             database_url=e["DATABASE_URL"],
