@@ -6,7 +6,8 @@ stored answer, index), on an open sale and on one with a rate limit and a per-us
 (`SALES`). Redis CPU is read from `INFO cpu` (used_cpu_user + used_cpu_sys, the whole server,
 so keep the box otherwise quiet), `INFO commandstats` (evalsha µs/call) and `INFO memory`
 around the benchmark; `extra_info` holds admissions_per_s, redis_cpu_us_per_admission,
-evalsha_us_per_call, evalsha_us_per_admission and redis_bytes_per_admission.
+evalsha_us_per_call, evalsha_us_per_admission, redis_bytes_per_admission and
+script_commands_per_admission (Redis commands run inside admit.lua).
 Run (stack up, `eval "$(flashgate stack env)"`):
 
     .venv/bin/pytest bench/micro/test_admission.py -p benchmark --benchmark-columns=median,ops,rounds
@@ -47,12 +48,16 @@ async def _client(redis_url: str, sale: Sale) -> AsyncIterator[tuple[AdmissionCl
         await redis.aclose()
 
 
-async def _redis_cpu(redis: aioredis.Redis) -> tuple[float, int, int, int]:
-    """(server CPU seconds, evalsha calls, evalsha µs, used memory bytes) so far."""
+async def _redis_cpu(redis: aioredis.Redis) -> tuple[float, int, int, int, int]:
+    """(server CPU seconds, evalsha calls, evalsha µs, used memory bytes, commands run inside scripts) so far."""
     cpu = await redis.info("cpu")
-    stats = (await redis.info("commandstats")).get("cmdstat_evalsha", {"calls": 0, "usec": 0})
+    commands = await redis.info("commandstats")
+    stats = commands.get("cmdstat_evalsha", {"calls": 0, "usec": 0})
+    # What the server counted, minus the calls from outside (clients' commands, and these INFOs).
+    inner = sum(int(v["calls"]) for k, v in commands.items() if k not in ("cmdstat_evalsha", "cmdstat_info"))
     memory = int((await redis.info("memory"))["used_memory"])
-    return float(cpu["used_cpu_user"]) + float(cpu["used_cpu_sys"]), int(stats["calls"]), int(stats["usec"]), memory
+    cpu_s = float(cpu["used_cpu_user"]) + float(cpu["used_cpu_sys"])
+    return cpu_s, int(stats["calls"]), int(stats["usec"]), memory, inner
 
 
 # "open": no rate limit, no cap; "limited": every order also runs GCRA and the per-user cap
@@ -102,3 +107,4 @@ def test_admit_batch(
     benchmark.extra_info["evalsha_us_per_call"] = (after[2] - before[2]) / calls
     benchmark.extra_info["evalsha_us_per_admission"] = (after[2] - before[2]) / max(1, admitted)
     benchmark.extra_info["redis_bytes_per_admission"] = (after[3] - before[3]) / max(1, admitted)
+    benchmark.extra_info["script_commands_per_admission"] = (after[4] - before[4]) / max(1, admitted)
