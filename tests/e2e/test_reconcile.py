@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from pathlib import Path
 
 from flashgate import names
@@ -116,6 +117,17 @@ async def test_manual_drift_is_detected_and_repaired(stack: StackHandle, name: s
     stock, bought = await redis_state(stack, name)
     assert (stock, bought) == (15, {"alice": "5"})
     assert (await reconcile_json(stack, topics, "--sku", name))[0] == 0
+    # The group's options reach `verify`: it checks this SKU only, however the command is typed.
+    for args in (
+        ("--sku", name, "verify", "--json"),
+        ("--sku", name, "--json", "verify"),
+        ("verify", "--sku", name, "--json"),
+    ):
+        done = oncall(stack, "reconcile", *args, topics=topics)
+        assert [v["sku"] for v in json.loads(done.stdout)["skus"]] == [name], (args, done.stderr)
+    refused = oncall(stack, "reconcile", "--apply", "verify", topics=topics)
+    assert (refused.returncode, refused.stdout) == (2, "")
+    assert "--apply repairs; it does not go with `verify`" in refused.stderr
 
 
 async def test_a_backlog_in_kafka_and_the_outbox_is_not_drift(stack: StackHandle, name: str) -> None:

@@ -63,6 +63,10 @@ def _settings() -> ReconcileSettings:
 def reconcile_group(ctx: click.Context, skus: tuple[str, ...], do_apply: bool, as_json_output: bool) -> None:
     """Compare Redis with PostgreSQL + Kafka backlog + outbox per SKU; --apply repairs. Dry run by default."""
     if ctx.invoked_subcommand is not None:
+        # `reconcile --sku S --json verify` means what `reconcile verify --sku S --json` does.
+        if do_apply:
+            raise click.UsageError(f"--apply repairs; it does not go with `{ctx.invoked_subcommand}`")
+        ctx.meta["reconcile.skus"], ctx.meta["reconcile.json"] = skus, as_json_output
         return
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s %(message)s")
     outcome = _run(reconcile(_settings(), list(skus) or None, apply=do_apply))
@@ -77,8 +81,11 @@ def reconcile_group(ctx: click.Context, skus: tuple[str, ...], do_apply: bool, a
 @click.option("--sku", "skus", multiple=True, help="Only this SKU (repeatable); default every SKU.")
 @click.option("--accepted", type=click.File("r"), help="Order ids a client got 202 for, one per line ('-' = stdin).")
 @click.option("--json", "as_json_output", is_flag=True, help="Machine-readable output.")
-def verify_command(skus: tuple[str, ...], accepted: TextIO | None, as_json_output: bool) -> None:
+@click.pass_context
+def verify_command(ctx: click.Context, skus: tuple[str, ...], accepted: TextIO | None, as_json_output: bool) -> None:
     """Check invariants I1–I4 on a drained pipeline: one line per SKU; exit 1 on any violation."""
+    skus = (*ctx.meta.get("reconcile.skus", ()), *skus)
+    as_json_output = as_json_output or ctx.meta.get("reconcile.json", False)
     try:
         ids = parse_order_ids(accepted) if accepted is not None else None
     except ReconcileError as e:
