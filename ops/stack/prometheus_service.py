@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import os
 import urllib.error
 import urllib.request
 
 import yaml
 
 from ops.stack import process
-from ops.stack.prometheus_config import SOURCE_DIR, render_config, render_rules
+from ops.stack.prometheus_config import SOURCE_DIR, render_config, render_rules, runbook_base_url
 from ops.stack.service import Service, require_binary
 
 
@@ -71,7 +72,9 @@ class PrometheusService(Service):
             rules_path=str(rules_path),
         )
         rules = render_rules(
-            yaml.safe_load((SOURCE_DIR / "alerts.yml").read_text()), alert_for_s=s.prometheus_alert_for_s
+            yaml.safe_load((SOURCE_DIR / "alerts.yml").read_text()),
+            alert_for_s=s.prometheus_alert_for_s,
+            runbook_base=runbook_base_url(os.environ),
         )
         changed = False
         for path, doc in ((self.home / "prometheus.yml", config), (rules_path, rules)):

@@ -19,6 +19,7 @@ import httpx
 import pytest
 
 from gate.sales import Sale, put_sale
+from ops.stack.prometheus_config import runbook_base_url
 from tests.e2e.test_gate_serve import free_port
 from tests.gatekit import redis_client
 from tests.pipeline import Topics, WorkerProcess, add_product, create_topics, start_worker, wait_persisted
@@ -187,7 +188,7 @@ async def test_stopped_worker_fires_the_lag_alert_through_prometheus(
         "topic": procs.topics.orders,
         "severity": "warning",
     }
-    assert alert["annotations"]["runbook_url"] == "README.md#consumerlaghigh"
+    assert alert["annotations"]["runbook_url"] == f"{runbook_base_url(os.environ)}README.md#consumerlaghigh"
     assert float(alert["value"]) == more
     assert (
         alert["annotations"]["summary"]

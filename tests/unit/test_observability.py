@@ -15,7 +15,7 @@ from ops.monitor.metrics import MonitorMetrics
 from ops.monitor.outbox import entry_age_s
 from ops.monitor.settings import MonitorSettings
 from ops.stack.errors import StackConfigError
-from ops.stack.prometheus_config import SOURCE_DIR, render_config, render_rules
+from ops.stack.prometheus_config import RUNBOOK_BASE_ENV, SOURCE_DIR, render_config, render_rules, runbook_base_url
 from ops.stack.settings import resolve
 
 PORTS = {"gate_port": 1, "worker_metrics_port": 2, "monitor_port": 3}
@@ -60,6 +60,26 @@ def test_rendered_rules_change_only_the_for_durations() -> None:
     assert all(
         {k: v for k, v in a.items() if k != "for"} == {k: v for k, v in b.items() if k != "for"} for a, b in pairs
     )
+
+
+def test_rendered_rules_make_runbook_links_absolute() -> None:
+    base = runbook_base_url({RUNBOOK_BASE_ENV: "https://git.example.com/flashgate/blob/main"})
+    assert base == "https://git.example.com/flashgate/blob/main/"
+    rules = render_rules(source("alerts.yml"), alert_for_s=0, runbook_base=base)
+    links = [r["annotations"]["runbook_url"] for g in rules["groups"] for r in g["rules"]]
+    assert links
+    assert all(link.startswith(f"{base}README.md#") for link in links)
+    assert render_rules(rules, alert_for_s=0, runbook_base=base) == rules  # absolute links stay as they are
+    # By default, this checkout's README: a link that opens on this machine.
+    local = runbook_base_url({})
+    assert local.startswith("file:///")
+    assert Path(local.removeprefix("file://").rstrip("/"), "README.md").is_file()
+
+
+@pytest.mark.parametrize("bad", ["README.md", "ftp://x/", "https://", "git.example.com/flashgate"])
+def test_a_runbook_base_that_is_not_a_url_is_refused(bad: str) -> None:
+    with pytest.raises(StackConfigError, match=f"{RUNBOOK_BASE_ENV} must be an http\\(s\\) or file URL"):
+        runbook_base_url({RUNBOOK_BASE_ENV: bad})
 
 
 def test_prometheus_settings_are_saved_and_validated(tmp_path: Path) -> None:
