@@ -119,6 +119,30 @@ def test_help_works_without_any_url(command: str) -> None:
     assert "[env var: REDIS_URL]" in done.stdout
 
 
+@pytest.mark.parametrize(
+    ("words", "expected"),
+    [
+        ("flashgate sa", {"sale"}),
+        ("flashgate sale cr", {"create"}),
+        ("flashgate sale create --st", {"--stock", "--starts-at"}),
+    ],
+)
+def test_shell_completion_offers_commands_and_options(words: str, expected: set[str]) -> None:
+    """What the README's `eval "$(_FLASHGATE_COMPLETE=bash_source flashgate)"` line asks for on each Tab."""
+    env = {**bare_env(), "COMP_WORDS": words, "COMP_CWORD": str(len(words.split()) - 1),
+           "_FLASHGATE_COMPLETE": "bash_complete"}  # fmt: skip
+    done = subprocess.run([FLASHGATE], capture_output=True, text=True, env=env, check=False)
+    assert done.returncode == 0, done.stderr
+    offered = {line.split(",", 1)[1] for line in done.stdout.splitlines()}
+    assert offered == expected
+
+
+def test_a_sku_orders_could_not_use_is_refused(stack: StackHandle) -> None:
+    """One SKU rule (flashgate.events.Sku): `a:b` used to be created, then every order for it got 400."""
+    code, out = create(stack, "a:b", "--stock", "5")
+    assert (code, out.strip()) == (1, "Error: bad SKU 'a:b': 1–64 characters of A–Z, a–z, 0–9, '.', '_' and '-'")
+
+
 def test_version() -> None:
     done = subprocess.run([FLASHGATE, "--version"], capture_output=True, text=True, check=False)
     assert (done.returncode, done.stdout.strip()) == (0, f"flashgate {version('flashgate')}")
