@@ -70,7 +70,30 @@ class OrderBody(msgspec.Struct, forbid_unknown_fields=True):
     qty: Qty
 
 
+class _NumberQty(msgspec.Struct, forbid_unknown_fields=True):
+    sku: str
+    qty: float
+
+
 _decode_body = msgspec.json.Decoder(OrderBody).decode
+_decode_number_qty = msgspec.json.Decoder(_NumberQty).decode
+
+
+def _integral_qty(body: bytes) -> OrderBody | None:
+    """A body whose qty is written as a number with no fraction (`2.0`, `2e0`): JSON Schema's integer 2.
+
+    Tried only after the strict decoder refused the body; None if that was not the reason.
+    """
+    try:
+        loose = _decode_number_qty(body)
+    except (msgspec.DecodeError, UnicodeDecodeError):
+        return None
+    if not loose.qty.is_integer() or not 1 <= loose.qty <= 1000:
+        return None
+    try:
+        return msgspec.convert({"sku": loose.sku, "qty": int(loose.qty)}, OrderBody)
+    except msgspec.ValidationError:
+        return None
 
 
 def parse_order(body: bytes, key: str | None) -> OrderBody:
@@ -78,7 +101,10 @@ def parse_order(body: bytes, key: str | None) -> OrderBody:
     try:
         order = _decode_body(body)
     except msgspec.ValidationError as e:
-        raise BadRequest(str(e), code="invalid_fields") from e
+        order_or_none = _integral_qty(body)
+        if order_or_none is None:
+            raise BadRequest(str(e), code="invalid_fields") from e
+        order = order_or_none
     except (msgspec.DecodeError, UnicodeDecodeError) as e:
         raise BadRequest(f"body is not JSON: {e}", code="malformed_json") from e
     if key is None:
