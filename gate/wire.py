@@ -71,21 +71,29 @@ class Wire:
     def headers(self, answer: Answer, rid: bytes) -> list[Header]:
         """Every header but content-type and content-length (the Litestar routes let Litestar add those)."""
         headers = [(_REQUEST_ID, rid)]
+        self._add_headers(answer, headers)
+        return headers
+
+    def raw(self, answer: Answer, rid: bytes) -> tuple[list[Header], bytes]:
+        """Complete ASGI headers and body (the fast route): one list, nothing else per 202."""
+        body = self.body(answer, rid)
+        headers = [
+            _PROBLEM if answer.status >= 400 else _JSON,
+            (b"content-length", b"%d" % len(body)),
+            (_REQUEST_ID, rid),
+        ]
+        self._add_headers(answer, headers)
+        return headers, body
+
+    def _add_headers(self, answer: Answer, headers: list[Header]) -> None:
         if answer.retry_after_s is not None:
             headers.append((b"retry-after", self._retry_after(answer)))
         if answer.replayed:
             headers.append(_REPLAYED)
         if answer.status == 401:
             headers.append(_BEARER)
-        headers.extend(answer.headers)
-        return headers
-
-    def raw(self, answer: Answer, rid: bytes) -> tuple[list[Header], bytes]:
-        """Complete ASGI headers and body (the fast route)."""
-        body = self.body(answer, rid)
-        headers = [_PROBLEM if answer.status >= 400 else _JSON, (b"content-length", b"%d" % len(body))]
-        headers += self.headers(answer, rid)
-        return headers, body
+        if answer.headers:
+            headers.extend(answer.headers)
 
     def _retry_after(self, answer: Answer) -> bytes:
         if answer.status == 503:
