@@ -16,6 +16,7 @@ import asyncio
 import os
 import re
 import signal
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -70,8 +71,7 @@ async def test_schemathesis_against_the_served_gate(stack: StackHandle, name: st
             "FLASHGATE_ST_TOKENS": ",".join(tokens),
         }
         max_time_s = os.environ.get("SCHEMATHESIS_MAX_TIME_S", str(MAX_TIME_S))
-        # cwd: schemathesis keeps a cache folder where it runs.
-        proc = await asyncio.create_subprocess_exec(
+        command = [
             str(ST),
             "--no-color",
             "--config-file",
@@ -90,13 +90,20 @@ async def test_schemathesis_against_the_served_gate(stack: StackHandle, name: st
             str(SEED),
             "--workers",
             "2",
+        ]
+        # A thread, not an asyncio subprocess: its transport could be collected after the test's
+        # loop closed. cwd: schemathesis keeps a cache folder where it runs.
+        proc = await asyncio.to_thread(
+            subprocess.run,
+            command,
             env=st_env,
             cwd=tmp_path,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.STDOUT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            timeout=float(max_time_s) + 60,
+            check=False,
         )
-        out, _ = await asyncio.wait_for(proc.communicate(), timeout=float(max_time_s) + 60)
-        report = out.decode(errors="replace")
+        report = proc.stdout.decode(errors="replace")
         assert proc.returncode == 0, report[-6000:]
         assert re.search(r"Operations:\s+6 selected / 6 total", report), report[-3000:]
         async with httpx.AsyncClient(base_url=base) as client:
