@@ -1,15 +1,19 @@
-"""Admission outcomes → HTTP answers (status, JSON body, Retry-After): pure, no I/O."""
+"""Admission outcomes → HTTP answers (status, JSON body, Retry-After): pure, no I/O.
+
+Problem bodies here carry `title`, `status`, `code` (and `detail`); `type` and `instance` are
+added where the answer is rendered (gate/wire.py), since they depend on settings and the request.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from gate.admission import Admission, AdmitRequest, Code, IndexedOrder
 from gate.errors import GateError, NotFound
 from gate.records import PersistedOrder
 
-PROBLEM_TYPE = "urn:flashgate:problem:"
 PROBLEM_JSON = "application/problem+json"
 
 # Code → (HTTP status, stable problem code, title)
@@ -33,6 +37,7 @@ class Answer:
     code: str
     retry_after_s: int | None = None
     replayed: bool = False
+    headers: tuple[tuple[bytes, bytes], ...] = ()  # more response headers, lower-case names (RateLimit, Allow)
 
     @property
     def media_type(self) -> str:
@@ -40,8 +45,8 @@ class Answer:
 
 
 def problem(status: int, code: str, title: str, detail: str | None = None) -> dict[str, Any]:
-    """An RFC 9457 problem document with our stable `code` beside `type`."""
-    body: dict[str, Any] = {"type": PROBLEM_TYPE + code, "title": title, "status": status, "code": code}
+    """An RFC 9457 problem document with our stable `code`, less `type` and `instance` (gate/wire.py)."""
+    body: dict[str, Any] = {"title": title, "status": status, "code": code}
     if detail and detail != title:
         body["detail"] = detail
     return body
@@ -51,18 +56,28 @@ def error_answer(e: GateError) -> Answer:
     return Answer(e.status, problem(e.status, e.code, e.title, e.detail), e.code, e.retry_after_s)
 
 
-def order_answer(adm: Admission, req: AdmitRequest, *, delivered: bool = False) -> Answer:
-    """The answer for an admission (fresh or replayed). `delivered`: Kafka acked it within the budget."""
+def order_answer(adm: Admission, req: AdmitRequest, *, delivered: bool = False, now_ms: int | None = None) -> Answer:
+    """The answer for an admission (fresh or replayed). `delivered`: Kafka acked it within the budget.
+
+    `sale_not_started` says when the sale opens: `starts_in_ms` (the store's clock, as admit.lua
+    judged it), `starts_at` (that added to `now_ms`, Unix ms, when given) and Retry-After.
+    """
     if adm.code is Code.ACCEPTED:
         queued = adm.pending if adm.replayed else not delivered
         status = "queued" if queued else "accepted"
         body = {"order_id": adm.order_id, "sku": req.sku, "qty": req.qty, "status": status}
         return Answer(202, body, status, replayed=adm.replayed)
     http_status, code, title = PROBLEMS[adm.code]
+    body = problem(http_status, code, title)
     retry_after = None
-    if adm.code is Code.RATE_LIMITED:
+    if adm.code in (Code.RATE_LIMITED, Code.NOT_STARTED):
         retry_after = max(1, -(-adm.wait_ms // 1000))
-    return Answer(http_status, problem(http_status, code, title), code, retry_after, replayed=adm.replayed)
+    if adm.code is Code.NOT_STARTED:
+        body["starts_in_ms"] = adm.wait_ms
+        if now_ms is not None:
+            opens = datetime.fromtimestamp((now_ms + adm.wait_ms) / 1000, UTC)
+            body["starts_at"] = opens.isoformat(timespec="milliseconds")
+    return Answer(http_status, body, code, retry_after, replayed=adm.replayed)
 
 
 def status_answer(order_id: str, user: str, row: PersistedOrder | None, indexed: IndexedOrder | None) -> Answer:

@@ -9,36 +9,39 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from pathlib import Path
 from typing import Any
 
-import msgspec
 from litestar import Litestar, Request, Response, get
 from litestar.datastructures import State
 from litestar.exceptions import HTTPException
+from litestar.openapi import OpenAPIConfig
+from litestar.openapi.plugins import ScalarRenderPlugin
+from litestar.types import Message
+from litestar.types import Scope as LitestarScope
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from gate.answers import PROBLEM_JSON, Answer, error_answer, problem
+from gate import openapi
+from gate.answers import Answer, error_answer, problem
 from gate.core import Gate
 from gate.errors import GateError
-from gate.fastpath import ASGIApp, Receive, Scope, Send, order_handler, order_route
+from gate.fastpath import OrderHandler, Receive, Scope, Send, order_handler
 from gate.settings import GateSettings
+from gate.wire import REQUEST_ID, Wire
 
 log = logging.getLogger(__name__)
 
 HTTP_CODES = {400: "bad_request", 404: "not_found", 405: "method_not_allowed", 413: "body_too_large"}
-_encode = msgspec.json.Encoder().encode
+PROBLEMS_PAGE = Path(__file__).resolve().parent.parent / "docs" / "problems.md"
+_REQUEST_ID = REQUEST_ID.encode()
 
 
-def respond(answer: Answer) -> Response[bytes]:
-    """An Answer as a Litestar Response (the routes other than POST /v1/orders)."""
-    headers: dict[str, str] = {}
-    if answer.retry_after_s is not None:
-        headers["Retry-After"] = str(answer.retry_after_s)
-    if answer.replayed:
-        headers["Idempotent-Replayed"] = "true"
-    if answer.status == 401:
-        headers["WWW-Authenticate"] = "Bearer"
-    return Response(_encode(answer.body), status_code=answer.status, media_type=answer.media_type, headers=headers)
+def respond(request: Request[Any, Any, Any], answer: Answer) -> Response[bytes]:
+    """An Answer as a Litestar Response (the routes other than POST /v1/orders), rendered by the gate's Wire."""
+    wire = _gate(request).wire
+    rid = wire.scope_request_id(request.scope)
+    headers = {name.decode(): value.decode() for name, value in wire.headers(answer, rid)}
+    return Response(wire.body(answer, rid), status_code=answer.status, media_type=answer.media_type, headers=headers)
 
 
 def _gate(request: Request[Any, Any, Any]) -> Gate:
@@ -46,49 +49,72 @@ def _gate(request: Request[Any, Any, Any]) -> Gate:
     return gate
 
 
-@get("/v1/orders/{order_id:str}")
+@get("/v1/orders/{order_id:str}", operation_class=openapi.ORDER_STATUS, security=openapi.BUYER)
 async def order_status(request: Request[Any, Any, Any]) -> Response[bytes]:
+    """Where the buyer's order is."""
     gate = _gate(request)
     user = gate.identity.user(request.headers)
-    return respond(await gate.desk.status(request.path_params["order_id"], user))
+    return respond(request, await gate.desk.status(request.path_params["order_id"], user))
 
 
-@get("/health/live")
+@get("/health/live", operation_class=openapi.LIVE)
 async def live() -> Response[bytes]:
     return Response(b'{"status":"ok"}', media_type="application/json")
 
 
-@get("/health/ready")
+@get("/health/ready", operation_class=openapi.READY)
 async def ready(request: Request[Any, Any, Any]) -> Response[bytes]:
     ok, why = await _gate(request).ready()
     if ok:
         return Response(b'{"status":"ok"}', media_type="application/json")
-    return respond(Answer(503, problem(503, "not_ready", "Not ready", why), "not_ready", retry_after_s=1))
+    return respond(request, Answer(503, problem(503, "not_ready", "Not ready", why), "not_ready", retry_after_s=1))
 
 
-@get("/metrics")
+@get("/metrics", operation_class=openapi.METRICS)
 async def metrics_endpoint(request: Request[Any, Any, Any]) -> Response[bytes]:
     gate = _gate(request)
     gate.publish_metrics()
     return Response(gate.metrics.render(), media_type=CONTENT_TYPE_LATEST)
 
 
+@get("/problems", operation_class=openapi.PROBLEM_PAGE)
+async def problems_page(request: Request[Any, Any, Any]) -> Response[bytes]:
+    """What each problem `code` means (docs/problems.md): the default base of problem `type` URIs."""
+    page: bytes | None = request.app.state.problems_page
+    if page is None:
+        raise HTTPException(status_code=404, detail="docs/problems.md is not installed here")
+    return Response(page, media_type="text/markdown")
+
+
 def on_gate_error(request: Request[Any, Any, Any], exc: GateError) -> Response[bytes]:
     _gate(request).metrics.requests[(str(exc.status), exc.code)] += 1
-    return respond(error_answer(exc))
+    return respond(request, error_answer(exc))
 
 
 def on_http_error(request: Request[Any, Any, Any], exc: HTTPException) -> Response[bytes]:
     code = HTTP_CODES.get(exc.status_code, "http_error")
     _gate(request).metrics.requests[(str(exc.status_code), code)] += 1
     body = problem(exc.status_code, code, exc.detail or "HTTP error")
-    return Response(_encode(body), status_code=exc.status_code, media_type=PROBLEM_JSON)
+    # Litestar's own headers (Allow on a 405) are part of the answer.
+    extra = tuple((k.lower().encode(), v.encode()) for k, v in (exc.headers or {}).items())
+    return respond(request, Answer(exc.status_code, body, code, headers=extra))
 
 
-def on_crash(_: Request[Any, Any, Any], exc: Exception) -> Response[bytes]:
+def on_crash(request: Request[Any, Any, Any], exc: Exception) -> Response[bytes]:
     log.exception("unhandled error", exc_info=exc)
-    body = problem(500, "internal", "Internal error")
-    return Response(_encode(body), status_code=500, media_type=PROBLEM_JSON)
+    return respond(request, Answer(500, problem(500, "internal", "Internal error"), "internal"))
+
+
+def request_id_hook(wire: Wire) -> Any:
+    """A Litestar `before_send` hook: X-Request-Id on every answer that does not have it yet (docs, 404s)."""
+
+    async def add_request_id(message: Message, scope: LitestarScope) -> None:
+        if message["type"] == "http.response.start":
+            headers: list[tuple[bytes, bytes]] = message.setdefault("headers", [])  # type: ignore[assignment]
+            if not any(name.lower() == _REQUEST_ID for name, _ in headers):
+                headers.append((_REQUEST_ID, wire.scope_request_id(scope)))
+
+    return add_request_id
 
 
 class GateApp:
@@ -98,7 +124,7 @@ class GateApp:
     order; `state` and `lifespan()` are the Litestar app's (tests and the lifespan use them).
     """
 
-    def __init__(self, litestar: Litestar, orders: ASGIApp) -> None:
+    def __init__(self, litestar: Litestar, orders: OrderHandler) -> None:
         self.litestar = litestar
         self._orders = orders
 
@@ -130,13 +156,22 @@ def create_app(settings: GateSettings) -> GateApp:
             await gate.stop()
 
     app = Litestar(
-        route_handlers=[order_route(orders), order_status, live, ready, metrics_endpoint],
+        route_handlers=[openapi.order_route(orders), order_status, live, ready, metrics_endpoint, problems_page],
         lifespan=[lifespan],
         exception_handlers={GateError: on_gate_error, HTTPException: on_http_error, Exception: on_crash},
+        before_send=[request_id_hook(gate.wire)],
         request_max_body_size=settings.body_limit_bytes,
-        openapi_config=None,
+        openapi_config=OpenAPIConfig(
+            title="flashgate",
+            version="1",
+            description=openapi.DESCRIPTION,
+            path="/schema",
+            components=openapi.components(settings.auth),
+            render_plugins=[ScalarRenderPlugin()],
+        ),
     )
     app.state.gate = gate
+    app.state.problems_page = PROBLEMS_PAGE.read_bytes() if PROBLEMS_PAGE.is_file() else None
     return GateApp(app, orders)
 
 

@@ -21,12 +21,14 @@ from gate.handoff import Handoff, producer_config
 from gate.metrics import PUBLISH_INTERVAL_S, GateMetrics
 from gate.orders import OrderDesk
 from gate.outbox import OutboxAcker
+from gate.ratelimit import RatePolicies
 from gate.records import OrderRecords
 from gate.redis_batch import RedisBatcher
 from gate.relay import Relay
 from gate.scripts import Scripts
 from gate.settings import GateSettings
 from gate.soldout import SoldOutCache
+from gate.wire import Wire
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +79,7 @@ class Gate:
         )
         self.records = OrderRecords(s.database_url, timeout_s=s.db_timeout_ms / 1000, pool_max=s.db_pool_max)
         self.identity = Identity(s.auth)
+        self.wire = Wire(s.problem_base_url)
         self.soldout = SoldOutCache(s.soldout_cache_ms / 1000)
         self.desk = OrderDesk(
             admission=self.admission,
@@ -85,6 +88,7 @@ class Gate:
             relay=self.relay,
             records=self.records,
             soldout=self.soldout,
+            policies=RatePolicies(self.batcher),
             metrics=self.metrics,
             budget_s=s.delivery_budget_ms / 1000,
         )

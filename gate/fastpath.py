@@ -1,14 +1,15 @@
 """POST /v1/orders as a raw ASGI handler: no per-request framework objects.
 
 The handler reads the few headers it needs straight from the ASGI scope, reads the body with a
-size limit, and sends prebuilt header lists; the answer bytes are the same as the Litestar
-routes give (content-type, content-length, Retry-After, Idempotent-Replayed, WWW-Authenticate).
-The app the servers run (gate/app.py `GateApp`) hands `POST /v1/orders` to it before Litestar's
-router and middleware; Litestar also has it as an `asgi` route (other spellings of the path, and
-the route table the OpenAPI description is built from) and serves everything else. Order of
-checks, as before: in-flight bound (503), identity (401), body size (413), body complete within
-FLASHGATE_BODY_TIMEOUT_MS (408), body (400), Idempotency-Key (400), then the order path
-(gate/orders.py).
+size limit, and renders its answer with the same `Wire` as the Litestar routes (gate/wire.py):
+the same headers (X-Request-Id, Retry-After, Idempotent-Replayed, WWW-Authenticate, RateLimit)
+and problem documents. The app the servers run (gate/app.py `GateApp`) hands `POST /v1/orders`
+to it before Litestar's router and middleware. Litestar also routes to it (other spellings of the
+path), through a route that declares the contract for the OpenAPI description and parses nothing
+itself (gate/openapi.py `order_route`). Order of checks: in-flight bound (503), identity
+(401), body size (413), body complete within FLASHGATE_BODY_TIMEOUT_MS (408), body (400),
+Idempotency-Key (400), then the order path (gate/orders.py). ROUTE_PROBLEMS lists what this
+route answers besides the admission outcomes; tests/unit/test_openapi.py holds it to the handler.
 """
 
 from __future__ import annotations
@@ -21,12 +22,20 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
 import msgspec
-from litestar.handlers import ASGIRouteHandler, asgi
 
 from flashgate.events import Qty, Sku
 from gate.admission import AdmitRequest
-from gate.answers import PROBLEM_JSON, Answer, error_answer, problem
-from gate.errors import BadRequest, BodyTimeout, BodyTooLarge, GateError, Overloaded
+from gate.answers import Answer, error_answer, problem
+from gate.errors import (
+    BadRequest,
+    BodyTimeout,
+    BodyTooLarge,
+    GateError,
+    Overloaded,
+    RedisUnavailable,
+    Unauthorized,
+)
+from gate.wire import Wire
 
 log = logging.getLogger(__name__)
 
@@ -35,9 +44,23 @@ Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
 Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 
 IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,128}$")
-_WANTED = {b"idempotency-key", b"x-user-id", b"authorization", b"content-length"}
-_JSON = [(b"content-type", b"application/json")]
-_PROBLEM = [(b"content-type", PROBLEM_JSON.encode())]
+_WANTED = {b"idempotency-key", b"x-user-id", b"authorization", b"content-length", b"x-request-id"}
+_ALLOW = ((b"allow", b"POST"),)
+
+# (status, code) of every problem this route answers besides the admission outcomes
+# (gate/answers.py PROBLEMS); the OpenAPI description is built from both.
+ROUTE_PROBLEMS: tuple[tuple[int, str], ...] = (
+    (400, "malformed_json"),
+    (400, "invalid_fields"),
+    (400, "missing_idempotency_key"),
+    (400, "bad_idempotency_key"),
+    (Unauthorized.status, Unauthorized.code),
+    (BodyTimeout.status, BodyTimeout.code),
+    (BodyTooLarge.status, BodyTooLarge.code),
+    (Overloaded.status, Overloaded.code),
+    (RedisUnavailable.status, RedisUnavailable.code),
+    (500, "internal"),
+)
 
 
 class OrderBody(msgspec.Struct, forbid_unknown_fields=True):
@@ -47,8 +70,30 @@ class OrderBody(msgspec.Struct, forbid_unknown_fields=True):
     qty: Qty
 
 
+class _NumberQty(msgspec.Struct, forbid_unknown_fields=True):
+    sku: str
+    qty: float
+
+
 _decode_body = msgspec.json.Decoder(OrderBody).decode
-_encode = msgspec.json.Encoder().encode
+_decode_number_qty = msgspec.json.Decoder(_NumberQty).decode
+
+
+def _integral_qty(body: bytes) -> OrderBody | None:
+    """A body whose qty is written as a number with no fraction (`2.0`, `2e0`): JSON Schema's integer 2.
+
+    Tried only after the strict decoder refused the body; None if that was not the reason.
+    """
+    try:
+        loose = _decode_number_qty(body)
+    except (msgspec.DecodeError, UnicodeDecodeError):
+        return None
+    if not loose.qty.is_integer() or not 1 <= loose.qty <= 1000:
+        return None
+    try:
+        return msgspec.convert({"sku": loose.sku, "qty": int(loose.qty)}, OrderBody)
+    except msgspec.ValidationError:
+        return None
 
 
 def parse_order(body: bytes, key: str | None) -> OrderBody:
@@ -56,7 +101,10 @@ def parse_order(body: bytes, key: str | None) -> OrderBody:
     try:
         order = _decode_body(body)
     except msgspec.ValidationError as e:
-        raise BadRequest(str(e), code="invalid_fields") from e
+        order_or_none = _integral_qty(body)
+        if order_or_none is None:
+            raise BadRequest(str(e), code="invalid_fields") from e
+        order = order_or_none
     except (msgspec.DecodeError, UnicodeDecodeError) as e:
         raise BadRequest(f"body is not JSON: {e}", code="malformed_json") from e
     if key is None:
@@ -94,41 +142,34 @@ async def _body(receive: Receive, limit: int) -> bytes:
             return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
-async def send_answer(send: Send, answer: Answer) -> None:
-    body = _encode(answer.body)
-    headers = list(_PROBLEM if answer.status >= 400 else _JSON)
-    headers.append((b"content-length", str(len(body)).encode()))
-    if answer.retry_after_s is not None:
-        headers.append((b"retry-after", str(answer.retry_after_s).encode()))
-    if answer.replayed:
-        headers.append((b"idempotent-replayed", b"true"))
-    if answer.status == 401:
-        headers.append((b"www-authenticate", b"Bearer"))
+async def send_answer(send: Send, wire: Wire, answer: Answer, rid: bytes) -> None:
+    headers, body = wire.raw(answer, rid)
     await send({"type": "http.response.start", "status": answer.status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
 
 
-ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+OrderHandler = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 
-def order_handler(gate: Any) -> ASGIApp:
+def order_handler(gate: Any) -> OrderHandler:
     """The POST /v1/orders ASGI handler of one app, bound to its Gate (gate/core.py)."""
     settings = gate.settings
     metrics = gate.metrics
     desk = gate.desk
     identity = gate.identity
+    wire: Wire = gate.wire
     body_timeout_s = settings.body_timeout_ms / 1000
 
-    async def answer(scope: Scope, receive: Receive) -> Answer:
+    async def answer(scope: Scope, receive: Receive, headers: dict[str, str]) -> Answer:
         if scope["method"] != "POST":
-            return Answer(405, problem(405, "method_not_allowed", "Method Not Allowed"), "method_not_allowed")
+            refusal = problem(405, "method_not_allowed", "Method Not Allowed")
+            return Answer(405, refusal, "method_not_allowed", headers=_ALLOW)
         if gate.inflight >= settings.max_inflight:
             metrics.events["shed"] += 1
             return error_answer(Overloaded(f"more than {settings.max_inflight} admissions in flight"))
         started = time.perf_counter()
         gate.inflight += 1
         try:
-            headers = _headers(scope)
             user = identity.user(headers)
             declared = headers.get("content-length", "")
             if declared.isdigit() and int(declared) > settings.body_limit_bytes:
@@ -149,24 +190,16 @@ def order_handler(gate: Any) -> ASGIApp:
         return result
 
     async def create_order(scope: Scope, receive: Receive, send: Send) -> None:
+        headers = _headers(scope)
+        rid = wire.request_id(headers.get("x-request-id"))
         try:
-            result = await answer(scope, receive)
+            result = await answer(scope, receive, headers)
         except ClientGone:
             return
         except Exception:
             log.exception("unhandled error")
             result = Answer(500, problem(500, "internal", "Internal error"), "internal")
         metrics.requests[(str(result.status), result.code)] += 1
-        await send_answer(send, result)
-
-    return create_order
-
-
-def order_route(handler: ASGIApp) -> ASGIRouteHandler:
-    """The same handler as Litestar's `asgi` route of /v1/orders."""
-
-    @asgi("/v1/orders", copy_scope=False)
-    async def create_order(scope: Scope, receive: Receive, send: Send) -> None:
-        await handler(scope, receive, send)
+        await send_answer(send, wire, result, rid)
 
     return create_order

@@ -5,7 +5,8 @@
         ▼ queued with the other orders of this event-loop tick, per SKU
     _admit: ONE admit.lua call for up to `batch_max` orders of one SKU             [Redis]
         │   each order still gets its own atomic decision, in arrival order
-        │── not admitted (replay, 404, 409, 422, 429) ─────────────────────────▶ answered now
+        │── not admitted (replay, 404, 409, 422) ──────────────────────────────▶ answered now
+        │── 429 ──▶ RateLimit fields (gate/ratelimit.py; the SKU's policy, cached) ──▶ answered
         ▼ admitted: the order is in the SKU's outbox stream
     Handoff.send per order (no key: sticky partitions, broker-sized batches)       [Kafka]
         │── budget passes first, or Kafka refuses/fails ───────▶ 202 queued (safe in the outbox)
@@ -40,6 +41,7 @@ from gate.errors import HandoffError, NotFound
 from gate.handoff import Handoff
 from gate.metrics import GateMetrics
 from gate.outbox import OutboxAcker, event_of
+from gate.ratelimit import RatePolicies
 from gate.records import OrderRecords
 from gate.relay import Relay
 from gate.soldout import SoldOutCache
@@ -73,6 +75,7 @@ class OrderDesk:
         relay: Relay,
         records: OrderRecords,
         soldout: SoldOutCache,
+        policies: RatePolicies,
         metrics: GateMetrics,
         budget_s: float,
         batch_max: int = 256,
@@ -84,6 +87,7 @@ class OrderDesk:
         self._relay = relay
         self._records = records
         self._soldout = soldout
+        self._policies = policies
         self._metrics = metrics
         self._budget_s = budget_s
         self._batch_max = batch_max
@@ -137,17 +141,26 @@ class OrderDesk:
         handed: list[_Waiting] = []
         for w, adm in zip(batch, results, strict=True):
             self._note_stock(sku, adm)
-            if adm.replayed and adm.pending:
-                self._spawn(self._replay_pending(w, adm))
-                continue
-            if adm.code is not Code.ACCEPTED or adm.replayed:
-                w.give(order_answer(adm, w.req))
-                continue
-            w.adm = adm
-            if self._hand_off(sku, w, adm):
-                handed.append(w)
+            if adm.code is Code.ACCEPTED and not adm.replayed:
+                w.adm = adm
+                if self._hand_off(sku, w, adm):
+                    handed.append(w)
+            else:
+                self._answer_judged(sku, w, adm, now_ms)
         if handed:
             asyncio.get_running_loop().call_later(self._budget_s, self._budget_passed, handed)
+
+    def _answer_judged(self, sku: str, w: _Waiting, adm: Admission, now_ms: int) -> None:
+        """An order Redis did not admit now: a replay, or a refusal (404, 409, 422, 429)."""
+        if adm.replayed and adm.pending:
+            self._spawn(self._replay_pending(w, adm))
+        elif adm.code is Code.RATE_LIMITED:  # never a replay: 429s are not stored
+            self._spawn(self._answer_limited(sku, w, adm))
+        else:
+            w.give(order_answer(adm, w.req, now_ms=now_ms))
+
+    async def _answer_limited(self, sku: str, w: _Waiting, adm: Admission) -> None:
+        w.give(replace(order_answer(adm, w.req), headers=await self._policies.headers(sku, adm.wait_ms)))
 
     async def _replay_pending(self, w: _Waiting, adm: Admission) -> None:
         """A replay of an order still in the outbox: `accepted` if PostgreSQL already has its row.

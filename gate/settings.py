@@ -14,6 +14,7 @@ COMPRESSIONS = ("none", "gzip", "snappy", "lz4", "zstd")
 # GateSettings fields read from FLASHGATE_<NAME> as integers, by the ending of their names.
 _INT_SUFFIXES = ("_ms", "_s", "_bytes", "_failures", "inflight", "_batch", "_max", "_connections", "_backlog")
 
+PROBLEM_BASE_URL = "/problems"  # docs/problems.md as the gate serves it
 _NO_MAX = 2**63
 # Bounds of the numeric settings that have them (inclusive).
 _RANGES: dict[str, tuple[int, int]] = {
@@ -88,6 +89,9 @@ class GateSettings:
     body_timeout_ms: int = 5_000
     head_limit_bytes: int = 16_384  # request line and headers (a connection's read buffer); 431 beyond
     listen_backlog: int = 4096  # accepted by the kernel, not yet by a process (capped by net.core.somaxconn)
+    # Problem `type` = this + "#" + code. The default is docs/problems.md as the gate itself serves
+    # it (GET /problems), resolved against the request's URL; production points it at a docs site.
+    problem_base_url: str = PROBLEM_BASE_URL
 
     def __post_init__(self) -> None:
         for name, (low, high) in _RANGES.items():
@@ -97,6 +101,8 @@ class GateSettings:
         # A relay must not republish while the first producer may still deliver the message.
         if self.relay_stale_ms <= self.message_timeout_ms:
             raise SettingsError("FLASHGATE_RELAY_STALE_MS must exceed FLASHGATE_MESSAGE_TIMEOUT_MS")
+        if not self.problem_base_url or any(c in self.problem_base_url for c in '# \t\r\n"\\'):
+            raise SettingsError("FLASHGATE_PROBLEM_BASE_URL must be a URL without a fragment, spaces or quotes")
         if self.kafka_compression not in COMPRESSIONS:
             raise SettingsError(f"FLASHGATE_KAFKA_COMPRESSION must be one of {', '.join(COMPRESSIONS)}")
         # Every admission in flight holds a connection: at or below the bound the server would stop
@@ -140,6 +146,7 @@ class GateSettings:
             kafka_compression=e.get("FLASHGATE_KAFKA_COMPRESSION", "lz4"),
             relay_enabled=e.get("FLASHGATE_RELAY", "on").lower() != "off",
             metrics_dir=e.get("PROMETHEUS_MULTIPROC_DIR") or None,
+            problem_base_url=e.get("FLASHGATE_PROBLEM_BASE_URL", PROBLEM_BASE_URL),
             **{
                 name: num(name.upper(), f.default)  # type: ignore[arg-type]
                 for name, f in d.items()

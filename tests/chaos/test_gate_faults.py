@@ -36,7 +36,7 @@ async def test_redis_killed_answers_503_fast_then_recovers(stack: StackHandle, n
             slowest = 0.0
             for i in range(10):
                 status, headers, body, elapsed = await order(f"down{i}")
-                assert (status, headers["retry-after"]) == (503, "1")
+                assert (status, 1 <= int(headers["retry-after"]) <= 3) == (503, True)
                 assert headers["content-type"] == "application/problem+json"
                 assert body["code"] == "redis_unavailable"
                 slowest = max(slowest, elapsed)

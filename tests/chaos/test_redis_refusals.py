@@ -138,7 +138,7 @@ async def _assert_refused(post: Post, label: str, gate: Gate, server: ScratchRed
     keys_before = await r.dbsize()
     for i in range(5):
         res = await post(f"{label}{i}")
-        assert (res.status_code, res.headers["retry-after"]) == (503, "1"), res.text
+        assert (res.status_code, 1 <= int(res.headers["retry-after"]) <= 3) == (503, True), res.text
         assert res.headers["content-type"] == "application/problem+json"
         body: dict[str, Any] = res.json()
         assert body["code"] == "redis_unavailable"

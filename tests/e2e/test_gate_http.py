@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from datetime import datetime
 
 import jwt
 import pytest
@@ -163,8 +164,9 @@ async def test_business_refusals(stack: StackHandle, name: str) -> None:
                 return 202, res.json()["status"], dict(res.headers)
             assert res.headers["content-type"] == PROBLEM
             doc = res.json()
-            assert doc["type"] == f"urn:flashgate:problem:{doc['code']}"
+            assert doc["type"] == f"/problems#{doc['code']}"
             assert doc["status"] == res.status_code
+            assert doc["instance"] == res.headers["x-request-id"]
             return res.status_code, doc["code"], dict(res.headers)
 
         assert (await order(f"{name}-cap", "a"))[:2] == (202, "accepted")
@@ -176,13 +178,23 @@ async def test_business_refusals(stack: StackHandle, name: str) -> None:
         # Sold-out cache is hot now; a retry of the admitted order still gets its own answer.
         replay = await order(f"{name}-one", "b")
         assert (replay[0], replay[2]["idempotent-replayed"]) == (202, "true")
-        assert (await order(f"{name}-soon", "a"))[:2] == (409, "sale_not_started")
+        before_s = time.time()
+        soon_order = {"sku": f"{name}-soon", "qty": 1}
+        soon = await client.post("/v1/orders", json=soon_order, headers=order_headers("bob", "a"))
+        assert (soon.status_code, soon.json()["code"]) == (409, "sale_not_started")
+        opens_s = datetime.fromisoformat(soon.json()["starts_at"]).timestamp()
+        assert abs(opens_s - now_ms / 1000 - 60) < 2  # the sale's starts_at_ms, read on the gate's clock
+        assert 55 <= int(soon.headers["retry-after"]) <= 61
+        assert 55_000 <= soon.json()["starts_in_ms"] <= (now_ms + 60_000) - before_s * 1000 + 1000
         assert (await order(f"{name}-over", "a"))[:2] == (409, "sale_ended")
         assert (await order(f"{name}-none", "a"))[:2] == (404, "unknown_sku")
         assert (await order(f"{name}-rl", "a"))[0] == 202
         limited = await order(f"{name}-rl", "b")
         assert limited[:2] == (429, "rate_limited")
         assert 1 <= int(limited[2]["retry-after"]) <= 5
+        # IETF RateLimit fields: rate 0.2/s, burst 1 is one order per 5 s; none left until Retry-After.
+        assert limited[2]["ratelimit-policy"] == '"buyer";q=1;w=5'
+        assert limited[2]["ratelimit"] == f'"buyer";r=0;t={limited[2]["retry-after"]}'
         assert await stock(stack, f"{name}-rl") == 9  # the limited request took nothing
         # 429 is not stored: the same key is judged afresh (and still limited).
         assert (await order(f"{name}-rl", "b"))[:2] == (429, "rate_limited")
@@ -324,7 +336,7 @@ async def test_inflight_bound_sheds_with_503_and_takes_nothing(stack: StackHandl
         )
     shed = [r for r in results if r.status_code == 503]
     assert {r.status_code for r in results} == {202, 503}
-    assert all(r.json()["code"] == "overloaded" and r.headers["retry-after"] == "1" for r in shed)
+    assert all(r.json()["code"] == "overloaded" and 1 <= int(r.headers["retry-after"]) <= 3 for r in shed)
     assert await stock(stack, name) == 100 - (len(results) - len(shed))
 
 
@@ -344,3 +356,55 @@ async def test_health_metrics_and_unknown_routes(stack: StackHandle, name: str) 
         )
         wrong = await client.get("/v1/orders")
         assert (wrong.status_code, wrong.json()["code"]) == (405, "method_not_allowed")
+
+
+async def test_request_ids_problem_page_and_schema(stack: StackHandle, name: str) -> None:
+    """X-Request-Id on every answer (sent one kept, else made), once; /problems and /schema served."""
+    async with running_gate(gate_settings(stack, name)) as (client, _):
+        body = {"sku": name, "qty": 1}
+        mine = await client.post("/v1/orders", json=body, headers={**order_headers("x", "k"), "X-Request-Id": "r-1"})
+        assert (mine.status_code, mine.headers["x-request-id"], mine.json()["instance"]) == (404, "r-1", "r-1")
+        forged = await client.post("/v1/orders", json=body, headers={**order_headers("x", "k"), "X-Request-Id": "a b"})
+        assert forged.headers["x-request-id"] not in ("", "a b")
+        assert forged.json()["instance"] == forged.headers["x-request-id"]
+        answers = [
+            mine,
+            forged,
+            await client.get("/health/live", headers={"X-Request-Id": "r-2"}),
+            await client.get("/nope"),
+            await client.get("/v1/orders"),
+            await client.get(f"/v1/orders/{name}", headers=order_headers("x", "-")),
+            await client.get("/schema/openapi.json"),
+        ]
+        assert [len(r.headers.get_list("x-request-id")) for r in answers] == [1] * len(answers)
+        assert answers[2].headers["x-request-id"] == "r-2"
+        ids = [r.headers["x-request-id"] for r in answers[3:]]
+        assert len(set(ids)) == len(ids)
+        for problem in answers[3:6]:
+            assert problem.json()["instance"] == problem.headers["x-request-id"]
+        assert answers[4].headers["allow"] == "POST"  # 405 on the fast route says what is allowed
+
+        page = await client.get("/problems")
+        assert (page.status_code, page.headers["content-type"]) == (200, "text/markdown; charset=utf-8")
+        assert '<a id="sold_out"></a>' in page.text
+        doc = answers[6].json()
+        assert doc["openapi"] == "3.1.0"
+        assert "202" in doc["paths"]["/v1/orders"]["post"]["responses"]
+        assert (await client.get("/schema")).status_code == 200
+
+
+async def test_other_spellings_of_the_order_path_reach_the_same_handler(stack: StackHandle, name: str) -> None:
+    """`/v1/orders/` goes through Litestar's documented route, which hands the request to the fast handler."""
+    await sale(stack, Sale(sku=name, units=3))
+    create_topic(stack, name)
+    async with running_gate(gate_settings(stack, name, delivery_budget_ms=9000)) as (client, _):
+        body = {"sku": name, "qty": 1}
+        first = await client.post("/v1/orders/", json=body, headers=order_headers("ann", "k"))
+        again = await client.post("/v1/orders", json=body, headers=order_headers("ann", "k"))
+        bad = await client.post("/v1/orders/", content=b"{", headers=order_headers("ann", "k2"))
+    assert (first.status_code, first.json()["status"]) == (202, "accepted")
+    assert (again.status_code, again.json(), again.headers["idempotent-replayed"]) == (202, first.json(), "true")
+    assert (bad.status_code, bad.json()["code"]) == (400, "malformed_json")
+    for res in (first, bad):
+        assert len(res.headers.get_list("x-request-id")) == 1
+    assert await stock(stack, name) == 2

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
@@ -74,3 +75,16 @@ def test_a_valid_body_with_bytes_flipped_is_an_order_or_a_400(order: OrderBody, 
 @given(valid)
 def test_every_valid_body_is_accepted_as_sent(order: OrderBody) -> None:
     assert judged(json.dumps({"sku": order.sku, "qty": order.qty}).encode()) == order
+
+
+@FUZZ
+@given(valid, st.sampled_from(["{}.0", "{}e0", "{}.000", "{}0e-1"]))
+def test_a_qty_written_as_an_integral_number_is_that_integer(order: OrderBody, spelling: str) -> None:
+    """JSON Schema (OpenAPI 3.1) counts 2.0 as the integer 2; schemathesis sent `"qty": 400.0` and got a 400."""
+    qty = spelling.format(order.qty)
+    assert judged(f'{{"sku": "{order.sku}", "qty": {qty}}}'.encode()) == order
+
+
+@pytest.mark.parametrize("qty", ["1.5", "0.0", "1001.0", "-1.0", "1e400", '"1"', "true", "null"])
+def test_a_qty_that_is_not_an_integer_in_range_is_still_refused(qty: str) -> None:
+    assert judged(b'{"sku": "a", "qty": %s}' % qty.encode()) is None
