@@ -6,7 +6,7 @@ Redis Cluster slot; the order index lives in that slot too (`flashgate.orderinde
 
 from pathlib import Path
 
-LUA_DIR = Path(__file__).resolve().parent.parent / "lua"
+LUA_DIR = Path(__file__).resolve().parent / "lua"
 
 
 def lua_source(name: str) -> str:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import asyncpg
 
-SQL_DIR = Path(__file__).resolve().parent.parent / "sql"
+SQL_DIR = Path(__file__).resolve().parent.parent / "flashgate" / "sql"
 _NAME = re.compile(r"^(\d{3,})_[a-z0-9_]+\.sql$")
 _LOCK_ID = 0x666C617368  # "flash": one advisory lock id for every migration runner
 
