@@ -16,6 +16,7 @@ from gate.metrics import MULTIPROC_ENV
 from gate.settings import GateSettings, SettingsError
 
 APP_FACTORY = "gate.app:app_from_env"
+NO_UVICORN = "--server uvicorn needs the uvicorn extra: pip install 'flashgate[uvicorn]'"
 log = logging.getLogger(__name__)
 
 
@@ -70,7 +71,12 @@ def gate_command(host: str, port: int, workers: int, server: str, graceful_timeo
 def _serve(host: str, port: int, workers: int, server: str, graceful_timeout: int, settings: GateSettings) -> None:
     """Run the server processes with the connection limits of `settings` (gate/limits.py says why)."""
     if server == "uvicorn":
-        import uvicorn
+        try:
+            import uvicorn
+        except ImportError as e:
+            raise click.ClickException(
+                "--server uvicorn needs the uvicorn extra: pip install 'flashgate[uvicorn]'"
+            ) from e
 
         # uvicorn (0.54, h11) starts its keep-alive timer only after a response: a socket that
         # sends nothing, or its head a byte at a time, stays open for good. It cannot keep idle
