@@ -55,15 +55,18 @@ async def order_status(request: Request[Any, Any, Any]) -> Response[bytes]:
 
 @get("/health/live")
 async def live() -> Response[bytes]:
+    """The process serves HTTP; checks nothing else (a liveness probe must not fail on a dependency)."""
     return Response(b'{"status":"ok"}', media_type="application/json")
 
 
 @get("/health/ready")
 async def ready(request: Request[Any, Any, Any]) -> Response[bytes]:
-    ok, why = await _gate(request).ready()
-    if ok:
-        return Response(b'{"status":"ok"}', media_type="application/json")
-    return respond(Answer(503, problem(503, "not_ready", "Not ready", why), "not_ready", retry_after_s=1))
+    """200 while this process can admit (ok or degraded: Kafka unreachable); 503 not_ready otherwise."""
+    health = await _gate(request).health()
+    if health.ready:
+        return Response(_encode(health.body()), media_type="application/json")
+    body = problem(503, "not_ready", "Not ready", health.why) | {"redis": health.redis, "kafka": health.kafka}
+    return respond(Answer(503, body, "not_ready", retry_after_s=1))
 
 
 @get("/metrics")
