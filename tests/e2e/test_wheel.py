@@ -18,11 +18,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import asyncpg
 import httpx
 import pytest
 
-from tests.pipeline import create_topics, wait_persisted
+from tests.pipeline import create_topics, new_database, wait_persisted
 from tests.procs import FlashgateProcess, GateProcess
 from tests.stackctl import StackHandle
 
@@ -83,19 +82,8 @@ def run(installed: Installed, *args: str, env: dict[str, str]) -> subprocess.Com
 
 @pytest.fixture
 def database(stack: StackHandle, name: str) -> Iterator[str]:
-    """A new, empty database on the test stack's PostgreSQL; its URL."""
-
-    async def admin(sql: str) -> None:
-        conn = await asyncpg.connect(stack.database_url)
-        try:
-            await conn.execute(sql)
-        finally:
-            await conn.close()
-
-    asyncio.run(admin(f'CREATE DATABASE "{name}"'))
-    base, _, _ = stack.database_url.rpartition("/")
-    yield f"{base}/{name}"
-    asyncio.run(admin(f'DROP DATABASE "{name}" WITH (FORCE)'))
+    with new_database(stack, name) as url:
+        yield url
 
 
 def test_the_venv_holds_the_runtime_only_and_reads_package_data(installed: Installed) -> None:
