@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import logging
 import os
 import shutil
@@ -47,6 +48,8 @@ def gate_command(host: str, port: int, workers: int, server: str, graceful_timeo
 
     SIGTERM: stop accepting, finish in-flight requests, flush the Kafka producer, exit.
     """
+    if server == "uvicorn" and importlib.util.find_spec("uvicorn") is None:
+        raise click.ClickException(NO_UVICORN)  # before anything is set up
     settings = _settings()  # fail here, once, rather than in every worker
     logging.basicConfig(level=os.environ.get("FLASHGATE_LOG_LEVEL", "INFO"), format="%(asctime)s %(name)s %(message)s")
     try:
@@ -71,12 +74,7 @@ def gate_command(host: str, port: int, workers: int, server: str, graceful_timeo
 def _serve(host: str, port: int, workers: int, server: str, graceful_timeout: int, settings: GateSettings) -> None:
     """Run the server processes with the connection limits of `settings` (gate/limits.py says why)."""
     if server == "uvicorn":
-        try:
-            import uvicorn
-        except ImportError as e:
-            raise click.ClickException(
-                "--server uvicorn needs the uvicorn extra: pip install 'flashgate[uvicorn]'"
-            ) from e
+        import uvicorn  # present: gate_command checked
 
         # uvicorn (0.54, h11) starts its keep-alive timer only after a response: a socket that
         # sends nothing, or its head a byte at a time, stays open for good. It cannot keep idle

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import importlib.util
+import os
 import sys
 
 import pytest
 from click.testing import CliRunner
 
+from gate.metrics import MULTIPROC_ENV
 from ops.cli import cli
 
 
@@ -27,7 +30,13 @@ def test_bench_without_its_extra(monkeypatch: pytest.MonkeyPatch, module: str) -
 
 
 def test_gate_on_uvicorn_without_its_extra(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setitem(sys.modules, "uvicorn", None)
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "uvicorn" else real_find_spec(name, *a)
+    )
+    # The refusal comes before the command touches the process (metrics folder, open-files limit).
+    monkeypatch.delenv(MULTIPROC_ENV, raising=False)
     env = {"FLASHGATE_AUTH": "off", "REDIS_URL": "redis://127.0.0.1:1/0", "KAFKA_BOOTSTRAP": "127.0.0.1:1"}
     line = one_line_error(["gate", "--server", "uvicorn", "--workers", "1"], env=env)
     assert "flashgate[uvicorn]" in line
+    assert MULTIPROC_ENV not in os.environ
