@@ -150,6 +150,10 @@ class Gate:
             probe_kafka(self.handoff, self.settings.topic, timeout_s=1.0),
         )
         health = judge(started=self.started, stopping=self.stopping, redis=redis, kafka=kafka)
+        before = self._health[1] if self._health is not None else None
+        if before is None or (before.redis, before.kafka) != (health.redis, health.kafka):
+            log.log(logging.INFO if health.status == "ok" else logging.WARNING,
+                    "health: %s (redis %s, kafka %s)", health.status, health.redis, health.kafka)  # fmt: skip
         self.metrics.kafka_degraded = health.kafka_degraded
         self._health = (time.monotonic(), health)
         return health

@@ -80,6 +80,6 @@ async def probe_kafka(source: MetadataSource, topic: str, timeout_s: float) -> s
     try:
         await asyncio.to_thread(source.list_topics, topic, timeout_s)
     except KafkaException as e:  # its text names brokers: logged, not answered
-        log.warning("health: Kafka metadata failed: %s", e)
+        log.debug("health: Kafka metadata failed: %s", e)
         return e.args[0].name() if e.args and hasattr(e.args[0], "name") else "unreachable"
     return OK
