@@ -1,5 +1,5 @@
 # The two commands that matter: `make run` and `make test`. Everything sets itself up.
-.PHONY: bootstrap run test chaos check down status
+.PHONY: bootstrap run test chaos check down status image test-image
 .DEFAULT_GOAL := help
 
 help:
@@ -8,6 +8,8 @@ help:
 	@echo "make chaos  - only the failure suite (tests/chaos), on its own stack"
 	@echo "make check  - ruff and mypy --strict"
 	@echo "make down   - stop the local stack started by make run"
+	@echo "make image  - build the container image with podman (FLASHGATE_IMAGE, default localhost/flashgate:dev)"
+	@echo "make test-image - build the image, then run its gate and worker against an isolated stack"
 
 bootstrap:
 	@scripts/bootstrap
@@ -23,6 +25,12 @@ chaos: bootstrap
 
 check: bootstrap
 	@scripts/check
+
+image: bootstrap
+	@scripts/image
+
+test-image: image
+	@FLASHGATE_TEST_IMAGE="$${FLASHGATE_IMAGE:-localhost/flashgate:dev}" scripts/test tests/image
 
 down: bootstrap
 	@.venv/bin/flashgate stack down

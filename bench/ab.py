@@ -6,7 +6,7 @@ cwd=<checkout>, FLASHGATE_AUTH=off, the stack from the environment), one flash-s
 (bench/flash_sale.py, bare baseline off by default) on a fresh SKU, then both are stopped. It
 proves which code ran: bench/probe/sitecustomize.py reports the file of gate.app, worker.main and
 flashgate.names.LUA_DIR from every process, granian's forked workers included, and a mismatch
-aborts; Redis's script cache is flushed before each gate starts, and the checkout's lua/ scripts
+aborts; Redis's script cache is flushed before each gate starts, and the checkout's Lua scripts
 found in it afterwards are listed. Each variant (start, run, drain, stop) holds the shared bench
 lock (/tmp/flashgate-bench.lock, flock), so do not wrap this command in `flock` yourself.
 
@@ -70,10 +70,18 @@ class AbSettings:
 def check_checkout(path: Path) -> Path:
     """An absolute checkout with the packages the gate and worker import."""
     path = path.resolve()
-    missing = [p for p in ("gate", "worker", "flashgate/names.py", "lua", "ops/cli.py") if not (path / p).exists()]
+    missing = [p for p in ("gate", "worker", "flashgate/names.py", "ops/cli.py") if not (path / p).exists()]
+    if not lua_dir(path).is_dir():
+        missing.append("flashgate/lua")
     if missing:
         raise AbError(f"{path} is not a flashgate checkout (missing {', '.join(missing)})")
     return path
+
+
+def lua_dir(checkout: Path) -> Path:
+    """Where a checkout keeps its Lua scripts: flashgate/lua/ (package data), or lua/ in checkouts before it moved."""
+    packaged = checkout / "flashgate" / "lua"
+    return packaged if packaged.is_dir() else checkout / "lua"
 
 
 @contextmanager
@@ -154,9 +162,9 @@ def loaded_code(probe_file: Path, pids: dict[str, list[int]], checkout: Path, de
 
 
 def lua_in_redis(redis_url: str, checkout: Path) -> list[str]:
-    """The checkout's lua/*.lua scripts that Redis has in its script cache (flushed before the gate started)."""
+    """The checkout's Lua scripts that Redis has in its script cache (flushed before the gate started)."""
     # SHA1 is how Redis names a cached script.
-    scripts = {p.stem: hashlib.sha1(p.read_bytes()).hexdigest() for p in sorted((checkout / "lua").glob("*.lua"))}
+    scripts = {p.stem: hashlib.sha1(p.read_bytes()).hexdigest() for p in sorted(lua_dir(checkout).glob("*.lua"))}
     r = redis.Redis.from_url(redis_url)
     try:
         exists = r.script_exists(*scripts.values()) if scripts else []
@@ -195,7 +203,7 @@ def one_run(s: AbSettings, variant: str, checkout: Path, rnd: int, work: Path) -
             result = flash_sale(settings)
         lua = lua_in_redis(redis_url, checkout)
     if not lua:
-        raise AbError(f"none of {checkout}/lua/*.lua is in Redis's script cache after the {tag} run")
+        raise AbError(f"none of {lua_dir(checkout)}/*.lua is in Redis's script cache after the {tag} run")
     return {"round": rnd, "variant": variant, "checkout": str(checkout), "box_before": box, "code": code,
             "lua_in_redis": lua, "figures": ab_stats.figures(result), "result": result}  # fmt: skip
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import importlib
 import json
 import os
 from collections.abc import Callable
@@ -39,9 +40,23 @@ def worker_pids_option(purpose: str) -> Callable[[F], F]:
     )
 
 
+# What the `bench` extra brings; the runtime wheel does without them.
+EXTRA_MODULES = ("httpx", "matplotlib", "rich")
+
+
 @click.group("bench")
 def bench_group() -> None:
-    """Benchmarks: measurements to reproduce, not pass/fail tests."""
+    """Benchmarks: measurements to reproduce, not pass/fail tests (needs the `bench` extra)."""
+    missing = []
+    for module in EXTRA_MODULES:
+        try:
+            importlib.import_module(module)
+        except ImportError:
+            missing.append(module)
+    if missing:
+        raise click.ClickException(
+            f"flashgate bench needs the bench extra (missing {', '.join(missing)}): pip install 'flashgate[bench]'"
+        )
 
 
 @bench_group.command("flash-sale")

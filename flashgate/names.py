@@ -4,13 +4,14 @@ Redis keys carry the SKU's hash tag (`{sku}`) so all keys one admission touches 
 Redis Cluster slot; the order index lives in that slot too (`flashgate.orderindex`).
 """
 
-from pathlib import Path
+from importlib.resources import files
 
-LUA_DIR = Path(__file__).resolve().parent.parent / "lua"
+# Package data: an installed wheel reads the scripts exactly as a checkout does.
+LUA_DIR = files("flashgate") / "lua"
 
 
 def lua_source(name: str) -> str:
-    """The text of `lua/<name>.lua` (names below)."""
+    """The text of `flashgate/lua/<name>.lua` (names below)."""
     return (LUA_DIR / f"{name}.lua").read_text()
 
 
@@ -18,7 +19,7 @@ ORDERS_TOPIC = "orders"
 DLQ_TOPIC = "orders.dlq"
 WRITERS_GROUP = "flashgate-writers"
 
-# Lua scripts under lua/, by file stem.
+# Lua scripts under flashgate/lua/, by file stem.
 ADMIT_SCRIPT = "admit"
 OUTBOX_ACK_SCRIPT = "outbox_ack"
 OUTBOX_CLAIM_SCRIPT = "outbox_claim"

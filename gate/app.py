@@ -12,6 +12,7 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+import msgspec
 from litestar import Litestar, Request, Response, get
 from litestar.datastructures import State
 from litestar.exceptions import HTTPException
@@ -59,15 +60,18 @@ async def order_status(request: Request[Any, Any, Any]) -> Response[bytes]:
 
 @get("/health/live", operation_class=openapi.LIVE)
 async def live() -> Response[bytes]:
+    """The process serves HTTP; checks nothing else (a liveness probe must not fail on a dependency)."""
     return Response(b'{"status":"ok"}', media_type="application/json")
 
 
 @get("/health/ready", operation_class=openapi.READY)
 async def ready(request: Request[Any, Any, Any]) -> Response[bytes]:
-    ok, why = await _gate(request).ready()
-    if ok:
-        return Response(b'{"status":"ok"}', media_type="application/json")
-    return respond(request, Answer(503, problem(503, "not_ready", "Not ready", why), "not_ready", retry_after_s=1))
+    """200 while this process can admit (ok or degraded: Kafka unreachable); 503 not_ready otherwise."""
+    health = await _gate(request).health()
+    if health.ready:
+        return Response(msgspec.json.encode(health.body()), media_type="application/json")
+    body = problem(503, "not_ready", "Not ready", health.why) | {"redis": health.redis, "kafka": health.kafka}
+    return respond(request, Answer(503, body, "not_ready", retry_after_s=1))
 
 
 @get("/metrics", operation_class=openapi.METRICS)

@@ -6,10 +6,8 @@ import asyncio
 import contextlib
 import logging
 import time
-from typing import Any
 
 import redis.asyncio as aioredis
-from confluent_kafka import KafkaException
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
@@ -18,6 +16,7 @@ from gate.admission import AdmissionClient
 from gate.auth import Identity
 from gate.breaker import Breaker
 from gate.handoff import Handoff, producer_config
+from gate.health import Health, judge, probe_kafka, probe_redis
 from gate.metrics import PUBLISH_INTERVAL_S, GateMetrics
 from gate.orders import OrderDesk
 from gate.outbox import OutboxAcker
@@ -31,6 +30,8 @@ from gate.soldout import SoldOutCache
 from gate.wire import Wire
 
 log = logging.getLogger(__name__)
+# The gate checks its own health this often, so the Kafka-degraded gauge does not wait for a probe.
+HEALTH_INTERVAL_S = 5.0
 
 
 class Gate:
@@ -95,7 +96,10 @@ class Gate:
         self.inflight = 0
         self._relay_task: asyncio.Task[None] | None = None
         self._publish_task: asyncio.Task[None] | None = None
-        self._ready: tuple[float, bool, str] = (0.0, False, "not checked")
+        self._health_task: asyncio.Task[None] | None = None
+        self._health: tuple[float, Health] | None = None
+        self.started = False
+        self.stopping = False
 
     async def start(self) -> None:
         self.handoff.start(asyncio.get_running_loop())
@@ -107,6 +111,8 @@ class Gate:
         if self.settings.relay_enabled:
             self._relay_task = asyncio.create_task(self.relay.run(self.settings.relay_interval_ms / 1000))
         self._publish_task = asyncio.create_task(self._publish_metrics())
+        self._health_task = asyncio.create_task(self._watch_health())
+        self.started = True
 
     async def _publish_metrics(self) -> None:
         while True:
@@ -121,7 +127,8 @@ class Gate:
 
     async def stop(self, flush_timeout_s: float = 10.0) -> None:
         """Stop the relay, flush the producer (late deliveries still ack), close Redis."""
-        for task in (self._relay_task, self._publish_task):
+        self.stopping = True  # not ready from here on
+        for task in (self._relay_task, self._publish_task, self._health_task):
             if task is not None:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
@@ -136,24 +143,26 @@ class Gate:
         await self.records.close()
         self.publish_metrics()
 
-    async def ready(self) -> tuple[bool, str]:
-        """Redis answers PING and Kafka answers a metadata request (cached for 1 s)."""
-        checked_at, ok, why = self._ready
-        if time.monotonic() - checked_at < 1.0:
-            return ok, why
-        ok, why = True, "ok"
-        try:
-            await asyncio.wait_for(self.redis.ping(), self.settings.redis_timeout_ms / 1000)
-        except (RedisError, OSError, TimeoutError) as e:
-            ok, why = False, f"redis: {type(e).__name__}"
-        if ok:
-            try:
-                await asyncio.to_thread(self._kafka_metadata)
-            except KafkaException as e:  # its text names brokers: logged, not answered
-                log.warning("readiness: Kafka metadata failed: %s", e)
-                ok, why = False, f"kafka: {e.args[0].name() if e.args else 'unreachable'}"
-        self._ready = (time.monotonic(), ok, why)
-        return ok, why
+    async def health(self) -> Health:
+        """Ready: started and Redis answers PING; Kafka unreachable only degrades (gate/health.py). Cached 1 s."""
+        if not self.started or self.stopping:  # clients not (or no longer) there: nothing to probe
+            return judge(started=self.started, stopping=self.stopping, redis="unchecked", kafka="unchecked")
+        if self._health is not None and time.monotonic() - self._health[0] < 1.0:
+            return self._health[1]
+        redis, kafka = await asyncio.gather(
+            probe_redis(self.redis, self.settings.redis_timeout_ms / 1000),
+            probe_kafka(self.handoff, self.settings.topic, timeout_s=1.0),
+        )
+        health = judge(started=self.started, stopping=self.stopping, redis=redis, kafka=kafka)
+        before = self._health[1] if self._health is not None else None
+        if before is None or (before.redis, before.kafka) != (health.redis, health.kafka):
+            log.log(logging.INFO if health.status == "ok" else logging.WARNING,
+                    "health: %s (redis %s, kafka %s)", health.status, health.redis, health.kafka)  # fmt: skip
+        self.metrics.kafka_degraded = health.kafka_degraded
+        self._health = (time.monotonic(), health)
+        return health
 
-    def _kafka_metadata(self) -> Any:
-        return self.handoff.list_topics(self.settings.topic, timeout_s=1.0)
+    async def _watch_health(self) -> None:
+        while True:
+            await self.health()
+            await asyncio.sleep(HEALTH_INTERVAL_S)

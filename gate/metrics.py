@@ -69,6 +69,13 @@ class GateMetrics:
             multiprocess_mode="livemax",
             registry=r,
         )
+        self._p_kafka_degraded = Gauge(
+            "flashgate_gate_kafka_degraded",
+            "1 while a gate process's last health check found Kafka unreachable: still ready, admitted orders "
+            "wait in the outbox (max over live processes).",
+            multiprocess_mode="livemax",
+            registry=r,
+        )
         self._p_kafka_delivery_seconds = Histogram(
             "flashgate_gate_kafka_delivery_seconds",
             "From handing an order to the producer to Kafka's delivery report (gate and relay).",
@@ -123,6 +130,7 @@ class GateMetrics:
         self.kafka_delivery_seconds = HistogramTally(_SECONDS)
         self.inflight = 0  # gauge: admissions in flight in this process
         self.breaker_open = False  # gauge: this process's Redis circuit breaker
+        self.kafka_degraded = False  # gauge: this process's last health check found Kafka unreachable
 
     def observe_redis(self, commands: int, seconds: float) -> None:
         """One Redis pipeline round trip (the batcher's `observe` hook)."""
@@ -156,6 +164,7 @@ class GateMetrics:
             hist.publish_to(target)
         self._p_inflight.set(self.inflight)
         self._p_redis_breaker_open.set(1 if self.breaker_open else 0)
+        self._p_kafka_degraded.set(1 if self.kafka_degraded else 0)
 
     def render(self) -> bytes:
         """The exposition text: this process alone, or the sum over every process of the folder."""

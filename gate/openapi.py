@@ -92,7 +92,15 @@ class Health(msgspec.Struct):
     status: Literal["ok"]
 
 
-_MODELS = (OrderBody, OrderAnswer, OrderStatus, Problem, Health)
+class Readiness(msgspec.Struct):
+    """`/health/ready` while this process can admit: "degraded" when Kafka is unreachable (gate/health.py)."""
+
+    status: Literal["ok", "degraded"]
+    redis: str
+    kafka: str
+
+
+_MODELS = (OrderBody, OrderAnswer, OrderStatus, Problem, Health, Readiness)
 _CAMEL = re.compile(r"(?<=[a-z])([A-Z])")
 
 
@@ -322,7 +330,10 @@ ORDER_STATUS = documented(
 )
 LIVE = documented({"200": _json_response("The process serves.", Health, 200)}, public=True)
 READY = documented(
-    responses({200: _json_response("This process can admit.", Health, 200)}, [(503, "not_ready")]),
+    responses(
+        {200: _json_response("This process can admit (Kafka down is degraded, not unready).", Readiness, 200)},
+        [(503, "not_ready")],
+    ),
     public=True,
 )
 _TEXT = Schema(type=OpenAPIType.STRING)

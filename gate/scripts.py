@@ -1,10 +1,10 @@
-"""The Lua scripts under lua/: source and SHA1, called with EVALSHA, reloaded on NOSCRIPT."""
+"""The Lua scripts under flashgate/lua/: source and SHA1, called with EVALSHA, reloaded on NOSCRIPT."""
 
 from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
-from pathlib import Path
+from importlib.resources.abc import Traversable
 from typing import Any
 
 from redis.exceptions import NoScriptError
@@ -18,7 +18,7 @@ SCRIPT_NAMES = (ADMIT_SCRIPT, OUTBOX_ACK_SCRIPT, OUTBOX_CLAIM_SCRIPT)
 class Scripts:
     """Read once at start-up; `call` runs a script in the current tick's pipeline."""
 
-    def __init__(self, lua_dir: Path = LUA_DIR) -> None:
+    def __init__(self, lua_dir: Traversable = LUA_DIR) -> None:
         self.source = {name: (lua_dir / f"{name}.lua").read_text() for name in SCRIPT_NAMES}
         self.sha = {name: hashlib.sha1(src.encode()).hexdigest() for name, src in self.source.items()}  # noqa: S324
 

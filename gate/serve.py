@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import logging
 import os
 import shutil
@@ -16,6 +17,7 @@ from gate.metrics import MULTIPROC_ENV
 from gate.settings import GateSettings, SettingsError
 
 APP_FACTORY = "gate.app:app_from_env"
+NO_UVICORN = "--server uvicorn needs the uvicorn extra: pip install 'flashgate[uvicorn]'"
 log = logging.getLogger(__name__)
 
 
@@ -46,6 +48,8 @@ def gate_command(host: str, port: int, workers: int, server: str, graceful_timeo
 
     SIGTERM: stop accepting, finish in-flight requests, flush the Kafka producer, exit.
     """
+    if server == "uvicorn" and importlib.util.find_spec("uvicorn") is None:
+        raise click.ClickException(NO_UVICORN)  # before anything is set up
     settings = _settings()  # fail here, once, rather than in every worker
     logging.basicConfig(level=os.environ.get("FLASHGATE_LOG_LEVEL", "INFO"), format="%(asctime)s %(name)s %(message)s")
     try:
@@ -70,7 +74,7 @@ def gate_command(host: str, port: int, workers: int, server: str, graceful_timeo
 def _serve(host: str, port: int, workers: int, server: str, graceful_timeout: int, settings: GateSettings) -> None:
     """Run the server processes with the connection limits of `settings` (gate/limits.py says why)."""
     if server == "uvicorn":
-        import uvicorn
+        import uvicorn  # present: gate_command checked
 
         # uvicorn (0.54, h11) starts its keep-alive timer only after a response: a socket that
         # sends nothing, or its head a byte at a time, stays open for good. It cannot keep idle

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
 import asyncpg
 import click
@@ -35,10 +36,16 @@ cli.add_command(bench_group)
 
 @cli.command("migrate")
 @click.option("--database-url", envvar="DATABASE_URL", required=True, help="PostgreSQL URL (env DATABASE_URL).")
-def migrate_command(database_url: str) -> None:
-    """Apply pending SQL migrations from sql/ (each once, in order)."""
+@click.option(
+    "--sql-dir",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Folder of NNN_description.sql files (default: the migrations shipped in the package).",
+)
+def migrate_command(database_url: str, sql_dir: Path | None) -> None:
+    """Apply pending SQL migrations (each once, in order); exit 1 if none are found."""
     try:
-        applied = asyncio.run(migrate.apply_all(database_url))
+        applied = asyncio.run(migrate.apply_all(database_url, sql_dir or migrate.SQL_DIR))
     except (migrate.MigrationError, asyncpg.PostgresError, OSError) as e:
         raise click.ClickException(f"migrate: {e}") from e
     click.echo(f"applied {len(applied)} migration(s){': ' + ', '.join(applied) if applied else ''}")

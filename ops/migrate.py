@@ -1,7 +1,9 @@
-"""Ordered SQL migrations from `sql/`: each file applied once, in name order, tracked in the database.
+"""Ordered SQL migrations from `flashgate/sql/`: each file applied once, in name order, tracked in the database.
 
-Files are named `NNN_description.sql`. An applied file whose text changed is an error, never
-re-applied silently: write a new migration instead. Concurrent runners serialise on an
+The files ship inside the package (read with importlib.resources), so an installed wheel migrates
+as a checkout does; finding none is an error, never "applied 0". Files are named
+`NNN_description.sql`. An applied file whose text changed is an error, never re-applied
+silently: write a new migration instead. Concurrent runners serialise on an
 advisory lock, so two processes starting at once apply each migration exactly once.
 """
 
@@ -10,11 +12,12 @@ from __future__ import annotations
 import hashlib
 import re
 from dataclasses import dataclass
-from pathlib import Path
+from importlib.resources import files
+from importlib.resources.abc import Traversable
 
 import asyncpg
 
-SQL_DIR = Path(__file__).resolve().parent.parent / "sql"
+SQL_DIR = files("flashgate") / "sql"
 _NAME = re.compile(r"^(\d{3,})_[a-z0-9_]+\.sql$")
 _LOCK_ID = 0x666C617368  # "flash": one advisory lock id for every migration runner
 
@@ -34,10 +37,20 @@ class Migration:
         return hashlib.sha256(self.sql.encode()).hexdigest()
 
 
-def load(sql_dir: Path = SQL_DIR) -> list[Migration]:
-    """Every migration file in version order; rejects misnamed files and duplicate versions."""
+def load(sql_dir: Traversable = SQL_DIR) -> list[Migration]:
+    """Every migration file in version order.
+
+    Raises MigrationError for a missing or empty folder (a broken install, not a database with
+    nothing to do), a misnamed file or a version used twice.
+    """
     found: dict[str, Migration] = {}
-    for path in sorted(sql_dir.glob("*.sql")):
+    try:
+        paths = sorted((p for p in sql_dir.iterdir() if p.name.endswith(".sql")), key=lambda p: p.name)
+    except OSError as e:
+        raise MigrationError(f"cannot read the migrations folder {sql_dir}: {e.strerror or e}") from e
+    if not paths:
+        raise MigrationError(f"no migrations found in {sql_dir}")
+    for path in paths:
         m = _NAME.match(path.name)
         if m is None:
             raise MigrationError(f"{path.name}: migration files must be named NNN_description.sql")
@@ -64,7 +77,7 @@ def plan(available: list[Migration], applied: dict[str, str]) -> list[Migration]
     return [m for m in available if m.version not in applied]
 
 
-async def apply_all(database_url: str, sql_dir: Path = SQL_DIR) -> list[str]:
+async def apply_all(database_url: str, sql_dir: Traversable = SQL_DIR) -> list[str]:
     """Apply pending migrations, each in its own transaction; return the names applied."""
     available = load(sql_dir)
     conn = await asyncpg.connect(database_url)

@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 import os
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -78,6 +79,24 @@ def start_worker(stack: StackHandle, topics: Topics, log_path: Path, **settings:
         **{f"FLASHGATE_WORKER_{k.upper()}": str(v) for k, v in settings.items()},
     }
     return FlashgateProcess.spawn(["worker"], env, log_path)
+
+
+@contextmanager
+def new_database(stack: StackHandle, name: str) -> Iterator[str]:
+    """A new, empty database `name` on the stack's PostgreSQL (dropped afterwards); yields its URL."""
+
+    async def admin(sql: str) -> None:
+        conn = await asyncpg.connect(stack.database_url)
+        try:
+            await conn.execute(sql)
+        finally:
+            await conn.close()
+
+    asyncio.run(admin(f'CREATE DATABASE "{name}"'))
+    try:
+        yield f"{stack.database_url.rpartition('/')[0]}/{name}"
+    finally:
+        asyncio.run(admin(f'DROP DATABASE "{name}" WITH (FORCE)'))
 
 
 async def add_product(database_url: str, sku: str, units: int) -> None:

@@ -29,10 +29,19 @@ class FlashgateProcess:
     log_file: IO[bytes] = field(repr=False)
 
     @classmethod
-    def spawn(cls, args: list[str], env: dict[str, str], log_path: Path) -> FlashgateProcess:
+    def spawn(
+        cls,
+        args: list[str],
+        env: dict[str, str],
+        log_path: Path,
+        *,
+        executable: str = FLASHGATE,
+        cwd: Path | None = None,
+    ) -> FlashgateProcess:
+        """Start `executable args` (by default this venv's `flashgate`), in `cwd` if given."""
         log = open(log_path, "ab")  # noqa: SIM115 - close() closes it
         proc = subprocess.Popen(
-            [FLASHGATE, *args], env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            [executable, *args], env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, cwd=cwd
         )
         return cls(proc=proc, log_path=log_path, log_file=log)
 
@@ -78,15 +87,27 @@ class GateProcess(FlashgateProcess):
 
     @classmethod
     def start(
-        cls, stack: StackHandle, log_path: Path, workers: int = 1, settings: dict[str, object] | None = None
+        cls,
+        stack: StackHandle,
+        log_path: Path,
+        workers: int = 1,
+        settings: dict[str, object] | None = None,
+        *,
+        executable: str = FLASHGATE,
+        env: dict[str, str] | None = None,
+        cwd: Path | None = None,
     ) -> GateProcess:
-        """Spawn the gate (`settings` as FLASHGATE_<NAME>) and wait until /health/ready answers 200."""
+        """Spawn the gate (`settings` as FLASHGATE_<NAME>) and wait until /health/ready answers 200.
+
+        `executable`, `cwd` and `env` (overriding the test's environment) run another installation
+        of flashgate (tests/e2e/test_wheel.py).
+        """
         port = free_port()
-        env = gate_env(stack, **(settings or {}))
+        env = {**gate_env(stack, **(settings or {})), **(env or {})}
         log = open(log_path, "ab")  # noqa: SIM115 - close() closes it
         proc = subprocess.Popen(
-            [FLASHGATE, "gate", "--workers", str(workers), "--port", str(port)],
-            env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            [executable, "gate", "--workers", str(workers), "--port", str(port)],
+            env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, cwd=cwd,
         )  # fmt: skip
         gate = cls(proc=proc, log_path=log_path, log_file=log, base_url=f"http://127.0.0.1:{port}")
         try:

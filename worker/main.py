@@ -72,7 +72,7 @@ async def serve(settings: WorkerSettings) -> None:
     registry = CollectorRegistry()
     metrics = WorkerMetrics(registry)
     if settings.metrics_port:
-        start_http_server(settings.metrics_port, addr="127.0.0.1", registry=registry)
+        start_http_server(settings.metrics_port, addr=settings.metrics_host, registry=registry)
     pool = await open_pool(settings, stop)
     if pool is None:
         return

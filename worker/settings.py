@@ -44,6 +44,7 @@ class WorkerSettings:
     commit_timeout_s: float = 30.0
     max_poll_interval_ms: int = 600_000
     metrics_port: int = 0  # 0 = no metrics endpoint
+    metrics_host: str = "127.0.0.1"  # the image sets 0.0.0.0, so Prometheus can scrape a container
 
     @classmethod
     def from_env(

@@ -5,7 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 
+from ops.cli import cli
 from ops.migrate import Migration, MigrationError, load, plan
 
 
@@ -52,3 +54,27 @@ def test_plan_refuses_missing_file() -> None:
 
 def test_repository_migrations_load() -> None:
     assert load()[0].version == "001"
+
+
+def test_empty_folder_is_an_error(tmp_path: Path) -> None:
+    write(tmp_path, "notes.txt")
+    with pytest.raises(MigrationError, match="no migrations found"):
+        load(tmp_path)
+
+
+def test_missing_folder_is_an_error(tmp_path: Path) -> None:
+    with pytest.raises(MigrationError, match="cannot read the migrations folder"):
+        load(tmp_path / "absent")
+
+
+@pytest.mark.parametrize("folder", ["empty", "absent"])
+def test_cli_without_migrations_exits_1_with_one_line(tmp_path: Path, folder: str) -> None:
+    (tmp_path / "empty").mkdir()
+    # Loading comes before connecting, so no database is needed to see the refusal.
+    done = CliRunner().invoke(
+        cli, ["migrate", "--sql-dir", str(tmp_path / folder), "--database-url", "postgresql://nobody@127.0.0.1:1/x"]
+    )
+    assert done.exit_code == 1
+    lines = done.output.strip().splitlines()
+    assert len(lines) == 1
+    assert lines[0].startswith("Error: migrate: ")

@@ -119,6 +119,8 @@ def test_settings_from_env_and_overrides() -> None:
     assert replace(s, batch_max_rows=3).batch_max_rows == 3
     fetch = consumer_config(WorkerSettings.from_env(env={**env, "FLASHGATE_WORKER_FETCH_WAIT_MAX_MS": "10"}))
     assert (fetch["fetch.min.bytes"], fetch["fetch.wait.max.ms"]) == (65_536, 10)
+    assert s.metrics_host == "127.0.0.1"  # loopback unless told: the image says 0.0.0.0
+    assert WorkerSettings.from_env(env={**env, "FLASHGATE_WORKER_METRICS_HOST": "0.0.0.0"}).metrics_host == "0.0.0.0"
 
 
 @pytest.mark.parametrize(

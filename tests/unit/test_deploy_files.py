@@ -1,0 +1,233 @@
+"""deploy/ (kustomize) and docker-compose.yml against the code: render, schemas, and what schemas cannot see.
+
+Both kustomizations render; every object of a built-in kind passes Kubernetes' own schema,
+strictly (kubernetes-validate ships them: offline); every other kind is one of the operators'
+we mean. Then what no schema knows: each role's environment builds that role's settings (every
+variable the code needs is set) and names only variables the code reads; ports and probe paths
+are the code's; the KEDA trigger names the writers' group and topic, capped at the partitions;
+the PrometheusRule is ops/prometheus/alerts.yml. The renderer is a `kustomize` binary when there
+is one (.tools/bin or PATH; `go install sigs.k8s.io/kustomize/kustomize/v5` makes it), else
+kubectl's built-in kustomize (kubectl comes with the project's machines).
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from collections.abc import Iterator
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import kubernetes_validate
+import pytest
+import yaml
+
+from flashgate.names import ORDERS_TOPIC, WRITERS_GROUP
+from gate.app import live, ready
+from gate.settings import GateSettings
+from ops.monitor.settings import MonitorSettings
+from worker.settings import WorkerSettings
+
+ROOT = Path(__file__).resolve().parents[2]
+KUSTOMIZATIONS = ("deploy/base", "deploy/overlays/production")
+K8S_VERSION = "1.32.0"
+# Kinds no Kubernetes schema covers: the operators' (KEDA, Prometheus Operator, Strimzi, CloudNativePG).
+OPERATOR_KINDS = {
+    ("keda.sh/v1alpha1", "ScaledObject"),
+    ("monitoring.coreos.com/v1", "ServiceMonitor"),
+    ("monitoring.coreos.com/v1", "PodMonitor"),
+    ("monitoring.coreos.com/v1", "PrometheusRule"),
+    ("kafka.strimzi.io/v1beta2", "Kafka"),
+    ("kafka.strimzi.io/v1beta2", "KafkaNodePool"),
+    ("kafka.strimzi.io/v1beta2", "KafkaTopic"),
+    ("postgresql.cnpg.io/v1", "Cluster"),
+    ("postgresql.cnpg.io/v1", "Pooler"),
+}
+FLASHGATE_IMAGE = re.compile(r"(^|/)flashgate([:@]|$)")
+
+
+def kustomize() -> list[str]:
+    local = ROOT / ".tools" / "bin" / "kustomize"
+    if local.exists():
+        return [str(local), "build"]
+    if found := shutil.which("kustomize"):
+        return [found, "build"]
+    if found := shutil.which("kubectl"):
+        return [found, "kustomize"]
+    pytest.fail("neither kustomize nor kubectl: GOBIN=$PWD/.tools/bin go install sigs.k8s.io/kustomize/kustomize/v5")
+
+
+@cache
+def rendered(path: str) -> tuple[dict[str, Any], ...]:
+    done = subprocess.run([*kustomize(), str(ROOT / path)], capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr
+    return tuple(d for d in yaml.safe_load_all(done.stdout) if d)
+
+
+def one(objects: tuple[dict[str, Any], ...], kind: str, name: str) -> dict[str, Any]:
+    (found,) = [o for o in objects if o["kind"] == kind and o["metadata"]["name"] == name]
+    return found
+
+
+def flashgate_containers(objects: tuple[dict[str, Any], ...]) -> Iterator[tuple[str, dict[str, Any]]]:
+    """(role, container) for every container running the flashgate image; role = its subcommand."""
+    for o in objects:
+        spec = o.get("spec", {}).get("template", {}).get("spec", {})
+        for c in spec.get("containers", []):
+            if FLASHGATE_IMAGE.search(c["image"]):
+                yield c["args"][0], c
+
+
+def container_env(objects: tuple[dict[str, Any], ...], c: dict[str, Any]) -> dict[str, str]:
+    """The container's environment as the process sees it, Secret and ConfigMap values resolved."""
+    env: dict[str, str] = {}
+    for source in c.get("envFrom", []):
+        env |= one(objects, "ConfigMap", source["configMapRef"]["name"])["data"]
+    for var in c.get("env", []):
+        if "value" in var:
+            env[var["name"]] = var["value"]
+        else:
+            ref = var["valueFrom"]["secretKeyRef"]
+            env[var["name"]] = one(objects, "Secret", ref["name"])["stringData"][ref["key"]]
+    return env
+
+
+def settings_from(role: str, env: dict[str, str]) -> object:
+    """Build the role's settings as the process would (raises when a needed variable is missing)."""
+    if role == "gate":
+        return GateSettings.from_env(env)
+    if role == "relay":
+        return GateSettings.from_env({**env, "FLASHGATE_AUTH": "off"})
+    if role == "worker":
+        return WorkerSettings.from_env(env=env)
+    if role == "monitor":
+        return MonitorSettings.from_env(env=env)
+    assert role == "migrate", role
+    assert env["DATABASE_URL"].startswith("postgresql://")
+    return env["DATABASE_URL"]
+
+
+@cache
+def variables_the_code_reads() -> frozenset[str]:
+    """Every variable name the code reads: literals in its sources plus each settings class's prefix + field."""
+    literal = re.compile(r"""["'`]((?:FLASHGATE|PROMETHEUS)_[A-Z0-9_]+|REDIS_URL|DATABASE_URL|KAFKA_BOOTSTRAP)["'`]""")
+    names = {m for d in ("gate", "worker", "ops", "flashgate") for p in (ROOT / d).rglob("*.py")
+             for m in literal.findall(p.read_text())}  # fmt: skip
+    names |= {f"FLASHGATE_{f.upper()}" for f in GateSettings.__dataclass_fields__}
+    names |= {f"FLASHGATE_WORKER_{f.upper()}" for f in WorkerSettings.__dataclass_fields__}
+    names |= {f"FLASHGATE_MONITOR_{f.upper()}" for f in MonitorSettings.__dataclass_fields__}
+    return frozenset(names)
+
+
+@pytest.mark.parametrize("path", KUSTOMIZATIONS)
+def test_renders_and_every_object_passes_its_schema(path: str) -> None:
+    objects = rendered(path)
+    assert {r for r, _ in flashgate_containers(objects)} == {"gate", "worker", "relay", "monitor", "migrate"}
+    for o in objects:
+        key = (o["apiVersion"], o["kind"])
+        if key in OPERATOR_KINDS:
+            continue
+        try:
+            kubernetes_validate.validate(o, K8S_VERSION, strict=True)
+        except kubernetes_validate.SchemaNotFoundError:
+            pytest.fail(f"{key}: neither a Kubernetes kind nor one of the operators' kinds we use")
+        except kubernetes_validate.ValidationError as e:
+            pytest.fail(f"{o['kind']}/{o['metadata']['name']}: {e.message}")
+
+
+@pytest.mark.parametrize("path", KUSTOMIZATIONS)
+def test_each_role_gets_the_settings_it_needs_and_only_variables_the_code_reads(path: str) -> None:
+    objects = rendered(path)
+    for role, c in flashgate_containers(objects):
+        env = container_env(objects, c)
+        settings_from(role, env)
+        assert set(env) <= variables_the_code_reads(), f"{role}: {set(env) - variables_the_code_reads()}"
+    gate = dict(flashgate_containers(objects))["gate"]
+    assert container_env(objects, gate).get("FLASHGATE_AUTH", "jwt") != "off"  # buyers are verified tokens
+
+
+@pytest.mark.parametrize("path", KUSTOMIZATIONS)
+def test_ports_and_probe_paths_are_the_code_s(path: str) -> None:
+    objects = rendered(path)
+    roles = dict(flashgate_containers(objects))
+    ports = {role: {p["name"]: p["containerPort"] for p in c.get("ports", [])} for role, c in roles.items()}
+    env = {role: container_env(objects, c) for role, c in roles.items()}
+    assert ports["gate"]["http"] == int(env["gate"].get("FLASHGATE_PORT", "8000"))
+    assert ports["worker"]["metrics"] == int(env["worker"]["FLASHGATE_WORKER_METRICS_PORT"])
+    assert ports["monitor"]["metrics"] == int(env["monitor"]["FLASHGATE_MONITOR_PORT"])
+    gate = roles["gate"]
+    assert gate["livenessProbe"]["httpGet"]["path"] in live.paths
+    assert gate["readinessProbe"]["httpGet"]["path"] in ready.paths
+    for role, c in roles.items():
+        for probe in ("livenessProbe", "readinessProbe", "startupProbe"):
+            if probe in c:
+                assert c[probe]["httpGet"]["port"] in ports[role], (role, probe)
+    for svc in (o for o in objects if o["kind"] == "Service"):
+        (role,) = [r for r in roles if svc["spec"]["selector"]["app.kubernetes.io/name"] == f"flashgate-{r}"]
+        assert {p["targetPort"] for p in svc["spec"]["ports"]} <= set(ports[role])
+
+
+@pytest.mark.parametrize("path", KUSTOMIZATIONS)
+def test_gate_grace_period_outlasts_its_drain(path: str) -> None:
+    objects = rendered(path)
+    pod = one(objects, "Deployment", "flashgate-gate")["spec"]["template"]["spec"]
+    gate = pod["containers"][0]
+    drain_s = int(gate["args"][gate["args"].index("--graceful-timeout") + 1])
+    pause_s = int(gate["lifecycle"]["preStop"]["exec"]["command"][-1])
+    assert pod["terminationGracePeriodSeconds"] > pause_s + drain_s
+
+
+@pytest.mark.parametrize("path", KUSTOMIZATIONS)
+def test_keda_scales_workers_on_the_writers_lag(path: str) -> None:
+    objects = rendered(path)
+    scaled = one(objects, "ScaledObject", "flashgate-worker")
+    (trigger,) = scaled["spec"]["triggers"]
+    worker_env = container_env(objects, dict(flashgate_containers(objects))["worker"])
+    settings = WorkerSettings.from_env(env=worker_env)
+    assert trigger["type"] == "kafka"
+    assert (trigger["metadata"]["consumerGroup"], trigger["metadata"]["topic"]) == (settings.group, settings.topic)
+    assert (settings.group, settings.topic) == (WRITERS_GROUP, ORDERS_TOPIC)
+    assert trigger["metadata"]["bootstrapServers"] == settings.kafka_bootstrap
+    assert scaled["spec"]["scaleTargetRef"]["name"] == "flashgate-worker"
+    topics = [o for o in objects if o["kind"] == "KafkaTopic" and o["metadata"]["name"] == settings.topic]
+    if topics:  # the overlay brings Kafka: never more workers than partitions
+        assert scaled["spec"]["maxReplicaCount"] == topics[0]["spec"]["partitions"]
+
+
+def test_prometheusrule_is_the_alert_rules_file() -> None:
+    alerts = yaml.safe_load((ROOT / "ops" / "prometheus" / "alerts.yml").read_text())
+    rule = one(rendered("deploy/base"), "PrometheusRule", "flashgate")
+    assert rule["spec"]["groups"] == alerts["groups"], "run scripts/render-prometheusrule"
+
+
+def test_production_pins_the_image_by_digest() -> None:
+    for _, c in flashgate_containers(rendered("deploy/overlays/production")):
+        assert re.search(r"@sha256:[0-9a-f]{64}$", c["image"]), c["image"]
+
+
+def compose() -> dict[str, Any]:
+    doc: dict[str, Any] = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    return doc
+
+
+def test_compose_runs_every_flashgate_role_with_its_settings_and_a_health_check() -> None:
+    services = compose()["services"]
+    ours = {name: s for name, s in services.items() if "flashgate" in s["image"]}
+    assert {s["command"][0] for s in ours.values()} == {"migrate", "gate", "worker", "monitor"}
+    for name, s in ours.items():
+        env = {k: str(v) for k, v in s["environment"].items()}
+        assert set(env) <= variables_the_code_reads(), name
+        settings_from(s["command"][0], env)
+        for dep, condition in s["depends_on"].items():
+            assert dep in services, (name, dep)
+            want = "service_completed_successfully" if dep in ("migrate", "kafka-topics") else "service_healthy"
+            assert condition == {"condition": want}, (name, dep)
+        if s["command"][0] != "migrate":
+            probe = s["healthcheck"]["test"][-1]
+            (port_var,) = re.findall(r"os\.environ\['(\w+)'\]", probe)
+            assert port_var in env, name  # the check follows the port the service listens on
+            assert any(p.endswith(f":{env[port_var]}") for p in s["ports"]), name
+    assert ours["gate"]["healthcheck"]["test"][-1].count("/health/ready") == 1
+    assert ours["migrate"]["restart"] == "no"
