@@ -78,7 +78,8 @@ async def test_redis_unreachable_is_not_ready_but_live(stack: StackHandle, name:
     settings = gate_settings(stack, name, redis_url=f"redis://{nothing_listens()}/0")
     async with running_gate(settings) as (client, _):
         ready = await client.get("/health/ready")
-        assert (ready.status_code, ready.headers["content-type"], ready.headers["retry-after"]) == (503, PROBLEM, "1")
+        assert (ready.status_code, ready.headers["content-type"]) == (503, PROBLEM)
+        assert 1 <= int(ready.headers["retry-after"]) <= 3  # jittered, as every 503 (gate/wire.py)
         body = ready.json()
         assert (body["code"], body["kafka"]) == ("not_ready", "ok")
         assert body["detail"] == f"redis: {body['redis']}"
