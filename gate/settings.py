@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from flashgate.kafka_client import PLAINTEXT, KafkaConfigError, KafkaSecurity
 from flashgate.names import ORDERS_TOPIC
 
 COMPRESSIONS = ("none", "gzip", "snappy", "lz4", "zstd")
@@ -86,6 +87,7 @@ class GateSettings:
     body_timeout_ms: int = 5_000
     head_limit_bytes: int = 16_384  # request line and headers (a connection's read buffer); 431 beyond
     listen_backlog: int = 4096  # accepted by the kernel, not yet by a process (capped by net.core.somaxconn)
+    kafka_security: KafkaSecurity = PLAINTEXT  # TLS/SASL: FLASHGATE_KAFKA_* (flashgate/kafka_client.py)
 
     def __post_init__(self) -> None:
         for name, (low, high) in _RANGES.items():
@@ -104,7 +106,7 @@ class GateSettings:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> GateSettings:
-        """Read REDIS_URL, KAFKA_BOOTSTRAP and FLASHGATE_* (see README, section Gate)."""
+        """Read REDIS_URL, KAFKA_BOOTSTRAP and FLASHGATE_* (see README, sections Gate and Kafka security)."""
         e = os.environ if env is None else env
 
         def num(name: str, default: int) -> int:
@@ -128,6 +130,10 @@ class GateSettings:
             redis_url, kafka = e["REDIS_URL"], e["KAFKA_BOOTSTRAP"]
         except KeyError as err:
             raise SettingsError(f"{err.args[0]} is not set") from err
+        try:
+            security = KafkaSecurity.from_env(e)
+        except KafkaConfigError as err:
+            raise SettingsError(str(err)) from err
         d = cls.__dataclass_fields__
         return cls(
             redis_url=redis_url,
@@ -138,6 +144,7 @@ class GateSettings:
             kafka_compression=e.get("FLASHGATE_KAFKA_COMPRESSION", "lz4"),
             relay_enabled=e.get("FLASHGATE_RELAY", "on").lower() != "off",
             metrics_dir=e.get("PROMETHEUS_MULTIPROC_DIR") or None,
+            kafka_security=security,
             **{
                 name: num(name.upper(), f.default)  # type: ignore[arg-type]
                 for name, f in d.items()

@@ -6,6 +6,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from flashgate.kafka_client import PLAINTEXT, KafkaConfigError, KafkaSecurity
 from flashgate.names import ORDERS_TOPIC, WRITERS_GROUP
 from worker.errors import ConfigError
 
@@ -13,7 +14,7 @@ from worker.errors import ConfigError
 @dataclass(frozen=True, slots=True)
 class ReconcileSettings:
     """REDIS_URL, DATABASE_URL, KAFKA_BOOTSTRAP; FLASHGATE_IDEM_TTL_S and FLASHGATE_TOPIC as the gate
-    reads them, FLASHGATE_WORKER_GROUP as the worker does."""
+    reads them, FLASHGATE_WORKER_GROUP as the worker does, Kafka TLS/SASL from FLASHGATE_KAFKA_*."""
 
     redis_url: str
     database_url: str
@@ -22,6 +23,7 @@ class ReconcileSettings:
     group: str = WRITERS_GROUP
     idem_ttl_s: int = 86_400
     backlog_timeout_s: float = 60.0
+    kafka_security: KafkaSecurity = PLAINTEXT
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> ReconcileSettings:
@@ -34,6 +36,10 @@ class ReconcileSettings:
             ttl = int(raw_ttl)
         except ValueError as err:
             raise ConfigError(f"FLASHGATE_IDEM_TTL_S must be an integer, not {raw_ttl!r}") from err
+        try:
+            security = KafkaSecurity.from_env(e)
+        except KafkaConfigError as err:
+            raise ConfigError(str(err)) from err
         return cls(
             redis_url=e["REDIS_URL"],
             database_url=e["DATABASE_URL"],
@@ -41,4 +47,5 @@ class ReconcileSettings:
             topic=e.get("FLASHGATE_TOPIC") or e.get("FLASHGATE_WORKER_TOPIC") or ORDERS_TOPIC,
             group=e.get("FLASHGATE_WORKER_GROUP") or WRITERS_GROUP,
             idem_ttl_s=ttl,
+            kafka_security=security,
         )
