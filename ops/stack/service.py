@@ -43,9 +43,12 @@ class Service(abc.ABC):
     def pid_path(self) -> Path:
         return self.home / f"{self.name}.pid"
 
-    def ports(self) -> list[tuple[str, int]]:
-        """(setting name, port) pairs the service listens on, checked before launch."""
-        return [(self.port_setting, self.port)]
+    def ports(self) -> list[tuple[str, int, str]]:
+        """(who, port, how to choose another) for each port the service listens on, checked before launch."""
+        return [self.port_hint(self.port_setting, self.port)]
+
+    def port_hint(self, setting: str, port: int) -> tuple[str, int, str]:
+        return self.name, port, f"choose another with {PORT_OPTION[setting]} or {PORT_ENV[setting]}"
 
     def pid(self) -> int | None:
         return process.read_pid(self.pid_path)
@@ -74,12 +77,9 @@ class Service(abc.ABC):
         if self.pid() is not None:
             return
         self.check_installed()
-        for setting, port in self.ports():
+        for who, port, hint in self.ports():
             if port_in_use(port):
-                raise PortTaken(
-                    f"{self.name}: port {port} is already in use by another program; "
-                    f"choose another with {PORT_OPTION[setting]} or {PORT_ENV[setting]}"
-                )
+                raise PortTaken(f"{who}: port {port} is already in use by another program; {hint}")
 
     def start(self) -> None:
         """Bring the service up and ready, or raise a StackError."""
