@@ -11,12 +11,13 @@ import logging
 import sys
 
 import click
+from confluent_kafka import KafkaError
 from confluent_kafka.admin import AdminClient
 
 from flashgate.kafka_client import KafkaConfigError, KafkaSecurity, client_config
 from flashgate.names import DLQ_TOPIC, ORDERS_TOPIC
 from ops.topics.admin import ensure
-from ops.topics.errors import DriftRefused, TopicsError
+from ops.topics.errors import DriftRefused, KafkaUnavailable, TopicsError
 from ops.topics.spec import ORDERS_PARTITIONS, ORDERS_RETENTION_MS, REPLICATION_FACTOR, pipeline_specs
 
 EXIT_DRIFT = 1
@@ -26,6 +27,12 @@ EXIT_ERROR = 2
 def _fail(message: str, code: int) -> None:
     click.echo(f"topics: {message}", err=True)
     sys.exit(code)
+
+
+def _why(errors: list[KafkaError]) -> str:
+    """The reason librdkafka gave the error callback (a refused login says so only there), if any."""
+    chosen = [e for e in errors if e.code() in (KafkaError._AUTHENTICATION, KafkaError._SSL)] or errors
+    return f" ({chosen[-1].str()})" if chosen else ""
 
 
 @click.group("topics")
@@ -65,6 +72,8 @@ def ensure_command(
     if not bootstrap:
         _fail('KAFKA_BOOTSTRAP is not set (hint: eval "$(flashgate stack env)")', EXIT_ERROR)
         return
+    broker_errors: list[KafkaError] = []
+    admin: AdminClient | None = None
     try:
         security = KafkaSecurity.from_env()
         specs = pipeline_specs(
@@ -75,9 +84,14 @@ def ensure_command(
         quiet = logging.getLogger("flashgate.topics.kafka")
         quiet.addHandler(logging.NullHandler())
         quiet.propagate = False
-        role = {"socket.timeout.ms": int(timeout_s * 1000), "logger": quiet}
+        role = {"socket.timeout.ms": int(timeout_s * 1000), "logger": quiet, "error_cb": broker_errors.append}
         admin = AdminClient(client_config(bootstrap, security, role))
         report = ensure(admin, specs, fix=not check, timeout_s=timeout_s)
+    except KafkaUnavailable as e:
+        if admin is not None:
+            admin.poll(0)  # serves the error callbacks queued meanwhile
+        _fail(str(e) + _why(broker_errors), EXIT_ERROR)
+        return
     except (TopicsError, KafkaConfigError) as e:
         _fail(str(e), EXIT_ERROR)
         return
