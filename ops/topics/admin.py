@@ -113,14 +113,16 @@ def _set(configs: Mapping[str, str]) -> list[ConfigEntry]:
 
 
 def _wait(futures: dict[Any, Future[Any]], what: str, timeout_s: float) -> dict[Any, Any]:
+    """Each future's result; Kafka's refusal or no answer at all becomes KafkaUnavailable."""
     results = {}
     for key, future in futures.items():
         try:
-            results[key] = future.result(timeout=timeout_s + 5)
+            # A little past the request's own timeout, so Kafka's own error, when it has one, comes first.
+            results[key] = future.result(timeout=timeout_s + min(timeout_s, 5.0))
         except KafkaException as e:
             raise KafkaUnavailable(f"kafka: {what} failed for {getattr(key, 'name', key)}: {_reason(e)}") from e
         except FutureTimeout as e:
-            raise KafkaUnavailable(f"kafka: {what} got no answer within {timeout_s:.0f} s") from e
+            raise KafkaUnavailable(f"kafka: {what} got no answer within {timeout_s:g} s") from e
     return results
 
 

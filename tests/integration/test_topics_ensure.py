@@ -147,3 +147,8 @@ def test_errors_are_one_line_with_exit_2(stack: StackHandle, name: str) -> None:
     assert bad.startswith("topics: FLASHGATE_KAFKA_SASL_MECHANISM is not set")
     unset = one_line(ensure(stack, name, env={"KAFKA_BOOTSTRAP": ""}), 2)
     assert unset == 'topics: KAFKA_BOOTSTRAP is not set (hint: eval "$(flashgate stack env)")'
+
+
+def test_a_change_kafka_refuses_is_one_line_with_exit_2(stack: StackHandle, name: str) -> None:
+    refused = one_line(ensure(stack, f"{name} has spaces", "--replication-factor", "1"), 2)
+    assert refused.startswith(f"topics: kafka: creating topics failed for {name} has spaces.orders: "), refused

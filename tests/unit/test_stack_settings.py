@@ -8,9 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from ops.stack.errors import StackConfigError
+from ops.stack.errors import ServiceFailed, StackConfigError
 from ops.stack.kafka_service import cluster_id, node_names, server_properties
 from ops.stack.settings import DEFAULT_PORTS, resolve
+from ops.stack.stack import Stack
 
 
 def test_defaults(tmp_path: Path) -> None:
@@ -148,3 +149,23 @@ def test_nodes_preparing_at_once_share_one_cluster_id(tmp_path: Path) -> None:
         ids = set(pool.map(lambda _: cluster_id(path), range(8)))
     assert len(ids) == 1
     assert not ids.pop().startswith("-")
+
+
+def test_an_empty_cluster_id_file_is_a_one_line_error(tmp_path: Path) -> None:
+    path = tmp_path / "kafka-cluster.id"
+    path.write_text("")
+    with pytest.raises(ServiceFailed, match=r"kafka-cluster.id is empty; remove it and the kafka data folders"):
+        cluster_id(path)
+
+
+def test_service_names_of_a_cluster(tmp_path: Path) -> None:
+    stack = Stack(resolve(str(tmp_path), {}, env={}, kafka_brokers=3))
+    assert stack.names == ["redis", "postgres", "kafka-1", "kafka-2", "kafka-3", "prometheus", "kafka"]
+    assert [s.name for s in stack.select("kafka")] == ["kafka-1", "kafka-2", "kafka-3"]
+    assert [s.name for s in stack.select("kafka-2")] == ["kafka-2"]
+    with pytest.raises(StackConfigError, match="unknown service 'kafka-4'; choose one of redis, postgres, kafka-1"):
+        stack.select("kafka-4")
+    single = Stack(resolve(str(tmp_path / "one"), {}, env={}))
+    assert single.names == ["redis", "postgres", "kafka", "prometheus"]
+    with pytest.raises(StackConfigError, match="unknown service 'kafka-1'"):
+        single.select("kafka-1")

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
-import pytest
+from concurrent.futures import Future
 
-from ops.topics.errors import SpecError
+import pytest
+from confluent_kafka import KafkaError, KafkaException
+
+from ops.topics.admin import Report, _wait
+from ops.topics.errors import DriftRefused, KafkaUnavailable, SpecError
 from ops.topics.spec import (
     DLQ_RETENTION_MS,
     ORDERS_RETENTION_MS,
@@ -129,3 +133,24 @@ def test_other_replication_is_refused_and_the_topic_left_alone(replicas: tuple[i
     assert p.refusals[0].startswith(f"orders: replication factor is {have}, the spec says 3; flashgate does not move")
     assert (p.create, p.partitions_to, dict(p.set_configs), p.changes) == (False, None, {}, ())
     assert not p.in_spec
+
+
+def test_kafka_that_never_answers_is_a_typed_error() -> None:
+    with pytest.raises(KafkaUnavailable, match=r"kafka: creating topics got no answer within 0.05 s"):
+        _wait({"orders": Future()}, "creating topics", 0.05)
+
+
+def test_kafka_refusal_names_the_topic_and_kafkas_reason() -> None:
+    refused: Future[None] = Future()
+    refused.set_exception(KafkaException(KafkaError(KafkaError.POLICY_VIOLATION, "no creations here")))
+    with pytest.raises(KafkaUnavailable, match="kafka: creating topics failed for orders: no creations here"):
+        _wait({"orders": refused}, "creating topics", 1)
+
+
+def test_refusals_are_raised_as_one_line() -> None:
+    spec = orders_spec()
+    plans = (plan(spec, as_is(spec, partitions=8), brokers=3), plan(spec, as_is(spec, replicas=(1, 1)), brokers=3))
+    report = Report(plans, applied=True)
+    with pytest.raises(DriftRefused, match=r"^orders: 8 partitions, the spec says 6; .* \(and 1 more\)$"):
+        report.raise_refusals()
+    Report(plans[:0], applied=True).raise_refusals()  # nothing refused: nothing raised

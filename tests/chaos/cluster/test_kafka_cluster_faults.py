@@ -14,13 +14,16 @@ from collections.abc import Callable
 
 import pytest
 from click.testing import CliRunner
+from confluent_kafka.admin import AdminClient, NewPartitions  # type: ignore[attr-defined]
 
 from flashgate import names
+from ops.stack.errors import ServiceFailed
 from ops.topics.cli import topics_group
 from tests.chaos.checker import Invariants
 from tests.chaos.cluster.kraft import (
     CONSUMER_OFFSETS,
     active_controller,
+    launcher,
     led_by,
     live_nodes,
     node_down,
@@ -191,3 +194,12 @@ async def test_c2_active_controller_leading_partitions_killed(
     )
     phases.done("drain, verify")
     print(phases)
+
+
+def test_stack_up_refuses_topic_drift_it_must_not_fix(stack: StackHandle) -> None:
+    """Last here, since it leaves `orders` with more partitions than the spec: `up` fails in one line."""
+    admin = AdminClient({"bootstrap.servers": stack.kafka_bootstrap})
+    admin.create_partitions([NewPartitions(names.ORDERS_TOPIC, 8)])[names.ORDERS_TOPIC].result(timeout=30)
+    with pytest.raises(ServiceFailed) as refused:
+        launcher(stack).up()
+    assert str(refused.value).startswith("kafka topics: orders: 8 partitions, the spec says 6; Kafka cannot remove")
