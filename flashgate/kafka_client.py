@@ -106,10 +106,11 @@ class KafkaSecurity:
     def of(cls, properties: Mapping[str, str]) -> KafkaSecurity:
         """Validated security properties, normalised: `sasl.mechanisms` → `sasl.mechanism`, enum values
         upper-case, and OIDC chosen when a token endpoint is given."""
-        props = {("sasl.mechanism" if k == "sasl.mechanisms" else k): v.strip() for k, v in properties.items()}
+        # Values as given: a password may begin or end with a space (the file's lines are stripped).
+        props = {("sasl.mechanism" if k == "sasl.mechanisms" else k): v for k, v in properties.items()}
         for key in ("security.protocol", "sasl.mechanism"):
             if key in props:
-                props[key] = props[key].upper()
+                props[key] = props[key].strip().upper()
         if "sasl.oauthbearer.token.endpoint.url" in props:
             props.setdefault("sasl.oauthbearer.method", "oidc")
         check(props)

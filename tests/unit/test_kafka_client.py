@@ -48,10 +48,16 @@ def test_variables_map_to_librdkafka_properties() -> None:
     }
 
 
-def test_values_are_normalised() -> None:
-    env = {**SCRAM, "FLASHGATE_KAFKA_SECURITY_PROTOCOL": "sasl_plaintext", "FLASHGATE_KAFKA_SASL_MECHANISM": "plain"}
+def test_values_are_normalised_but_secrets_kept_as_given() -> None:
+    env = {
+        **SCRAM,
+        "FLASHGATE_KAFKA_SECURITY_PROTOCOL": "sasl_plaintext ",
+        "FLASHGATE_KAFKA_SASL_MECHANISM": "plain",
+        "FLASHGATE_KAFKA_SASL_PASSWORD": " pass word ",
+    }
     props = dict(KafkaSecurity.from_env(env).properties)
     assert (props["security.protocol"], props["sasl.mechanism"]) == ("SASL_PLAINTEXT", "PLAIN")
+    assert props["sasl.password"] == " pass word "
 
 
 def test_properties_file_with_variables_winning(tmp_path: Path) -> None:
