@@ -1,11 +1,13 @@
-"""The clients' security settings on a real SASL listener: PLAIN and SCRAM-SHA-256 over SASL_PLAINTEXT.
+"""The clients' security settings on real listeners: SASL (PLAIN, SCRAM-SHA-256) and mutual TLS.
 
-A broker of this module's own (one KRaft node from the launcher, C1-only JVM) with a second
-listener, SASL_PLAINTEXT on loopback, next to the PLAINTEXT one the admin uses to create the SCRAM
-user. Every client is configured only through FLASHGATE_KAFKA_* as a process would read them:
-the gate's producer, the worker's consumer, the monitor's lag reader, the reconciler's backlog
-reader and `flashgate topics ensure`. A wrong password must fail in one line, not hang.
-TLS and OAUTHBEARER need a CA and an identity provider; their config building is unit-tested.
+A broker of this module's own (one KRaft node from the launcher, C1-only JVM) with two more
+listeners on loopback next to the PLAINTEXT one the admin uses to create the SCRAM user:
+SASL_PLAINTEXT, and SSL with client certificates required, its certificates from a throwaway CA
+(tests/tlscerts.py). Every client is configured only through FLASHGATE_KAFKA_* (or a properties
+file) as a process would read them: the gate's producer, the worker's consumer, the monitor's lag
+reader, the reconciler's backlog reader and `flashgate topics ensure`. A wrong password or an
+unknown CA must fail in one line, not hang. OAUTHBEARER needs an identity provider: its config
+building is unit-tested only.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from ops.stack.ports import free_port
 from ops.stack.settings import resolve
 from ops.topics.cli import topics_group
 from tests.conftest import IN_CI
+from tests.tlscerts import Certs, make_certs
 from worker.main import consumer_config
 from worker.reconcile.backlog import read_backlog
 from worker.settings import WorkerSettings
@@ -43,42 +46,51 @@ PLAIN_USER, PLAIN_PASSWORD = "gate", "plain-secret"
 SCRAM_USER, SCRAM_PASSWORD = "worker", "scram-secret"
 
 
-class SaslNode(KafkaNode):
-    """A KRaft node with a SASL_PLAINTEXT listener on `sasl_port` as well (PLAIN users in its JAAS line)."""
+class SecureNode(KafkaNode):
+    """A KRaft node with a SASL_PLAINTEXT listener (PLAIN users in its JAAS line, SCRAM users made later)
+    and an SSL listener that requires a client certificate, as well as its PLAINTEXT one."""
 
-    def __init__(self, home: Path, sasl_port: int) -> None:
+    def __init__(self, home: Path, certs: Certs) -> None:
         settings = resolve(str(home), {}, free_ports=True, env={}, kafka_fast_start=True)
         super().__init__(dataclasses.replace(settings, kafka_heap_mb=256))
-        self.sasl_port = sasl_port
+        self.sasl_port = free_port()
+        self.ssl_port = free_port()
+        self.certs = certs
 
     def prepare(self) -> None:
         super().prepare()
         port, cport = self.settings.kafka_node(1)
         plain = "org.apache.kafka.common.security.plain.PlainLoginModule"
         scram = "org.apache.kafka.common.security.scram.ScramLoginModule"
+        extra = f"SASL_PLAINTEXT://127.0.0.1:{self.sasl_port},SSL://127.0.0.1:{self.ssl_port}"
         with self.config_path.open("a") as f:  # later keys win in a Java properties file
             f.write(
-                f"listeners=PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{cport},"
-                f"SASL_PLAINTEXT://127.0.0.1:{self.sasl_port}\n"
-                f"advertised.listeners=PLAINTEXT://127.0.0.1:{port},SASL_PLAINTEXT://127.0.0.1:{self.sasl_port}\n"
-                "listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT,SASL_PLAINTEXT:SASL_PLAINTEXT\n"
+                f"listeners=PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{cport},{extra}\n"
+                f"advertised.listeners=PLAINTEXT://127.0.0.1:{port},{extra}\n"
+                "listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT,"
+                "SASL_PLAINTEXT:SASL_PLAINTEXT,SSL:SSL\n"
                 "sasl.enabled.mechanisms=PLAIN,SCRAM-SHA-256\n"
                 f"listener.name.sasl_plaintext.plain.sasl.jaas.config={plain} required "
                 f'user_{PLAIN_USER}="{PLAIN_PASSWORD}";\n'
                 f"listener.name.sasl_plaintext.scram-sha-256.sasl.jaas.config={scram} required;\n"
+                "listener.name.ssl.ssl.keystore.type=PEM\n"
+                f"listener.name.ssl.ssl.keystore.location={self.certs.server}\n"
+                "listener.name.ssl.ssl.truststore.type=PEM\n"
+                f"listener.name.ssl.ssl.truststore.location={self.certs.ca}\n"
+                "listener.name.ssl.ssl.client.auth=required\n"
             )
 
 
 @pytest.fixture(scope="module")
-def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SaslNode]:
-    node = SaslNode(tmp_path_factory.mktemp("sasl-kafka"), free_port())
+def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SecureNode]:
+    node = SecureNode(tmp_path_factory.mktemp("secure-kafka"), make_certs(tmp_path_factory.mktemp("certs")))
     try:
         node.start()
     except Exception as e:
         node.kill()
         if IN_CI:
-            pytest.fail(f"the SASL broker did not start: {e}", pytrace=False)
-        pytest.skip(f"the SASL broker did not start: {e}")
+            pytest.fail(f"the secured broker did not start: {e}", pytrace=False)
+        pytest.skip(f"the secured broker did not start: {e}")
     admin = AdminClient({"bootstrap.servers": node.bootstrap})
     info = ScramCredentialInfo(ScramMechanism.SCRAM_SHA_256, 4096)
     upsert = UserScramCredentialUpsertion(SCRAM_USER, info, SCRAM_PASSWORD.encode())
@@ -87,7 +99,7 @@ def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SaslNode]:
     node.kill()
 
 
-def sasl_env(node: SaslNode, mechanism: str, user: str, password: str) -> dict[str, str]:
+def sasl_env(node: SecureNode, mechanism: str, user: str, password: str) -> dict[str, str]:
     return {
         "KAFKA_BOOTSTRAP": f"127.0.0.1:{node.sasl_port}",
         "DATABASE_URL": "postgresql://unused",
@@ -98,9 +110,10 @@ def sasl_env(node: SaslNode, mechanism: str, user: str, password: str) -> dict[s
     }
 
 
-def ensure_topics(env: dict[str, str], topic: str) -> tuple[int, str]:
+def ensure_topics(env: dict[str, str], topic: str, timeout_s: float = 10) -> tuple[int, str]:
+    """`flashgate topics ensure` in process; a refused login fails at the deadline, so those use a short one."""
     args = ["ensure", "--replication-factor", "1", "--partitions", "2", "--topic", topic, "--dlq-topic", f"{topic}.dlq"]
-    result = CliRunner().invoke(topics_group, [*args, "--timeout-s", "10"], env=env)
+    result = CliRunner().invoke(topics_group, [*args, "--timeout-s", str(timeout_s)], env=env)
     return result.exit_code, result.output.strip()
 
 
@@ -139,16 +152,16 @@ def round_trip(env: dict[str, str], topic: str) -> None:
     assert backlog == {}
 
 
-def test_sasl_plain(broker: SaslNode) -> None:
+def test_sasl_plain(broker: SecureNode) -> None:
     round_trip(sasl_env(broker, "PLAIN", PLAIN_USER, PLAIN_PASSWORD), f"sasl-plain-{uuid.uuid4().hex[:8]}")
 
 
-def test_sasl_scram_sha_256(broker: SaslNode) -> None:
+def test_sasl_scram_sha_256(broker: SecureNode) -> None:
     env = sasl_env(broker, "SCRAM-SHA-256", SCRAM_USER, SCRAM_PASSWORD)
     round_trip(env, f"sasl-scram-{uuid.uuid4().hex[:8]}")
 
 
-def test_sasl_from_a_properties_file(broker: SaslNode, tmp_path: Path) -> None:
+def test_sasl_from_a_properties_file(broker: SecureNode, tmp_path: Path) -> None:
     path = tmp_path / "client.properties"
     path.write_text(
         f"security.protocol=SASL_PLAINTEXT\nsasl.mechanisms=SCRAM-SHA-256\n"
@@ -159,9 +172,9 @@ def test_sasl_from_a_properties_file(broker: SaslNode, tmp_path: Path) -> None:
     assert code == 0, out
 
 
-def test_wrong_password_fails_in_one_line(broker: SaslNode) -> None:
+def test_wrong_password_fails_in_one_line(broker: SecureNode) -> None:
     env = sasl_env(broker, "SCRAM-SHA-256", SCRAM_USER, "not-the-password")
-    code, out = ensure_topics(env, f"sasl-bad-{uuid.uuid4().hex[:8]}")
+    code, out = ensure_topics(env, f"sasl-bad-{uuid.uuid4().hex[:8]}", timeout_s=3)
     assert code == 2
     assert out.startswith("topics: kafka: cannot read metadata:"), out
     assert "Authentication failed" in out, out
@@ -169,7 +182,32 @@ def test_wrong_password_fails_in_one_line(broker: SaslNode) -> None:
     assert len(out.splitlines()) == 1
 
 
-def test_plaintext_client_on_the_sasl_listener_is_refused(broker: SaslNode) -> None:
+def tls_env(node: SecureNode, ca: Path) -> dict[str, str]:
+    return {
+        "KAFKA_BOOTSTRAP": f"127.0.0.1:{node.ssl_port}",
+        "DATABASE_URL": "postgresql://unused",
+        "FLASHGATE_KAFKA_SECURITY_PROTOCOL": "SSL",
+        "FLASHGATE_KAFKA_SSL_CA_LOCATION": str(ca),
+        "FLASHGATE_KAFKA_SSL_CERTIFICATE_LOCATION": str(node.certs.client_cert),
+        "FLASHGATE_KAFKA_SSL_KEY_LOCATION": str(node.certs.client_key),
+    }
+
+
+def test_mutual_tls(broker: SecureNode) -> None:
+    """The server's name checked against its certificate (librdkafka's default), the client's by the broker."""
+    round_trip(tls_env(broker, broker.certs.ca), f"tls-{uuid.uuid4().hex[:8]}")
+
+
+def test_unknown_ca_fails_in_one_line(broker: SecureNode) -> None:
+    env = tls_env(broker, broker.certs.stranger_ca)
+    code, out = ensure_topics(env, f"tls-bad-{uuid.uuid4().hex[:8]}", timeout_s=3)
+    assert code == 2
+    assert out.startswith("topics: kafka: cannot read metadata:"), out
+    assert "certificate verify failed" in out, out
+    assert len(out.splitlines()) == 1
+
+
+def test_plaintext_client_on_the_sasl_listener_is_refused(broker: SecureNode) -> None:
     admin = AdminClient({"bootstrap.servers": f"127.0.0.1:{broker.sasl_port}", "log_level": 0})
     with pytest.raises(KafkaException):
         admin.list_topics(timeout=3)
