@@ -91,10 +91,11 @@ class Service(abc.ABC):
         process.wait_ready(self.name, self.probe, pid=self.pid, log_path=self.log_path, timeout_s=self.start_timeout_s)
         self.after_ready()
 
-    def stop(self) -> None:
+    def stop(self, timeout_s: float | None = None) -> None:
+        """SIGTERM, then SIGKILL after `timeout_s` (default: the service's own `stop_timeout_s`)."""
         pid = self.pid()
         if pid is not None:
-            process.terminate_tree(pid, timeout_s=self.stop_timeout_s)
+            process.terminate_tree(pid, timeout_s=self.stop_timeout_s if timeout_s is None else timeout_s)
 
     def kill(self) -> None:
         pid = self.pid()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -10,8 +11,9 @@ import pytest
 
 from ops.stack.errors import ServiceFailed, StackConfigError
 from ops.stack.kafka_service import cluster_id, node_names, server_properties
+from ops.stack.service import Service
 from ops.stack.settings import DEFAULT_PORTS, resolve
-from ops.stack.stack import Stack
+from ops.stack.stack import CLUSTER_STOP_TIMEOUT_S, Stack
 
 
 def test_defaults(tmp_path: Path) -> None:
@@ -169,3 +171,35 @@ def test_service_names_of_a_cluster(tmp_path: Path) -> None:
     assert single.names == ["redis", "postgres", "kafka", "prometheus"]
     with pytest.raises(StackConfigError, match="unknown service 'kafka-1'"):
         single.select("kafka-1")
+
+
+def test_a_whole_cluster_stops_with_the_short_grace(tmp_path: Path) -> None:
+    """All nodes at once may leave one waiting for a quorum that is gone: it is killed after 10 s, not 30."""
+    graces: dict[str, float | None] = {}
+
+    def recorder(svc: Service) -> Callable[[float | None], None]:
+        def stop(timeout_s: float | None = None) -> None:
+            graces[svc.name] = timeout_s
+
+        return stop
+
+    cluster = Stack(resolve(str(tmp_path), {}, env={}, kafka_brokers=3))
+    for svc in cluster.all_services.values():
+        svc.stop = recorder(svc)  # type: ignore[method-assign,assignment]
+    cluster.stop("kafka-2")
+    assert graces == {"kafka-2": None}
+    cluster.stop("kafka")
+    assert graces == dict.fromkeys(["kafka-1", "kafka-2", "kafka-3"], CLUSTER_STOP_TIMEOUT_S)
+    graces.clear()
+    cluster.down()
+    assert graces == {
+        "redis": None, "postgres": None, "prometheus": None,
+        **dict.fromkeys(["kafka-1", "kafka-2", "kafka-3"], CLUSTER_STOP_TIMEOUT_S),
+    }  # fmt: skip
+
+    single = Stack(resolve(str(tmp_path / "one"), {}, env={}))
+    for svc in single.all_services.values():
+        svc.stop = recorder(svc)  # type: ignore[method-assign,assignment]
+    graces.clear()
+    single.down()
+    assert graces == dict.fromkeys(["redis", "postgres", "kafka", "prometheus"])
