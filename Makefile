@@ -1,11 +1,12 @@
 # The two commands that matter: `make run` and `make test`. Everything sets itself up.
-.PHONY: bootstrap run test chaos check down status image test-image
+.PHONY: bootstrap run test chaos chaos-cluster check down status image test-image
 .DEFAULT_GOAL := help
 
 help:
 	@echo "make run    - set up everything and run the pipeline locally"
 	@echo "make test   - set up everything and run the whole test suite on an isolated stack"
 	@echo "make chaos  - only the failure suite (tests/chaos), on its own stack"
+	@echo "make chaos-cluster - only the Kafka cluster scenarios (tests/chaos/cluster), on a 3-broker stack"
 	@echo "make check  - ruff and mypy --strict"
 	@echo "make down   - stop the local stack started by make run"
 	@echo "make image  - build the container image with podman (FLASHGATE_IMAGE, default localhost/flashgate:dev)"
@@ -22,6 +23,9 @@ test: bootstrap
 
 chaos: bootstrap
 	@scripts/test tests/chaos
+
+chaos-cluster: bootstrap
+	@scripts/test tests/chaos/cluster
 
 check: bootstrap
 	@scripts/check

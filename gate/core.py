@@ -64,6 +64,7 @@ class Gate:
                 linger_ms=s.linger_ms,
                 message_timeout_ms=s.message_timeout_ms,
                 compression=s.kafka_compression,
+                security=s.kafka_security,
             ),
             s.topic,
             metrics=self.metrics,

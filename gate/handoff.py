@@ -23,6 +23,7 @@ from confluent_kafka import KafkaError, KafkaException, Producer
 
 from flashgate import events
 from flashgate.events import OrderAccepted
+from flashgate.kafka_client import PLAINTEXT, KafkaSecurity, client_config
 from gate.errors import HandoffError
 from gate.metrics import GateMetrics
 
@@ -43,11 +44,15 @@ class ProducerLike(Protocol):
 
 
 def producer_config(
-    bootstrap: str, *, linger_ms: int, message_timeout_ms: int, compression: str = "lz4"
+    bootstrap: str,
+    *,
+    linger_ms: int,
+    message_timeout_ms: int,
+    compression: str = "lz4",
+    security: KafkaSecurity | None = None,
 ) -> dict[str, Any]:
-    """Idempotent, acks=all; librdkafka retries within `message_timeout_ms`."""
-    return {
-        "bootstrap.servers": bootstrap,
+    """Idempotent, acks=all; librdkafka retries within `message_timeout_ms`; TLS/SASL from `security`."""
+    role = {
         "enable.idempotence": True,
         "acks": "all",
         "compression.type": compression,
@@ -55,6 +60,7 @@ def producer_config(
         "message.timeout.ms": message_timeout_ms,
         "logger": logging.getLogger("flashgate.kafka"),
     }
+    return client_config(bootstrap, security or PLAINTEXT, role)
 
 
 class Handoff:

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from flashgate.fingerprint import DEFAULT_IDEM_TTL_S
+from flashgate.kafka_client import PLAINTEXT, KafkaConfigError, KafkaSecurity
 from flashgate.names import ORDERS_TOPIC
 
 COMPRESSIONS = ("none", "gzip", "snappy", "lz4", "zstd")
@@ -92,6 +93,7 @@ class GateSettings:
     # Problem `type` = this + "#" + code. The default is docs/problems.md as the gate itself serves
     # it (GET /problems), resolved against the request's URL; production points it at a docs site.
     problem_base_url: str = PROBLEM_BASE_URL
+    kafka_security: KafkaSecurity = PLAINTEXT  # TLS/SASL: FLASHGATE_KAFKA_* (flashgate/kafka_client.py)
 
     def __post_init__(self) -> None:
         for name, (low, high) in _RANGES.items():
@@ -112,7 +114,7 @@ class GateSettings:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> GateSettings:
-        """Read REDIS_URL, KAFKA_BOOTSTRAP and FLASHGATE_* (see README, section Gate)."""
+        """Read REDIS_URL, KAFKA_BOOTSTRAP and FLASHGATE_* (see README, sections Gate and Kafka security)."""
         e = os.environ if env is None else env
 
         def num(name: str, default: int) -> int:
@@ -136,6 +138,10 @@ class GateSettings:
             redis_url, kafka = e["REDIS_URL"], e["KAFKA_BOOTSTRAP"]
         except KeyError as err:
             raise SettingsError(f"{err.args[0]} is not set") from err
+        try:
+            security = KafkaSecurity.from_env(e)
+        except KafkaConfigError as err:
+            raise SettingsError(str(err)) from err
         d = cls.__dataclass_fields__
         return cls(
             redis_url=redis_url,
@@ -147,6 +153,7 @@ class GateSettings:
             relay_enabled=e.get("FLASHGATE_RELAY", "on").lower() != "off",
             metrics_dir=e.get("PROMETHEUS_MULTIPROC_DIR") or None,
             problem_base_url=e.get("FLASHGATE_PROBLEM_BASE_URL", PROBLEM_BASE_URL),
+            kafka_security=security,
             **{
                 name: num(name.upper(), f.default)  # type: ignore[arg-type]
                 for name, f in d.items()

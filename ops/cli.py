@@ -14,6 +14,7 @@ from ops import migrate
 from ops.monitor.main import monitor_command
 from ops.sale.cli import sale_group
 from ops.stack.cli import stack_group
+from ops.topics.cli import topics_group
 from worker.cli import worker_command
 from worker.reconcile.cli import reconcile_group
 
@@ -25,6 +26,7 @@ def cli() -> None:
 
 
 cli.add_command(stack_group)
+cli.add_command(topics_group)
 cli.add_command(gate_command)
 cli.add_command(relay_command)
 cli.add_command(worker_command)

@@ -11,6 +11,7 @@ import asyncpg
 from confluent_kafka import Consumer, Producer
 from prometheus_client import CollectorRegistry, start_http_server
 
+from flashgate.kafka_client import client_config
 from worker.consumer import OrderWriter
 from worker.dlq import DeadLetters
 from worker.metrics import WorkerMetrics
@@ -21,8 +22,7 @@ log = logging.getLogger("flashgate.worker")
 
 
 def consumer_config(settings: WorkerSettings) -> dict[str, Any]:
-    return {
-        "bootstrap.servers": settings.kafka_bootstrap,
+    role = {
         "group.id": settings.group,
         "enable.auto.commit": False,
         "enable.auto.offset.store": False,
@@ -35,15 +35,12 @@ def consumer_config(settings: WorkerSettings) -> dict[str, Any]:
         "session.timeout.ms": 10_000,
         "heartbeat.interval.ms": 2_000,
     }
+    return client_config(settings.kafka_bootstrap, settings.kafka_security, role)
 
 
 def dlq_producer_config(settings: WorkerSettings) -> dict[str, Any]:
-    return {
-        "bootstrap.servers": settings.kafka_bootstrap,
-        "enable.idempotence": True,
-        "acks": "all",
-        "linger.ms": 5,
-    }
+    role = {"enable.idempotence": True, "acks": "all", "linger.ms": 5}
+    return client_config(settings.kafka_bootstrap, settings.kafka_security, role)
 
 
 async def open_pool(settings: WorkerSettings, stop: asyncio.Event) -> asyncpg.Pool | None:

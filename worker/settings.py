@@ -6,6 +6,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 
+from flashgate.kafka_client import PLAINTEXT, KafkaConfigError, KafkaSecurity
 from flashgate.names import DLQ_TOPIC, ORDERS_TOPIC, WRITERS_GROUP
 from worker.errors import ConfigError
 
@@ -17,7 +18,7 @@ class WorkerSettings:
     """Everything one worker process needs; units are in the names.
 
     Environment: DATABASE_URL, KAFKA_BOOTSTRAP, and FLASHGATE_WORKER_<FIELD> for the rest
-    (e.g. FLASHGATE_WORKER_BATCH_MAX_ROWS=2000).
+    (e.g. FLASHGATE_WORKER_BATCH_MAX_ROWS=2000); Kafka TLS/SASL from FLASHGATE_KAFKA_*.
     """
 
     database_url: str
@@ -45,6 +46,7 @@ class WorkerSettings:
     max_poll_interval_ms: int = 600_000
     metrics_port: int = 0  # 0 = no metrics endpoint
     metrics_host: str = "127.0.0.1"  # the image sets 0.0.0.0, so Prometheus can scrape a container
+    kafka_security: KafkaSecurity = PLAINTEXT  # TLS/SASL: FLASHGATE_KAFKA_* (flashgate/kafka_client.py)
 
     @classmethod
     def from_env(
@@ -54,6 +56,8 @@ class WorkerSettings:
         env = os.environ if env is None else env
         values: dict[str, object] = {}
         for f in fields(cls):
+            if f.name == "kafka_security":
+                continue
             if f.name in ("database_url", "kafka_bootstrap"):
                 raw = env.get(f.name.upper())
             else:
@@ -64,6 +68,10 @@ class WorkerSettings:
         for required in ("database_url", "kafka_bootstrap"):
             if required not in values:
                 raise ConfigError(f'{required.upper()} is not set (hint: eval "$(flashgate stack env)")')
+        try:
+            values["kafka_security"] = KafkaSecurity.from_env(env)
+        except KafkaConfigError as e:
+            raise ConfigError(str(e)) from e
         settings = cls(**values)  # type: ignore[arg-type]
         settings.validate()
         return settings

@@ -12,6 +12,7 @@ from typing import Any
 from confluent_kafka import ConsumerGroupTopicPartitions, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient, OffsetSpec  # type: ignore[attr-defined]
 
+from flashgate.kafka_client import PLAINTEXT, KafkaSecurity, client_config
 from ops.monitor.errors import SourceUnavailable
 
 
@@ -31,12 +32,15 @@ class GroupLag:
     Raises SourceUnavailable when Kafka does not answer within `timeout_s` or the topic is unknown.
     """
 
-    def __init__(self, bootstrap: str, *, group: str, topic: str, timeout_s: float) -> None:
+    def __init__(
+        self, bootstrap: str, *, group: str, topic: str, timeout_s: float, security: KafkaSecurity | None = None
+    ) -> None:
         self.group = group
         self.topic = topic
         self._timeout_s = timeout_s
         # One client for the monitor's lifetime: its futures must not outlive it.
-        self._admin = AdminClient({"bootstrap.servers": bootstrap, "socket.timeout.ms": int(timeout_s * 1000)})
+        role = {"socket.timeout.ms": int(timeout_s * 1000)}
+        self._admin = AdminClient(client_config(bootstrap, security or PLAINTEXT, role))
 
     def read(self) -> dict[int, int]:
         try:

@@ -113,7 +113,13 @@ async def serve(settings: MonitorSettings, drift_check: DriftCheck | None = None
     redis = aioredis.Redis.from_url(
         settings.redis_url, decode_responses=True, socket_timeout=timeout_s, socket_connect_timeout=timeout_s
     )
-    lag = GroupLag(settings.kafka_bootstrap, group=settings.group, topic=settings.topic, timeout_s=timeout_s)
+    lag = GroupLag(
+        settings.kafka_bootstrap,
+        group=settings.group,
+        topic=settings.topic,
+        timeout_s=timeout_s,
+        security=settings.kafka_security,
+    )
     try:
         server, _ = start_http_server(settings.port, addr=settings.host, registry=registry)
     except OSError as e:
@@ -131,7 +137,9 @@ def drift_check(s: MonitorSettings) -> DriftCheck | None:
     """The reconciler's dry run, when the monitor may read PostgreSQL too."""
     if not s.database_url:
         return None
-    reconcile = ReconcileSettings(s.redis_url, s.database_url, s.kafka_bootstrap, topic=s.topic, group=s.group)
+    reconcile = ReconcileSettings(
+        s.redis_url, s.database_url, s.kafka_bootstrap, topic=s.topic, group=s.group, kafka_security=s.kafka_security
+    )
     return ReconcilerDrift(reconcile, every_s=s.drift_interval_ms / 1000)
 
 

@@ -6,6 +6,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 
+from flashgate.kafka_client import PLAINTEXT, KafkaConfigError, KafkaSecurity
 from flashgate.names import ORDERS_TOPIC, WRITERS_GROUP
 from ops.monitor.errors import MonitorConfigError
 
@@ -18,7 +19,7 @@ class MonitorSettings:
     """Where to look and how often; units in the names.
 
     Environment: REDIS_URL, KAFKA_BOOTSTRAP, DATABASE_URL (optional: drift), and FLASHGATE_MONITOR_<FIELD> for the rest
-    (e.g. FLASHGATE_MONITOR_PORT=9102, FLASHGATE_MONITOR_INTERVAL_MS=5000).
+    (e.g. FLASHGATE_MONITOR_PORT=9102, FLASHGATE_MONITOR_INTERVAL_MS=5000); Kafka TLS/SASL from FLASHGATE_KAFKA_*.
     """
 
     redis_url: str
@@ -31,6 +32,7 @@ class MonitorSettings:
     timeout_ms: int = 3000  # per Kafka admin request and per Redis command
     database_url: str | None = None  # set (DATABASE_URL): export the reconciler's drift too
     drift_interval_ms: int = 60_000  # the drift check reads the whole Kafka backlog: not every interval
+    kafka_security: KafkaSecurity = PLAINTEXT
 
     @classmethod
     def from_env(
@@ -40,6 +42,8 @@ class MonitorSettings:
         env = os.environ if env is None else env
         values: dict[str, object] = {}
         for f in fields(cls):
+            if f.name == "kafka_security":
+                continue
             plain = ("redis_url", "kafka_bootstrap", "database_url")
             name = f.name.upper() if f.name in plain else ENV_PREFIX + f.name.upper()
             raw = env.get(name)
@@ -49,6 +53,10 @@ class MonitorSettings:
         for required in ("redis_url", "kafka_bootstrap"):
             if required not in values:
                 raise MonitorConfigError(f'{required.upper()} is not set (hint: eval "$(flashgate stack env)")')
+        try:
+            values["kafka_security"] = KafkaSecurity.from_env(env)
+        except KafkaConfigError as e:
+            raise MonitorConfigError(str(e)) from e
         settings = cls(**values)  # type: ignore[arg-type]
         if not 0 <= settings.port <= 65535:
             raise MonitorConfigError(f"{ENV_PREFIX}PORT={settings.port} is outside 0-65535")

@@ -12,7 +12,7 @@ import click
 from ops.stack import settings as stack_settings
 from ops.stack.errors import StackError
 from ops.stack.kafka_service import ensure_jars
-from ops.stack.stack import SERVICE_NAMES, Stack
+from ops.stack.stack import Stack
 
 F = Callable[..., Any]
 
@@ -40,11 +40,14 @@ def build_stack(
     free_ports: bool = False,
     prometheus: dict[str, int | None] | None = None,
     with_prometheus: bool = False,
+    kafka_brokers: int | None = None,
+    kafka_fast_start: bool = False,
 ) -> Stack:
     try:
         settings = stack_settings.resolve(
-            state_dir, ports, free_ports=free_ports, prometheus=prometheus, with_prometheus=with_prometheus
-        )
+            state_dir, ports, free_ports=free_ports, prometheus=prometheus, with_prometheus=with_prometheus,
+            kafka_brokers=kafka_brokers, kafka_fast_start=kafka_fast_start,
+        )  # fmt: skip
         return Stack(settings)
     except StackError as e:
         raise click.ClickException(str(e)) from e
@@ -66,6 +69,16 @@ def stack_group() -> None:
 @stack_group.command("up")
 @stack_options
 @click.option("--free-ports", is_flag=True, help="Pick unused ports for any port not given or saved.")
+@click.option(
+    "--kafka-brokers",
+    type=int,
+    help="KRaft nodes, each controller and broker: 1 (default) or 3 (replication 3, min.insync.replicas 2).",
+)
+@click.option(
+    "--kafka-fast-start",
+    is_flag=True,
+    help="Test stacks: Kafka JVMs with the C1 compiler only (half the CPU to start, less throughput).",
+)
 @click.option("--with-prometheus", is_flag=True, help="Also run Prometheus (scrapes gate, worker, monitor; alerts).")
 @click.option("--gate-port", type=int, help="Port of the gate Prometheus scrapes (default 8000).")
 @click.option("--worker-metrics-port", type=int, help="Worker's --metrics-port Prometheus scrapes (default 9101).")
@@ -79,6 +92,8 @@ def stack_group() -> None:
 def up(
     state_dir: str | None,
     free_ports: bool,
+    kafka_brokers: int | None,
+    kafka_fast_start: bool,
     with_prometheus: bool,
     gate_port: int | None,
     worker_metrics_port: int | None,
@@ -95,7 +110,7 @@ def up(
         "prometheus_interval_s": prometheus_interval_s,
         "prometheus_alert_for_s": prometheus_alert_for_s,
     }
-    stack = build_stack(state_dir, ports, free_ports, prometheus, with_prometheus)
+    stack = build_stack(state_dir, ports, free_ports, prometheus, with_prometheus, kafka_brokers, kafka_fast_start)
     took = run(stack.up)
     click.echo(f"stack up in {took:.1f} s ({stack.settings.state_dir})")
     if stack.settings.with_prometheus:
@@ -137,17 +152,20 @@ def env(state_dir: str | None, as_json: bool, **ports: int | None) -> None:
 
 def _one_service_command(verb: str, doc: str) -> None:
     @stack_group.command(verb, help=doc)
-    @click.argument("service", type=click.Choice(SERVICE_NAMES))
+    @click.argument("service")
     @stack_options
     def command(service: str, state_dir: str | None, **ports: int | None) -> None:
-        svc = build_stack(state_dir, ports).service(service)
-        run(getattr(svc, verb))
+        stack = build_stack(state_dir, ports)
+        if service not in stack.names:  # a usage error (exit 2), like an unknown option
+            raise click.BadParameter(f"{service!r}; choose one of {', '.join(stack.names)}", param_hint="SERVICE")
+        run(lambda: getattr(stack, verb)(service))
         click.echo(f"{service} {verb}{'ed' if verb != 'stop' else 'ped'}")
 
 
-_one_service_command("start", "Start one service and wait until it answers.")
-_one_service_command("stop", "Stop one service gracefully (it flushes its data).")
-_one_service_command("kill", "SIGKILL one service and its children, as a crash would.")
+_NODES = "SERVICE: redis, postgres, kafka (kafka-1 … kafka-N for one node of a cluster, kafka for all), prometheus."
+_one_service_command("start", f"Start one service and wait until it answers. {_NODES}")
+_one_service_command("stop", f"Stop one service gracefully (it flushes its data). {_NODES}")
+_one_service_command("kill", f"SIGKILL one service and its children, as a crash would. {_NODES}")
 
 
 @stack_group.command("fetch")

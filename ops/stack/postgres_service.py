@@ -134,13 +134,12 @@ class PostgresService(Service):
             await conn.close()
         await migrate.apply_all(self.settings.database_url)
 
-    def stop(self) -> None:
+    def stop(self, timeout_s: float | None = None) -> None:
         if self.pid() is None:
             return
+        wait_s = self.stop_timeout_s if timeout_s is None else timeout_s
         try:
-            self._run(
-                "pg_ctl", "stop", "-D", str(self.data_dir), "-m", "fast", "-w", "-t", str(int(self.stop_timeout_s))
-            )
+            self._run("pg_ctl", "stop", "-D", str(self.data_dir), "-m", "fast", "-w", "-t", str(int(wait_s)))
         except ServiceFailed:
             # A postmaster that will not stop is killed with its backends, like a crash;
             # the next start runs crash recovery from the WAL.

@@ -43,9 +43,12 @@ class Service(abc.ABC):
     def pid_path(self) -> Path:
         return self.home / f"{self.name}.pid"
 
-    def ports(self) -> list[tuple[str, int]]:
-        """(setting name, port) pairs the service listens on, checked before launch."""
-        return [(self.port_setting, self.port)]
+    def ports(self) -> list[tuple[str, int, str]]:
+        """(who, port, how to choose another) for each port the service listens on, checked before launch."""
+        return [self.port_hint(self.port_setting, self.port)]
+
+    def port_hint(self, setting: str, port: int) -> tuple[str, int, str]:
+        return self.name, port, f"choose another with {PORT_OPTION[setting]} or {PORT_ENV[setting]}"
 
     def pid(self) -> int | None:
         return process.read_pid(self.pid_path)
@@ -74,12 +77,9 @@ class Service(abc.ABC):
         if self.pid() is not None:
             return
         self.check_installed()
-        for setting, port in self.ports():
+        for who, port, hint in self.ports():
             if port_in_use(port):
-                raise PortTaken(
-                    f"{self.name}: port {port} is already in use by another program; "
-                    f"choose another with {PORT_OPTION[setting]} or {PORT_ENV[setting]}"
-                )
+                raise PortTaken(f"{who}: port {port} is already in use by another program; {hint}")
 
     def start(self) -> None:
         """Bring the service up and ready, or raise a StackError."""
@@ -91,10 +91,11 @@ class Service(abc.ABC):
         process.wait_ready(self.name, self.probe, pid=self.pid, log_path=self.log_path, timeout_s=self.start_timeout_s)
         self.after_ready()
 
-    def stop(self) -> None:
+    def stop(self, timeout_s: float | None = None) -> None:
+        """SIGTERM, then SIGKILL after `timeout_s` (default: the service's own `stop_timeout_s`)."""
         pid = self.pid()
         if pid is not None:
-            process.terminate_tree(pid, timeout_s=self.stop_timeout_s)
+            process.terminate_tree(pid, timeout_s=self.stop_timeout_s if timeout_s is None else timeout_s)
 
     def kill(self) -> None:
         pid = self.pid()

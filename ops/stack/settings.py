@@ -3,6 +3,11 @@
 Precedence, highest first: explicit option, `FLASHGATE_*` environment variable, the ports saved
 in `<state_dir>/stack.json` by the first `up`, then the defaults (or free ports when asked).
 The saved file is what lets `status`, `env` and `down` find a stack started with other ports.
+
+Kafka runs one node (the default) or a KRaft cluster (`--kafka-brokers 3`). Node 1 listens on
+`kafka_port`/`kafka_controller_port`; nodes 2..N on `kafka_node_ports`, picked free with
+`--free-ports`, else 2 above the previous node's (19094/19095, 19096/19097 by default). The
+broker count is fixed when the state folder is first used: its storage is formatted for it.
 """
 
 from __future__ import annotations
@@ -52,6 +57,8 @@ PROMETHEUS_DEFAULTS: Mapping[str, int] = {
     "prometheus_interval_s": 15,
     "prometheus_alert_for_s": 0,
 }
+# A KRaft quorum of N voters survives (N - 1) // 2 failures: an even count adds a node, no safety.
+KAFKA_BROKER_COUNTS = (1, 3, 5)
 
 
 @dataclass(frozen=True)
@@ -73,6 +80,16 @@ class StackSettings:
     orders_partitions: int = 6
     redis_appendfsync: str = "always"
     kafka_heap_mb: int = 512
+    kafka_brokers: int = 1
+    kafka_node_ports: tuple[tuple[int, int], ...] = ()  # (broker, controller) of nodes 2..N
+    # Test stacks: JVMs with the C1 compiler only, about half the CPU to start, less throughput after.
+    kafka_fast_start: bool = False
+
+    def kafka_node(self, node_id: int) -> tuple[int, int]:
+        """(broker port, controller port) of KRaft node `node_id` (1-based)."""
+        if node_id == 1:
+            return self.kafka_port, self.kafka_controller_port
+        return self.kafka_node_ports[node_id - 2]
 
     @property
     def redis_url(self) -> str:
@@ -84,7 +101,8 @@ class StackSettings:
 
     @property
     def kafka_bootstrap(self) -> str:
-        return f"127.0.0.1:{self.kafka_port}"
+        """Every broker, so a client finds the cluster while any one node is down."""
+        return ",".join(f"127.0.0.1:{self.kafka_node(n)[0]}" for n in range(1, self.kafka_brokers + 1))
 
     def connection_env(self) -> dict[str, str]:
         """The variables every flashgate process reads to find the services."""
@@ -108,11 +126,15 @@ def resolve(
     env: Mapping[str, str] | None = None,
     prometheus: Mapping[str, int | None] | None = None,
     with_prometheus: bool = False,
+    kafka_brokers: int | None = None,
+    kafka_fast_start: bool = False,
 ) -> StackSettings:
     """Build settings by precedence; `free_ports` picks unused ports for anything not given.
 
     `prometheus`: PROMETHEUS_DEFAULTS keys given as options (None: saved, else default);
-    `with_prometheus` turns the optional Prometheus on (it stays on in the saved settings).
+    `with_prometheus` turns the optional Prometheus on (it stays on in the saved settings);
+    `kafka_brokers`: KRaft nodes (None: saved, else 1); a state folder keeps its first count;
+    `kafka_fast_start` turns the quick-starting JVMs on (saved, like `with_prometheus`).
     """
     env = os.environ if env is None else env
     root = Path(state_dir or env.get("FLASHGATE_STACK_DIR") or DEFAULT_STATE_DIR).resolve()
@@ -123,8 +145,11 @@ def resolve(
         if value is None:
             value = free_port(exclude=set(chosen.values())) if free_ports else default
         chosen[name] = _check_port(name, value)
-    if len(set(chosen.values())) != len(chosen):
-        raise StackConfigError(f"two services were given the same port: {chosen}")
+    brokers = _kafka_brokers(kafka_brokers, saved, root)
+    node_ports = _kafka_node_ports(brokers, chosen, saved, free_ports=free_ports)
+    taken = [*chosen.values(), *(p for pair in node_ports for p in pair)]
+    if len(set(taken)) != len(taken):
+        raise StackConfigError(f"two services were given the same port: {chosen}, kafka nodes 2+: {list(node_ports)}")
     return StackSettings(
         state_dir=root,
         redis_port=chosen["redis_port"],
@@ -137,7 +162,49 @@ def resolve(
         orders_partitions=int(str(saved.get("orders_partitions", StackSettings.orders_partitions))),
         redis_appendfsync=str(saved.get("redis_appendfsync", StackSettings.redis_appendfsync)),
         kafka_heap_mb=int(str(saved.get("kafka_heap_mb", StackSettings.kafka_heap_mb))),
+        kafka_brokers=brokers,
+        kafka_node_ports=node_ports,
+        kafka_fast_start=kafka_fast_start or saved.get("kafka_fast_start") is True,
     )
+
+
+def _kafka_brokers(given: int | None, saved: Mapping[str, object], root: Path) -> int:
+    before = saved.get("kafka_brokers", 1 if saved else None)  # a stack.json without the key: one node
+    if given is not None and given not in KAFKA_BROKER_COUNTS:
+        counts = ", ".join(map(str, KAFKA_BROKER_COUNTS))
+        raise StackConfigError(f"--kafka-brokers {given}: choose {counts} (a KRaft quorum needs an odd count)")
+    if given is not None and before is not None and given != before:
+        raise StackConfigError(
+            f"the stack in {root} was made with {before} Kafka broker(s), not {given}: "
+            "run `flashgate stack down` and remove the folder (or use another --state-dir)"
+        )
+    count = given if given is not None else before
+    return count if isinstance(count, int) else 1
+
+
+def _kafka_node_ports(
+    brokers: int, chosen: Mapping[str, int], saved: Mapping[str, object], *, free_ports: bool
+) -> tuple[tuple[int, int], ...]:
+    """Ports of KRaft nodes 2..N: saved, else free, else 2 above the previous node's."""
+    raw = saved.get("kafka_node_ports")
+    if isinstance(raw, list) and len(raw) == brokers - 1:
+        pairs = tuple((int(b), int(c)) for b, c in raw)
+    elif free_ports:
+        used = set(chosen.values())
+        picked: list[tuple[int, int]] = []
+        for _ in range(brokers - 1):
+            b = free_port(exclude=used)
+            c = free_port(exclude=used | {b})
+            used |= {b, c}
+            picked.append((b, c))
+        pairs = tuple(picked)
+    else:
+        b1, c1 = chosen["kafka_port"], chosen["kafka_controller_port"]
+        pairs = tuple((b1 + 2 * n, c1 + 2 * n) for n in range(1, brokers))
+    for b, c in pairs:
+        if not (1 <= b <= 65535 and 1 <= c <= 65535):
+            raise StackConfigError(f"kafka node ports {b}/{c} are outside 1-65535; choose lower --kafka-port values")
+    return pairs
 
 
 def _prometheus_settings(given: Mapping[str, int | None], saved: Mapping[str, object]) -> dict[str, int]:

@@ -13,6 +13,7 @@ from pathlib import Path
 import psutil
 import pytest
 
+from ops.stack.ports import free_port, port_in_use
 from tests.stackctl import FLASHGATE, StackHandle, flashgate
 
 
@@ -76,6 +77,25 @@ def test_taken_port_is_a_one_line_error(tmp_path: Path) -> None:
     err = one_line_error(done)
     assert f"port {port}" in err
     assert "--redis-port" in err
+
+
+def test_taken_port_of_a_cluster_node_is_a_one_line_error(state_dir: Path) -> None:
+    first = free_port()
+    while any(port_in_use(first + n) for n in range(6)):  # nodes 1-3 take first .. first + 5
+        first = free_port()
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", first + 2))  # node 2's broker port
+        s.listen()
+        # No --free-ports: it would pick free ports for nodes 2 and 3 instead of first + 2 … first + 5.
+        done = flashgate(
+            "stack", "up", "--state-dir", str(state_dir), "--kafka-brokers", "3",
+            "--redis-port", str(free_port()), "--postgres-port", str(free_port()),
+            "--kafka-port", str(first), "--kafka-controller-port", str(first + 1), check=False,
+        )  # fmt: skip
+    err = one_line_error(done)
+    assert f"kafka-2: port {first + 2} is already in use" in err
+    assert "--kafka-port" in err
+    assert not (state_dir / "kafka-1" / "kafka-1.pid").exists()  # nothing was started
 
 
 def test_missing_binary_names_the_package(tmp_path: Path) -> None:

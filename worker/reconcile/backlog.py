@@ -10,6 +10,7 @@ from collections.abc import Collection
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
 from flashgate.events import EventDecodeError, decode
+from flashgate.kafka_client import PLAINTEXT, KafkaSecurity, client_config
 from worker.errors import ReconcileError
 from worker.reconcile.model import OrderRef, to_us
 
@@ -22,7 +23,13 @@ NO_OFFSET = -1001  # librdkafka's OFFSET_INVALID: the group never committed on t
 
 
 def read_backlog(
-    bootstrap: str, topic: str, group: str, skus: Collection[str] | None, *, timeout_s: float = 60.0
+    bootstrap: str,
+    topic: str,
+    group: str,
+    skus: Collection[str] | None,
+    *,
+    timeout_s: float = 60.0,
+    security: KafkaSecurity | None = None,
 ) -> dict[str, list[OrderRef]]:
     """Orders per SKU in `topic` from `group`'s committed offsets up to the current end.
 
@@ -30,15 +37,13 @@ def read_backlog(
     group is untouched. Poison messages are skipped: they are the DLQ's business, not stock.
     Raises ReconcileError when Kafka cannot be read within `timeout_s`.
     """
-    consumer = Consumer(
-        {
-            "bootstrap.servers": bootstrap,
-            "group.id": group,
-            "enable.auto.commit": False,
-            "enable.auto.offset.store": False,
-            "logger": logging.getLogger("flashgate.kafka"),
-        }
-    )
+    role = {
+        "group.id": group,
+        "enable.auto.commit": False,
+        "enable.auto.offset.store": False,
+        "logger": logging.getLogger("flashgate.kafka"),
+    }
+    consumer = Consumer(client_config(bootstrap, security or PLAINTEXT, role))
     try:
         return _read(consumer, topic, skus, time.monotonic() + timeout_s)
     except KafkaException as e:

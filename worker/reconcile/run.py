@@ -63,7 +63,7 @@ async def gather(
     wanted = {p.sku for p in products}
     backlog = await asyncio.to_thread(
         read_backlog, settings.kafka_bootstrap, settings.topic, settings.group, wanted,
-        timeout_s=settings.backlog_timeout_s,
+        timeout_s=settings.backlog_timeout_s, security=settings.kafka_security,
     )  # fmt: skip
     inputs = []
     for product, snap in zip(products, snapshots, strict=True):

@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from flashgate.fingerprint import DEFAULT_IDEM_TTL_S
+from flashgate.kafka_client import PLAINTEXT, KafkaConfigError, KafkaSecurity
 from flashgate.names import ORDERS_TOPIC, WRITERS_GROUP
 from worker.errors import ConfigError
 
@@ -14,7 +15,7 @@ from worker.errors import ConfigError
 @dataclass(frozen=True, slots=True)
 class ReconcileSettings:
     """REDIS_URL, DATABASE_URL, KAFKA_BOOTSTRAP; FLASHGATE_IDEM_TTL_S and FLASHGATE_TOPIC as the gate
-    reads them, FLASHGATE_WORKER_GROUP as the worker does."""
+    reads them, FLASHGATE_WORKER_GROUP as the worker does, Kafka TLS/SASL from FLASHGATE_KAFKA_*."""
 
     redis_url: str
     database_url: str
@@ -23,6 +24,7 @@ class ReconcileSettings:
     group: str = WRITERS_GROUP
     idem_ttl_s: int = DEFAULT_IDEM_TTL_S
     backlog_timeout_s: float = 60.0
+    kafka_security: KafkaSecurity = PLAINTEXT
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> ReconcileSettings:
@@ -37,6 +39,10 @@ class ReconcileSettings:
             raise ConfigError(f"FLASHGATE_IDEM_TTL_S must be an integer, not {raw_ttl!r}") from err
         if ttl < 1:
             raise ConfigError(f"FLASHGATE_IDEM_TTL_S must be at least 1, not {ttl}")
+        try:
+            security = KafkaSecurity.from_env(e)
+        except KafkaConfigError as err:
+            raise ConfigError(str(err)) from err
         return cls(
             redis_url=e["REDIS_URL"],
             database_url=e["DATABASE_URL"],
@@ -44,4 +50,5 @@ class ReconcileSettings:
             topic=e.get("FLASHGATE_TOPIC") or e.get("FLASHGATE_WORKER_TOPIC") or ORDERS_TOPIC,
             group=e.get("FLASHGATE_WORKER_GROUP") or WRITERS_GROUP,
             idem_ttl_s=ttl,
+            kafka_security=security,
         )

@@ -1,0 +1,1 @@
+"""The Kafka topic spec and `flashgate topics ensure`."""
