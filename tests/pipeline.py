@@ -5,13 +5,14 @@ from __future__ import annotations
 import asyncio
 import os
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
 import asyncpg
+import httpx
 from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient
 from confluent_kafka.cimpl import NewTopic
@@ -129,6 +130,20 @@ async def persisted(database_url: str, sku: str) -> Persisted:
         qty_total=sum(r["qty"] for r in rows),
         refused={r["reason"]: r["n"] for r in refused},
     )
+
+
+def one_order_persisted(gate_url: str, database_url: str, sku: str, log: Callable[[], str]) -> Persisted:
+    """POST one order to a served gate, expect 202, and wait for exactly that order's row (`log()` on failure)."""
+    answer = httpx.post(
+        f"{gate_url}/v1/orders",
+        json={"sku": sku, "qty": 1},
+        headers={"X-User-Id": "alice", "Idempotency-Key": uuid.uuid4().hex},
+        timeout=10,
+    )
+    assert answer.status_code == 202, answer.text
+    state = asyncio.run(wait_persisted(database_url, sku, 1, timeout_s=60))
+    assert [str(o) for o in state.order_ids] == [answer.json()["order_id"]], log()[-2000:]
+    return state
 
 
 async def wait_persisted(database_url: str, sku: str, count: int, timeout_s: float = 60) -> Persisted:

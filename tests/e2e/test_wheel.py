@@ -9,19 +9,16 @@ their own, and the gate and worker use it, so the order's row proves that schema
 
 from __future__ import annotations
 
-import asyncio
 import os
 import subprocess
 import sys
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
 import pytest
 
-from tests.pipeline import create_topics, new_database, wait_persisted
+from tests.pipeline import create_topics, new_database, one_order_persisted
 from tests.procs import FlashgateProcess, GateProcess
 from tests.stackctl import StackHandle
 
@@ -132,15 +129,7 @@ def test_migrate_gate_and_worker_from_the_wheel(
         executable=installed.flashgate, env={**installed.env, **urls}, cwd=installed.cwd,
     )  # fmt: skip
     try:
-        answer = httpx.post(
-            f"{gate.base_url}/v1/orders",
-            json={"sku": name, "qty": 1},
-            headers={"X-User-Id": "alice", "Idempotency-Key": uuid.uuid4().hex},
-            timeout=10,
-        )
-        assert answer.status_code == 202, answer.text
-        state = asyncio.run(wait_persisted(database, name, 1, timeout_s=60))
-        assert [str(o) for o in state.order_ids] == [answer.json()["order_id"]], worker.log()[-2000:]
+        state = one_order_persisted(gate.base_url, database, name, worker.log)
         assert state.units_sold == 1
     finally:
         gate.close()

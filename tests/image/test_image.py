@@ -7,7 +7,6 @@ test stack listens on loopback; runc and the explicit ulimits are what podman ne
 
 from __future__ import annotations
 
-import asyncio
 import os
 import subprocess
 import time
@@ -19,7 +18,7 @@ import httpx
 import pytest
 
 from ops.stack.ports import free_port
-from tests.pipeline import create_topics, new_database, wait_persisted
+from tests.pipeline import create_topics, new_database, one_order_persisted
 from tests.stackctl import StackHandle, eventually
 
 pytestmark = pytest.mark.e2e
@@ -114,15 +113,7 @@ def test_gate_and_worker_from_the_image_persist_an_order(
                 return False
 
         eventually(ready, timeout_s=60, interval_s=0.2)
-        answer = httpx.post(
-            f"{base}/v1/orders",
-            json={"sku": name, "qty": 1},
-            headers={"X-User-Id": "alice", "Idempotency-Key": uuid.uuid4().hex},
-            timeout=10,
-        )
-        assert answer.status_code == 202, answer.text
-        state = asyncio.run(wait_persisted(database, name, 1, timeout_s=60))
-        assert [str(o) for o in state.order_ids] == [answer.json()["order_id"]], worker.logs()[-2000:]
+        one_order_persisted(base, database, name, worker.logs)
         for c in containers:
             c.close()
     print(f"image round trip in {time.monotonic() - began:.1f} s")
