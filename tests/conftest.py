@@ -7,8 +7,10 @@ tests that need Redis, PostgreSQL or Kafka must run there, never skip.
 from __future__ import annotations
 
 import os
+import shutil
+import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -20,19 +22,41 @@ IN_CI = os.environ.get("CI", "").lower() == "true"
 collect_ignore = [] if os.environ.get("FLASHGATE_TEST_IMAGE") else ["image"]
 
 
+def own_stack(
+    what: str, suffix: str = "", *up_args: str, stop: Callable[[StackHandle], None] | None = None
+) -> Iterator[StackHandle]:
+    """The body of every stack fixture: `<FLASHGATE_TEST_STACK_DIR><suffix>` started by the launcher
+    (a folder's own stack, `suffix` set, starts from scratch), then stopped (`stop`, or `stack down`)
+    unless FLASHGATE_TEST_KEEP_STACK. A stack that cannot start fails under CI and skips elsewhere;
+    `what` names it in that message.
+    """
+    base = Path(os.environ.get("FLASHGATE_TEST_STACK_DIR", ".stack-test")).resolve()
+    state_dir = base.with_name(base.name + suffix)
+    if suffix:
+        flashgate("stack", "down", "--state-dir", str(state_dir), check=False)
+        shutil.rmtree(state_dir, ignore_errors=True)
+    began = time.monotonic()
+    try:
+        handle = StackHandle.up(state_dir, *up_args)
+    except AssertionError as e:
+        if IN_CI:
+            pytest.fail(f"the {what} did not start: {e}", pytrace=False)
+        pytest.skip(f"the {what} did not start: {e}")
+    print(f"{what} up in {time.monotonic() - began:.1f} s")
+    try:
+        yield handle
+    finally:
+        if not os.environ.get("FLASHGATE_TEST_KEEP_STACK"):
+            if stop is None:
+                flashgate("stack", "down", "--state-dir", str(state_dir), check=False)
+            else:
+                stop(handle)
+
+
 @pytest.fixture(scope="session")
 def stack() -> Iterator[StackHandle]:
     """The running test stack (own state folder, free ports); stopped at the end of the session."""
-    state_dir = Path(os.environ.get("FLASHGATE_TEST_STACK_DIR", ".stack-test")).resolve()
-    try:
-        handle = StackHandle.up(state_dir)
-    except AssertionError as e:
-        if IN_CI:
-            pytest.fail(f"the local stack did not start: {e}", pytrace=False)
-        pytest.skip(f"the local stack did not start: {e}")
-    yield handle
-    if not os.environ.get("FLASHGATE_TEST_KEEP_STACK"):
-        flashgate("stack", "down", "--state-dir", str(state_dir), check=False)
+    yield from own_stack("local stack")
 
 
 @pytest.fixture

@@ -11,8 +11,6 @@ this package is done, so the two never run side by side.
 from __future__ import annotations
 
 import contextlib
-import os
-import shutil
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 
@@ -20,10 +18,10 @@ import pytest
 
 from flashgate import names
 from tests.chaos.checker import Invariants, cli
-from tests.conftest import IN_CI
+from tests.conftest import own_stack
 from tests.pipeline import Topics, WorkerProcess, start_worker
 from tests.procs import FlashgateProcess, GateProcess, gate_env
-from tests.stackctl import StackHandle, flashgate
+from tests.stackctl import StackHandle
 
 SUMMARY = pytest.StashKey[list[str]]()
 
@@ -45,21 +43,7 @@ OpenSale = Callable[..., Awaitable[str]]
 @pytest.fixture(scope="package")
 def stack() -> Iterator[StackHandle]:
     """A stack for the chaos tests alone (overrides the session stack in this folder)."""
-    base = Path(os.environ.get("FLASHGATE_TEST_STACK_DIR", ".stack-test")).resolve()
-    state_dir = base.with_name(base.name + "-chaos")
-    flashgate("stack", "down", "--state-dir", str(state_dir), check=False)
-    shutil.rmtree(state_dir, ignore_errors=True)
-    try:
-        handle = StackHandle.up(state_dir)
-    except AssertionError as e:
-        if IN_CI:
-            pytest.fail(f"the chaos stack did not start: {e}", pytrace=False)
-        pytest.skip(f"the chaos stack did not start: {e}")
-    try:
-        yield handle
-    finally:
-        if not os.environ.get("FLASHGATE_TEST_KEEP_STACK"):
-            flashgate("stack", "down", "--state-dir", str(state_dir), check=False)
+    yield from own_stack("chaos stack", "-chaos")
 
 
 @pytest.fixture

@@ -16,46 +16,31 @@ single-broker chaos stack comes up: the two never run side by side.
 from __future__ import annotations
 
 import contextlib
-import os
-import shutil
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
 from tests.chaos.cluster.kraft import launcher
 from tests.chaos.conftest import GATE_DEFAULTS, ORDERS
-from tests.conftest import IN_CI
+from tests.conftest import own_stack
 from tests.pipeline import WorkerProcess, start_worker
 from tests.procs import GateProcess
-from tests.stackctl import StackHandle, flashgate
+from tests.stackctl import StackHandle
 
 
 @pytest.fixture(scope="package")
 def stack() -> Iterator[StackHandle]:
     """A 3-broker stack for the cluster scenarios alone (replication 3, min.insync.replicas 2)."""
-    base = Path(os.environ.get("FLASHGATE_TEST_STACK_DIR", ".stack-test")).resolve()
-    state_dir = base.with_name(base.name + "-chaos-cluster")
-    flashgate("stack", "down", "--state-dir", str(state_dir), check=False)
-    shutil.rmtree(state_dir, ignore_errors=True)
-    began = time.monotonic()
-    try:
-        handle = StackHandle.up(state_dir, "--kafka-brokers", "3", "--kafka-fast-start")
-    except AssertionError as e:
-        if IN_CI:
-            pytest.fail(f"the cluster stack did not start: {e}", pytrace=False)
-        pytest.skip(f"the cluster stack did not start: {e}")
-    print(f"cluster stack up in {time.monotonic() - began:.1f} s")
-    try:
-        yield handle
-    finally:
-        if not os.environ.get("FLASHGATE_TEST_KEEP_STACK"):
-            began = time.monotonic()
-            run = launcher(handle)
-            run.kill("kafka")
-            run.down()
-            print(f"cluster stack down in {time.monotonic() - began:.1f} s")
+
+    def stop(handle: StackHandle) -> None:
+        began = time.monotonic()
+        run = launcher(handle)
+        run.kill("kafka")
+        run.down()
+        print(f"cluster stack down in {time.monotonic() - began:.1f} s")
+
+    yield from own_stack("cluster stack", "-chaos-cluster", "--kafka-brokers", "3", "--kafka-fast-start", stop=stop)
 
 
 @pytest.fixture(scope="package")
