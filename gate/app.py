@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
@@ -146,6 +147,23 @@ class GateApp:
             await self.litestar(scope, receive, send)  # type: ignore[arg-type]
 
 
+# Young-generation threshold once the app has started (CPython's default is 700).
+GC_YOUNG_THRESHOLD = 20_000
+
+
+def settle_heap() -> None:
+    """Keep the collector off the heap built at start-up: it lives as long as the process.
+
+    gc.freeze() moves every object alive now (modules, the Litestar app, compiled scripts) to a
+    generation the collector never scans; an order's short-lived objects die by reference count,
+    and a larger young threshold lets fewer collections run while orders are in flight.
+    """
+    gc.collect()
+    gc.freeze()
+    _, older, oldest = gc.get_threshold()
+    gc.set_threshold(GC_YOUNG_THRESHOLD, older, oldest)
+
+
 def create_app(settings: GateSettings) -> GateApp:
     """Build the app; nothing connects until the lifespan starts."""
     gate = Gate(settings)
@@ -154,6 +172,7 @@ def create_app(settings: GateSettings) -> GateApp:
     @asynccontextmanager
     async def lifespan(_: Litestar) -> AsyncIterator[None]:
         await gate.start()
+        settle_heap()
         try:
             yield
         finally:
