@@ -60,6 +60,7 @@ class AbSettings:
     threads: int = 1
     users: int = 100_000
     workers: int = 2  # gate processes
+    b_workers: int | None = None  # B's gate processes, when they are what is compared (default: `workers`)
     bare: bool = False
     lock: Path | None = Path("/tmp/flashgate-bench.lock")
     out_dir: Path = Path("bench/results")
@@ -179,6 +180,7 @@ def one_run(s: AbSettings, variant: str, checkout: Path, rnd: int, work: Path) -
     tag = f"r{rnd}-{variant}"
     probe_file = work / f"{tag}.probe.jsonl"
     env = {**variant_env(checkout, probe_file), **dict(s.a_env if variant == "A" else s.b_env)}
+    workers = s.workers if variant == "A" or s.b_workers is None else s.b_workers
     port = free_port()
     with bench_lock(s.lock):
         box = box_snapshot()
@@ -189,7 +191,7 @@ def one_run(s: AbSettings, variant: str, checkout: Path, rnd: int, work: Path) -
             r.close()
         with (
             running_worker(env, checkout, work / f"{tag}.worker.log", bootstrap) as worker_pid,
-            serve(gate_argv(port, s.workers), f"http://127.0.0.1:{port}/health/ready", work / f"{tag}.gate.log",
+            serve(gate_argv(port, workers), f"http://127.0.0.1:{port}/health/ready", work / f"{tag}.gate.log",
                   env, cwd=checkout),
         ):  # fmt: skip
             pids = {"gate": _serving_pids(port), "worker": [worker_pid]}
@@ -197,7 +199,7 @@ def one_run(s: AbSettings, variant: str, checkout: Path, rnd: int, work: Path) -
             settings = FlashSaleSettings(
                 gate_url=f"http://127.0.0.1:{port}", redis_url=redis_url, database_url=database_url,
                 stock=s.stock, duration_s=s.duration_s, connections=s.connections, threads=s.threads,
-                users=s.users, workers=s.workers, bare=s.bare, out_dir=work, kafka_bootstrap=bootstrap,
+                users=s.users, workers=workers, bare=s.bare, out_dir=work, kafka_bootstrap=bootstrap,
                 worker_pids=(worker_pid,), save=False,
             )  # fmt: skip
             result = flash_sale(settings)
@@ -238,7 +240,11 @@ def run_ab(s: AbSettings) -> dict[str, Any]:
 
 def lines(record: dict[str, Any]) -> list[str]:
     s = record["settings"]
-    return [f"A = {s['a']}", f"B = {s['b']}", *ab_stats.summary_lines(record["summary"]), f"raw: {record['files']}"]
+    b_workers = s.get("b_workers", "None")
+    sides = [f"A = {s['a']}", f"B = {s['b']}"]
+    if b_workers not in ("None", s["workers"]):
+        sides = [f"{sides[0]} (gate ×{s['workers']})", f"{sides[1]} (gate ×{b_workers})"]
+    return [*sides, *ab_stats.summary_lines(record["summary"]), f"raw: {record['files']}"]
 
 
 def main() -> None:

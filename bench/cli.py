@@ -140,6 +140,7 @@ def flash_sale_command(
 @click.option("--threads", default=1, show_default=True, help="wrk threads.")
 @click.option("--users", default=100_000, show_default=True, help="Distinct buyers (X-User-Id).")
 @click.option("--workers", default=2, show_default=True, help="Gate processes (flashgate gate --workers).")
+@click.option("--b-workers", type=int, default=None, help="Gate processes of B only (default: --workers).")
 @click.option("--bare/--no-bare", default=False, show_default=True, help="Also load a bare endpoint in every run.")
 @click.option("--lock", default="/tmp/flashgate-bench.lock", show_default=True,
               help="Bench lock held per variant (flock); '' for none, when you hold it yourself.")  # fmt: skip
@@ -156,6 +157,7 @@ def ab_command(
     threads: int,
     users: int,
     workers: int,
+    b_workers: int | None,
     bare: bool,
     lock: str,
     out_dir: Path,
@@ -173,15 +175,19 @@ def ab_command(
     from bench.served import ServeError
     from bench.wrk import WrkError
 
-    if min(rounds, stock, duration, connections, threads, users, workers) < 1 or connections < threads:
-        raise click.ClickException("rounds, stock, duration, users, workers >= 1 and connections >= threads >= 1")
+    b_workers = workers if b_workers is None else b_workers
+    if min(rounds, stock, duration, connections, threads, users, workers, b_workers) < 1 or connections < threads:
+        raise click.ClickException(
+            "rounds, stock, duration, users, workers, b-workers >= 1 and connections >= threads >= 1"
+        )
     for name in ("REDIS_URL", "DATABASE_URL", "KAFKA_BOOTSTRAP"):
         _env(name)
     a_pairs, b_pairs = _pairs(a_env), _pairs(b_env)
     try:
         settings = AbSettings(a=check_checkout(a), b=check_checkout(b), rounds=rounds, stock=stock,
                               duration_s=duration, connections=connections, threads=threads, users=users,
-                              workers=workers, bare=bare, lock=Path(lock) if lock else None,
+                              workers=workers, b_workers=b_workers, bare=bare,
+                              lock=Path(lock) if lock else None,
                               out_dir=out_dir, a_env=a_pairs, b_env=b_pairs)  # fmt: skip
         record = run_ab(settings)
     except (AbError, BenchError, WrkError, ServeError, OSError) as e:

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
-from bench.ab import AbError, check_checkout
+from bench.ab import AbError, check_checkout, lines
 from bench.ab_stats import figures, median, ratio, summarize, summary_lines
 from bench.cli import bench_group
 
@@ -81,3 +81,14 @@ def test_cli_ab_refuses_what_cannot_run(tmp_path: Path) -> None:
     )
     assert result.exit_code == 1
     assert "expected NAME=VALUE, not 'FLASHGATE_LINGER_MS'" in result.output
+    result = CliRunner().invoke(bench_group, ["ab", "--a", str(tmp_path), "--b", str(tmp_path), "--b-workers", "0"])
+    assert result.exit_code == 1
+    assert "b-workers >= 1" in result.output
+
+
+def test_lines_name_each_side_s_gate_processes_when_they_differ() -> None:
+    record: dict[str, Any] = {"settings": {"a": "/a", "b": "/b", "workers": "2", "b_workers": "1"},
+                              "summary": {}, "files": "f.json"}  # fmt: skip
+    assert lines(record)[:2] == ["A = /a (gate ×2)", "B = /b (gate ×1)"]
+    record["settings"]["b_workers"] = "None"
+    assert lines(record)[:2] == ["A = /a", "B = /b"]
