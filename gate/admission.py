@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import uuid
 from collections.abc import Sequence
@@ -156,6 +157,16 @@ class AdmissionClient:
         return int(
             await self._scripts.call(self._batcher, names.OUTBOX_ACK_SCRIPT, (names.outbox_key(sku),), stream_ids)
         )
+
+    async def outbox_lengths(self, skus: Sequence[str]) -> list[int]:
+        """XLEN of each SKU's outbox, all in this tick's round trip; the first failure is raised."""
+        calls = [self._batcher.call("XLEN", names.outbox_key(sku)) for sku in skus]
+        lengths: list[int] = []
+        for reply in await asyncio.gather(*calls, return_exceptions=True):  # every failure retrieved
+            if isinstance(reply, BaseException):
+                raise reply
+            lengths.append(int(reply))
+        return lengths
 
     async def claim(
         self, sku: str, *, relay: str, min_age_ms: int, lease_ms: int, cursor: str, count: int

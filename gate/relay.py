@@ -32,7 +32,10 @@ class Relay:
 
     SKUs come from this process's admissions and, unless `discover_s` is 0, from the sale
     registry every `discover_s` (so a relay also covers the outboxes of crashed gates). The
-    registry is one SMEMBERS: discovery never scans the keyspace.
+    registry is one SMEMBERS: discovery never scans the keyspace. The registry keeps every SKU
+    ever put on sale, so a tick first asks the length of every known outbox in one round trip
+    and claims only from those that hold entries: an idle relay costs one round trip per tick,
+    not one script call per SKU ever sold.
     """
 
     def __init__(
@@ -81,9 +84,12 @@ class Relay:
         if self._discover_s > 0 and due:
             self.skus.update(await self._admission.sale_skus())
             self._discovered_at = now
+        skus = sorted(self.skus)
+        lengths = await self._admission.outbox_lengths(skus)
         sent = 0
-        for sku in sorted(self.skus):
-            sent += await self._relay_sku(sku)
+        for sku, length in zip(skus, lengths, strict=True):
+            if length:
+                sent += await self._relay_sku(sku)
         self.republished += sent
         if sent:
             log.info("relay republished %d outbox entries", sent)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
+from types import SimpleNamespace
+from typing import Any
 
 import pytest
 import redis.asyncio as aioredis
@@ -15,9 +17,15 @@ from flashgate.fingerprint import StoredAnswer, request_fingerprint
 from flashgate.orderindex import new_order_id, sku_slot
 from flashgate.outbox import OutboxEntry
 from gate.admission import AdmissionClient, AdmitRequest, Code
+from gate.breaker import Breaker
 from gate.errors import RedisUnavailable
+from gate.metrics import GateMetrics
+from gate.outbox import OutboxAcker
+from gate.redis_batch import RedisBatcher
+from gate.relay import Relay
 from gate.sales import Sale, put_sale
-from tests.gatekit import admission_client
+from gate.scripts import Scripts
+from tests.gatekit import admission_client, redis_client
 from tests.stackctl import StackHandle
 
 
@@ -353,3 +361,42 @@ async def test_the_previous_bucket_still_counts(stack: StackHandle, name: str) -
         await r.hset(rate_bucket(name, 4096, now_ms - 2 * 4096), "u3", str((now_ms + 10_000) * 1000))
         assert (await admit(client, req(name, user="u3")))[0] is Code.ACCEPTED
         assert await r.get(names.stock_key(name)) == "99"
+
+
+async def test_relay_claims_only_from_outboxes_that_hold_entries(stack: StackHandle, name: str) -> None:
+    """A registry of many SKUs costs an idle relay one round trip of XLENs, not one claim per SKU."""
+    round_trips: list[int] = []  # commands per round trip
+    r = redis_client(stack)
+    batcher = RedisBatcher(r, Breaker(failures_to_open=1000, cooldown_s=0.1), timeout_s=5,
+                           observe=lambda commands, _s: round_trips.append(commands))  # fmt: skip
+    client = AdmissionClient(batcher, Scripts(), idem_ttl_s=60)
+    try:
+        idle = [f"{name}-idle-{i}" for i in range(40)]
+        for sku in (*idle, name):
+            await put_sale(r, Sale(sku=sku, units=5))
+        stranded = await client.admit(req(name))  # its gate "died": only the relay can publish it
+        claimed: list[str] = []
+        real_claim = client.claim
+
+        async def spy(sku: str, **kw: Any) -> Any:
+            claimed.append(sku)
+            return await real_claim(sku, **kw)
+
+        client.claim = spy  # type: ignore[method-assign]
+        sent: list[str] = []
+        handoff = SimpleNamespace(
+            in_flight=lambda _oid: False, send=lambda event, _cb: sent.append(str(event.order_id))
+        )
+        relay = Relay(client, handoff, OutboxAcker(client), metrics=GateMetrics(),  # type: ignore[arg-type]
+                      stale_ms=1, batch=10, discover_s=0)  # fmt: skip
+        relay.skus.update((*idle, name))
+        await asyncio.sleep(0.01)  # the entry is stale now
+        round_trips.clear()
+        assert await relay.tick() == 1
+        assert claimed == [name]
+        assert sent == [stranded.order_id]
+        assert round_trips == [41, 1]  # every XLEN in one round trip, then the one claim
+        assert await client.outbox_lengths([idle[0], name]) == [0, 1]
+    finally:
+        await batcher.close()
+        await r.aclose()
