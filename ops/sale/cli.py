@@ -115,7 +115,7 @@ def sale_group() -> None:
 
 @sale_group.command("create")
 @_urls
-@click.option("--sku", required=True, help="SKU: 1–64 printable characters, no spaces or braces.")
+@click.option("--sku", required=True, help="SKU: 1–64 characters of A–Z, a–z, 0–9, dot, underscore or hyphen.")
 @click.option("--name", required=True, help="Product name.")
 @click.option("--stock", type=int, required=True, help="Units on sale (>= 0).")
 @click.option("--per-user-limit", type=int, help="Units one buyer may get at most.")
