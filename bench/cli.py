@@ -276,3 +276,31 @@ def drain_command(orders: int, partitions: int, workers: int, batch_max_rows: in
     result = asyncio.run(drain(_env("KAFKA_BOOTSTRAP"), _env("DATABASE_URL"), orders=orders,
                                partitions=partitions, workers=workers, batch_max_rows=batch_max_rows))  # fmt: skip
     click.echo("\n".join(report(result)))
+
+
+@bench_group.command("app")
+@click.option("--sku", required=True, help="A SKU on sale with stock for every order (flashgate sale create).")
+@click.option("--orders", default=8000, show_default=True, help="Measured orders per run (after 500 warm-up ones).")
+@click.option(
+    "--concurrency", "concurrencies", type=int, multiple=True, help="Orders in flight (repeatable).  [default: 128]"
+)
+@click.option("--rounds", default=1, show_default=True, help="Runs of every concurrency, in turn.")
+def app_command(sku: str, orders: int, concurrencies: tuple[int, ...], rounds: int) -> None:
+    """The gate app alone, called through ASGI in process: CPU per order without a server (bench/app_only.py).
+
+    Needs REDIS_URL and KAFKA_BOOTSTRAP, FLASHGATE_AUTH=off, and the checkout to measure on PYTHONPATH.
+    """
+    from bench.app_only import AppBenchError, sweep
+
+    levels = list(concurrencies) or [128]
+    if min(orders, rounds, *levels) < 1:
+        raise click.ClickException("orders, rounds and concurrency must be >= 1")
+    for name in ("REDIS_URL", "KAFKA_BOOTSTRAP"):
+        _env(name)
+    if os.environ.get("FLASHGATE_AUTH") != "off":
+        raise click.ClickException("FLASHGATE_AUTH=off is needed: the generator names buyers with X-User-Id")
+    try:
+        for run in sweep(sku, orders, levels, rounds):
+            click.echo(run.line())
+    except AppBenchError as e:
+        raise click.ClickException(f"bench app: {e}") from e

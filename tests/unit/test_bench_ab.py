@@ -92,3 +92,17 @@ def test_lines_name_each_side_s_gate_processes_when_they_differ() -> None:
     assert lines(record)[:2] == ["A = /a (gate ×2)", "B = /b (gate ×1)"]
     record["settings"]["b_workers"] = "None"
     assert lines(record)[:2] == ["A = /a", "B = /b"]
+
+
+def test_cli_app_refuses_what_cannot_run() -> None:
+    base = ["app", "--sku", "s"]
+    result = CliRunner().invoke(bench_group, [*base, "--concurrency", "0"])
+    assert result.exit_code == 1
+    assert "concurrency must be >= 1" in result.output
+    result = CliRunner().invoke(bench_group, base, env={"REDIS_URL": "r", "KAFKA_BOOTSTRAP": ""})
+    assert result.exit_code == 1
+    assert "KAFKA_BOOTSTRAP is not set" in result.output
+    env = {"REDIS_URL": "r", "KAFKA_BOOTSTRAP": "k", "FLASHGATE_AUTH": "jwt"}
+    result = CliRunner().invoke(bench_group, base, env=env)
+    assert result.exit_code == 1
+    assert "FLASHGATE_AUTH=off is needed" in result.output

@@ -1,0 +1,49 @@
+"""`flashgate bench app` on the test stack: the app called in process places real orders, and refuses a SKU not on sale."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from bench.app_only import AppBenchError, run_app
+from gate.sales import Sale, put_sale
+from tests.gatekit import create_topic, redis_client
+from tests.stackctl import StackHandle
+
+
+@pytest.fixture
+def app_env(stack: StackHandle, name: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    create_topic(stack, name)
+    for key, value in {
+        "REDIS_URL": stack.redis_url,
+        "KAFKA_BOOTSTRAP": stack.kafka_bootstrap,
+        "FLASHGATE_AUTH": "off",
+        "FLASHGATE_TOPIC": name,
+        "FLASHGATE_RELAY_DISCOVER_MS": "0",  # other tests' outboxes stay out of this topic
+    }.items():
+        monkeypatch.setenv(key, value)
+
+
+async def _put_sale(stack: StackHandle, sku: str, units: int) -> None:
+    r = redis_client(stack)
+    try:
+        await put_sale(r, Sale(sku=sku, units=units))
+    finally:
+        await r.aclose()
+
+
+@pytest.mark.usefixtures("app_env")
+def test_bench_app_places_every_order_and_reports_cpu_per_order(stack: StackHandle, name: str) -> None:
+    asyncio.run(_put_sale(stack, name, 10_000))
+    run = run_app(name, orders=200, concurrency=8)
+    assert run.statuses == {202: 200}
+    assert run.loop_thread_us > 0 and run.process_us >= run.loop_thread_us * 0.9
+    assert run.orders_per_admit_call >= 1
+    assert "200 orders at concurrency 8" in run.line()
+
+
+@pytest.mark.usefixtures("app_env")
+def test_bench_app_refuses_a_sku_that_is_not_on_sale(name: str) -> None:
+    with pytest.raises(AppBenchError, match="warm-up answers"):
+        run_app(name, orders=10, concurrency=2)
