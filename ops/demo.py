@@ -14,9 +14,9 @@ import redis.asyncio as aioredis
 
 from ops.sale import store
 from ops.sale.spec import SaleError, SaleSpec
-from worker.reconcile.redis_state import SaleRedis
-from worker.reconcile.run import reconcile
-from worker.reconcile.settings import ReconcileSettings
+from reconcile.redis_state import SaleRedis
+from reconcile.run import reconcile
+from reconcile.settings import ReconcileSettings
 
 DEMO = SaleSpec("demo-sku", "Demo", stock=1000, per_user_limit=5, rate_per_s=5.0, burst=5)
 

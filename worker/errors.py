@@ -3,8 +3,7 @@
     WorkerError
     ├── ConfigError        settings that cannot work; the process exits with a message
     ├── RetryableError     transient (database or Kafka unavailable): retry, never commit past it
-    ├── DeliveryFailed     the DLQ did not confirm a message in time (retryable)
-    └── ReconcileError     the reconciler cannot read or repair (service down, unknown SKU): exit 2
+    └── DeliveryFailed     the DLQ did not confirm a message in time (retryable)
 
 Poison messages are not exceptions here: `flashgate.events.EventDecodeError` marks them during
 batch planning and they are routed to the DLQ.
@@ -25,7 +24,3 @@ class RetryableError(WorkerError):
 
 class DeliveryFailed(RetryableError):
     """The dead-letter topic did not acknowledge a message."""
-
-
-class ReconcileError(WorkerError):
-    """The reconciler could not read or repair a SKU; nothing half-done is left behind."""

@@ -22,7 +22,7 @@ from ops.monitor.lag import GroupLag
 from ops.monitor.metrics import MonitorMetrics
 from ops.monitor.outbox import OutboxProbe
 from ops.monitor.settings import DEFAULT_PORT, MonitorSettings
-from worker.reconcile.settings import ReconcileSettings
+from reconcile.settings import ReconcileSettings
 
 log = logging.getLogger("flashgate.monitor")
 DriftCheck = Callable[[], Awaitable[Mapping[str, int]]]

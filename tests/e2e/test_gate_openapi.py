@@ -23,10 +23,10 @@ from pathlib import Path
 
 import httpx
 
-from gate.sales import Sale, put_sale
 from tests.e2e.test_gate_serve import free_port, spawn
 from tests.gatekit import SECRET, create_topic, redis_client, token
 from tests.stackctl import StackHandle, eventually
+from tests.support.sales import Sale, put_sale
 
 ROOT = Path(__file__).resolve().parents[2]
 ST = Path(sys.executable).parent / "st"

@@ -15,9 +15,9 @@ import pytest
 
 from flashgate import events, names
 from gate.admission import AdmitRequest
-from gate.sales import Sale, put_sale
 from tests.gatekit import admission_client, consume_all, create_topic, redis_client, until
 from tests.stackctl import FLASHGATE, StackHandle, eventually
+from tests.support.sales import Sale, put_sale
 
 
 def free_port() -> int:

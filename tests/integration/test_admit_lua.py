@@ -16,9 +16,9 @@ from flashgate.orderindex import new_order_id, sku_slot
 from flashgate.outbox import OutboxEntry
 from gate.admission import AdmissionClient, AdmitRequest, Code
 from gate.errors import RedisUnavailable
-from gate.sales import Sale, put_sale
 from tests.gatekit import admission_client
 from tests.stackctl import StackHandle
+from tests.support.sales import Sale, put_sale
 
 
 def req(sku: str, user: str = "u1", key: str = "k1", qty: int = 1) -> AdmitRequest:

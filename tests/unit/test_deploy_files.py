@@ -113,7 +113,7 @@ def settings_from(role: str, env: dict[str, str]) -> object:
 def variables_the_code_reads() -> frozenset[str]:
     """Every variable name the code reads: literals in its sources plus each settings class's prefix + field."""
     literal = re.compile(r"""["'`]((?:FLASHGATE|PROMETHEUS)_[A-Z0-9_]+|REDIS_URL|DATABASE_URL|KAFKA_BOOTSTRAP)["'`]""")
-    names = {m for d in ("gate", "worker", "ops", "flashgate") for p in (ROOT / d).rglob("*.py")
+    names = {m for d in ("gate", "worker", "reconcile", "ops", "flashgate") for p in (ROOT / d).rglob("*.py")
              for m in literal.findall(p.read_text())}  # fmt: skip
     names |= {f"FLASHGATE_{f.upper()}" for f in GateSettings.__dataclass_fields__}
     names |= {f"FLASHGATE_WORKER_{f.upper()}" for f in WorkerSettings.__dataclass_fields__}

@@ -19,9 +19,9 @@ from gate.handoff import producer_config
 from gate.settings import GateSettings, SettingsError
 from ops.monitor.errors import MonitorConfigError
 from ops.monitor.settings import MonitorSettings
+from reconcile.settings import ReconcileSettings
 from worker.errors import ConfigError
 from worker.main import consumer_config, dlq_producer_config
-from worker.reconcile.settings import ReconcileSettings
 from worker.settings import WorkerSettings
 
 SCRAM = {
@@ -238,7 +238,7 @@ def _capture(config: dict[str, Any], **_: Any) -> None:
 
 def test_monitor_and_reconciler_clients_get_the_security_settings(monkeypatch: pytest.MonkeyPatch) -> None:
     from ops.monitor import lag
-    from worker.reconcile import backlog
+    from reconcile import backlog
 
     security = KafkaSecurity.from_env(SCRAM)
     wanted = dict(security.properties)

@@ -9,13 +9,14 @@ import pytest
 
 from flashgate.fingerprint import DEFAULT_IDEM_TTL_S
 from gate.settings import GateSettings
-from worker.errors import ConfigError, ReconcileError
-from worker.products import Product
-from worker.reconcile.diff import diff
-from worker.reconcile.model import OrderRef, Recorded, RedisSnapshot, SkuInputs, from_us, to_us
-from worker.reconcile.render import as_json, table
-from worker.reconcile.settings import ReconcileSettings
-from worker.reconcile.verify import RecordFacts, judge, parse_order_ids
+from reconcile.diff import diff
+from reconcile.errors import ReconcileError
+from reconcile.model import OrderRef, Recorded, RedisSnapshot, SkuInputs, from_us, to_us
+from reconcile.products import Product
+from reconcile.render import as_json, table
+from reconcile.settings import ReconcileSettings
+from reconcile.verify import RecordFacts, judge, parse_order_ids
+from worker.errors import ConfigError
 
 T = 1_800_000_000_000_000  # snapshot time, µs
 

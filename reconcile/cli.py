@@ -18,11 +18,12 @@ import click
 from confluent_kafka import KafkaException
 from redis.exceptions import RedisError
 
-from worker.errors import ConfigError, ReconcileError
-from worker.reconcile.render import as_json, table
-from worker.reconcile.run import reconcile
-from worker.reconcile.settings import ReconcileSettings
-from worker.reconcile.verify import parse_order_ids, verify
+from reconcile.errors import ReconcileError
+from reconcile.render import as_json, table
+from reconcile.run import reconcile
+from reconcile.settings import ReconcileSettings
+from reconcile.verify import parse_order_ids, verify
+from worker.errors import ConfigError
 
 T = TypeVar("T")
 EXIT_DRIFT = 1
