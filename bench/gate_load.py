@@ -9,7 +9,7 @@ in ONE process, which shares the machine's cores with the gate: the figures are 
 How to run (stack up, gate served with auth off, as in README "Gate"):
 
     eval "$(flashgate stack env)"
-    FLASHGATE_AUTH=off flashgate gate --workers 2 --port 8000 &
+    FLASHGATE_GATE_AUTH=off flashgate gate --workers 2 --port 8000 &
     .venv/bin/python bench/gate_load.py --port 8000 --requests 20000 --concurrency 64
 
 It creates its own sale (REDIS_URL) with as many units as requests, unless --units says less,

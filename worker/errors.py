@@ -1,10 +1,10 @@
 """The worker's errors::
 
     WorkerError
-    ├── ConfigError        settings that cannot work; the process exits with a message
     ├── RetryableError     transient (database or Kafka unavailable): retry, never commit past it
     └── DeliveryFailed     the DLQ did not confirm a message in time (retryable)
 
+Bad settings are `flashgate.settings.ConfigError`, as in every process: the worker exits with its message.
 Poison messages are not exceptions here: `flashgate.events.EventDecodeError` marks them during
 batch planning and they are routed to the DLQ.
 """
@@ -12,10 +12,6 @@ batch planning and they are routed to the DLQ.
 
 class WorkerError(Exception):
     """Base of the worker's own failures."""
-
-
-class ConfigError(WorkerError):
-    """Bad or missing settings."""
 
 
 class RetryableError(WorkerError):

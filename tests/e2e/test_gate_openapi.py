@@ -54,9 +54,9 @@ async def test_schemathesis_against_the_served_gate(stack: StackHandle, name: st
         **os.environ,
         "REDIS_URL": stack.redis_url,
         "KAFKA_BOOTSTRAP": stack.kafka_bootstrap,
-        "FLASHGATE_JWT_HS256_SECRET": SECRET,
+        "FLASHGATE_GATE_JWT_HS256_SECRET": SECRET,
         "FLASHGATE_TOPIC": name,
-        "FLASHGATE_RELAY_DISCOVER_MS": "0",
+        "FLASHGATE_GATE_RELAY_DISCOVER_MS": "0",
     }
     gate = spawn(["gate", "--workers", "1", "--port", str(port)], gate_env)
     base = f"http://127.0.0.1:{port}"

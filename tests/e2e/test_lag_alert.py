@@ -37,9 +37,9 @@ class Processes:
         self.env = {
             **os.environ,
             **stack.env,
-            "FLASHGATE_AUTH": "off",
+            "FLASHGATE_GATE_AUTH": "off",
             "FLASHGATE_TOPIC": topics.orders,
-            "FLASHGATE_RELAY_DISCOVER_MS": "0",
+            "FLASHGATE_GATE_RELAY_DISCOVER_MS": "0",
         }
         self.spawned: list[subprocess.Popen[bytes]] = []
         self.workers: list[WorkerProcess] = []
