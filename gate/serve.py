@@ -9,7 +9,8 @@ import os
 import shutil
 import signal
 import tempfile
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import click
 from click.core import ParameterSource
@@ -22,6 +23,7 @@ from gate.settings import GateSettings
 APP_FACTORY = "gate.app:app_from_env"
 NO_UVICORN = "--server uvicorn needs the uvicorn extra: pip install 'flashgate[uvicorn]'"
 log = logging.getLogger(__name__)
+F = TypeVar("F", bound=Callable[..., Any])
 
 
 def _settings(env: dict[str, str] | None = None) -> GateSettings:
@@ -47,43 +49,23 @@ def _old_envvar(old: str) -> Any:
     return callback
 
 
+def _env_option(*decls: str, envvar: str, old: str, **kwargs: Any) -> Callable[[F], F]:
+    """A gate option that also reads `envvar` (shown in --help) and, deprecated, `old`."""
+    return click.option(*decls, envvar=envvar, show_envvar=True, show_default=True, callback=_old_envvar(old), **kwargs)
+
+
 @click.command("gate")
-@click.option(
-    "--host",
-    default="127.0.0.1",
-    show_default=True,
-    envvar="FLASHGATE_GATE_HOST",
-    show_envvar=True,
-    callback=_old_envvar("FLASHGATE_HOST"),
-    help="Listen address.",
+@_env_option("--host", default="127.0.0.1", envvar="FLASHGATE_GATE_HOST", old="FLASHGATE_HOST", help="Listen address.")
+@_env_option("--port", default=8000, envvar="FLASHGATE_GATE_PORT", old="FLASHGATE_PORT", help="Listen port.")
+@_env_option(
+    "--workers", "-w", default=2, envvar="FLASHGATE_GATE_WORKERS", old="FLASHGATE_WORKERS", help="Server processes."
 )
-@click.option(
-    "--port",
-    default=8000,
-    show_default=True,
-    envvar="FLASHGATE_GATE_PORT",
-    show_envvar=True,
-    callback=_old_envvar("FLASHGATE_PORT"),
-    help="Listen port.",
-)
-@click.option(
-    "--workers",
-    "-w",
-    default=2,
-    show_default=True,
-    envvar="FLASHGATE_GATE_WORKERS",
-    show_envvar=True,
-    callback=_old_envvar("FLASHGATE_WORKERS"),
-    help="Server processes.",
-)
-@click.option(
+@_env_option(
     "--server",
     type=click.Choice(["granian", "uvicorn"]),
     default="granian",
-    show_default=True,
     envvar="FLASHGATE_GATE_SERVER",
-    show_envvar=True,
-    callback=_old_envvar("FLASHGATE_SERVER"),
+    old="FLASHGATE_SERVER",
     help="ASGI server (granian measured faster here; see README).",
 )
 @click.option(
