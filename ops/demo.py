@@ -12,7 +12,6 @@ import os
 import asyncpg
 import redis.asyncio as aioredis
 
-from flashgate.settings import lookup
 from ops.sale import store
 from ops.sale.spec import SaleError, SaleSpec
 from reconcile.redis_state import SaleRedis
@@ -42,7 +41,8 @@ async def open_demo_sale(settings: ReconcileSettings) -> int:
 
 def main() -> None:
     left = asyncio.run(open_demo_sale(ReconcileSettings.from_env()))
-    port = lookup(os.environ, "FLASHGATE_GATE_PORT", ("FLASHGATE_PORT",)) or "8000"
+    # Only for the hint below: the gate itself judges its variables (and their old names).
+    port = os.environ.get("FLASHGATE_GATE_PORT") or os.environ.get("FLASHGATE_PORT") or "8000"
     print(f"demo sale {DEMO.sku}: {left} units left ({DEMO.per_user_limit} per buyer)")
     print(
         f"try: curl -s -XPOST localhost:{port}/v1/orders -H 'X-User-Id: alice' "
