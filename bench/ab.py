@@ -2,7 +2,7 @@
 
 What it measures: for each round, for A then B, one `flashgate gate --workers W` and one
 `flashgate worker` running THAT checkout's code (this venv's python with PYTHONPATH=<checkout>,
-cwd=<checkout>, FLASHGATE_AUTH=off, the stack from the environment), one flash-sale run
+cwd=<checkout>, FLASHGATE_GATE_AUTH=off, the stack from the environment), one flash-sale run
 (bench/flash_sale.py, bare baseline off by default) on a fresh SKU, then both are stopped. It
 proves which code ran: bench/probe/sitecustomize.py reports the file of gate.app, worker.main and
 flashgate.names.LUA_DIR from every process, granian's forked workers included, and a mismatch
@@ -105,7 +105,7 @@ def bench_lock(path: Path | None) -> Iterator[None]:
 
 def variant_env(checkout: Path, probe_file: Path) -> dict[str, str]:
     return {"PYTHONPATH": f"{checkout}{os.pathsep}{PROBE_DIR}", "FLASHGATE_AB_PROBE": str(probe_file),
-            "FLASHGATE_AUTH": "off", "FLASHGATE_LOG_LEVEL": "WARNING"}  # fmt: skip
+            "FLASHGATE_GATE_AUTH": "off", "FLASHGATE_LOG_LEVEL": "WARNING"}  # fmt: skip
 
 
 def wait_assigned(bootstrap: str, proc: subprocess.Popen[bytes], timeout_s: float = 60) -> None:

@@ -90,7 +90,7 @@ def flash_sale_command(
 ) -> None:
     """One flash sale against the running gate and worker, then drain, invariant check and bare baseline.
 
-    Needs REDIS_URL and DATABASE_URL (the gate's), the gate served with FLASHGATE_AUTH=off, a
+    Needs REDIS_URL and DATABASE_URL (the gate's), the gate served with FLASHGATE_GATE_AUTH=off, a
     worker running, and wrk; KAFKA_BOOTSTRAP finds the broker for the CPU budget. Exit 1 if the
     invariant check fails.
     """
@@ -230,7 +230,7 @@ def soak_command(
     """A steady open-loop rate for a long time: RSS of every gate and worker process, keyspace, outbox, verdict.
 
     Needs REDIS_URL and DATABASE_URL (the gate's) and KAFKA_BOOTSTRAP (to find the workers), the gate
-    served with FLASHGATE_AUTH=off and a short FLASHGATE_IDEM_TTL_S (at most half the duration, e.g.
+    served with FLASHGATE_GATE_AUTH=off and a short FLASHGATE_IDEM_TTL_S (at most half the duration, e.g.
     300), and a worker running. Exit 1 if the verdict fails (bench/soak_figures.py says why each limit).
     """
     from bench.flash_sale import BenchError

@@ -90,9 +90,9 @@ async def drain(bootstrap: str, dsn: str, *, orders: int, partitions: int = 6, w
     produce_s = prefill(bootstrap, topic, name, orders)
     env = {
         **os.environ,
-        "FLASHGATE_WORKER_TOPIC": topic,
+        "FLASHGATE_TOPIC": topic,
         "FLASHGATE_WORKER_DLQ_TOPIC": f"{name}.dlq",
-        "FLASHGATE_WORKER_GROUP": f"{name}.writers",
+        "FLASHGATE_GROUP": f"{name}.writers",
         "FLASHGATE_WORKER_BATCH_MAX_ROWS": str(batch_max_rows),
     }
     if worker_src:

@@ -9,10 +9,11 @@ in ONE process, which shares the machine's cores with the gate: the figures are 
 How to run (stack up, gate served with auth off, as in README "Gate"):
 
     eval "$(flashgate stack env)"
-    FLASHGATE_AUTH=off flashgate gate --workers 2 --port 8000 &
+    FLASHGATE_GATE_AUTH=off flashgate gate --workers 2 --port 8000 &
     .venv/bin/python bench/gate_load.py --port 8000 --requests 20000 --concurrency 64
 
-It creates its own sale (REDIS_URL) with as many units as requests, unless --units says less.
+It creates its own sale (REDIS_URL) with as many units as requests, unless --units says less,
+with the tests' helper (tests/support/sales.py): run it from a checkout, not from the wheel.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ import redis.asyncio as aioredis
 import uvloop
 
 from bench.http1 import order_request, read_answer
-from gate.sales import Sale, put_sale
+from tests.support.sales import Sale, put_sale
 
 
 async def worker(

@@ -1,7 +1,7 @@
 """Producer linger sweep: accepted orders/s and p99 of a served gate for each `linger.ms`.
 
 What it measures: for every linger value, `flashgate gate --workers W` (auth off) is started
-with FLASHGATE_LINGER_MS set, loaded with bench/gate_load.py (fresh sale, distinct buyers and
+with FLASHGATE_GATE_LINGER_MS set, loaded with bench/gate_load.py (fresh sale, distinct buyers and
 keys), and stopped. Rounds interleave the settings so that load from other work on the box
 spreads over all of them; each run records the load average and busiest processes beside
 its figures. Run against the local stack:
@@ -28,7 +28,7 @@ from bench.served import box_snapshot, free_port, gate_argv, machine, serve
 
 def one_run(linger_ms: int, args: argparse.Namespace, log: Path) -> dict[str, Any]:
     port = free_port()
-    env = {"FLASHGATE_AUTH": "off", "FLASHGATE_LINGER_MS": str(linger_ms), "FLASHGATE_LOG_LEVEL": "WARNING"}
+    env = {"FLASHGATE_GATE_AUTH": "off", "FLASHGATE_GATE_LINGER_MS": str(linger_ms), "FLASHGATE_LOG_LEVEL": "WARNING"}
     box = box_snapshot()
     with serve(gate_argv(port, args.workers), f"http://127.0.0.1:{port}/health/ready", log, env):
         res = uvloop.run(gate_load.run("127.0.0.1", port, requests=args.requests, concurrency=args.concurrency))

@@ -17,7 +17,7 @@ Run the gate with a short idempotency TTL, or the stored answers only grow for 2
 the soak the same TTL (the probe checks it):
 
     export FLASHGATE_IDEM_TTL_S=300
-    FLASHGATE_AUTH=off flashgate gate --workers 2 --port 8000 &
+    FLASHGATE_GATE_AUTH=off flashgate gate --workers 2 --port 8000 &
     flashgate worker &
     flashgate bench soak --rate 200 --duration 1800 --sample-every 60
 """

@@ -31,6 +31,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from flashgate.settings import ConfigError
+
 ENV_PREFIX = "FLASHGATE_KAFKA_"
 PROPERTIES_FILE_ENV = ENV_PREFIX + "PROPERTIES_FILE"
 
@@ -78,7 +80,7 @@ _FILE_KEYS = ("ssl.ca.location", "ssl.certificate.location", "ssl.key.location")
 _VARIABLE = {key: ENV_PREFIX + suffix for suffix, key in ENV_PROPERTIES.items()}
 
 
-class KafkaConfigError(ValueError):
+class KafkaConfigError(ConfigError):
     """Kafka client settings that cannot work; the message names the variable or property."""
 
 

@@ -79,7 +79,7 @@ class Gate:
             discover_s=s.relay_discover_ms / 1000,
             metrics=self.metrics,
         )
-        self.records = OrderRecords(s.database_url, timeout_s=s.db_timeout_ms / 1000, pool_max=s.db_pool_max)
+        self.records = OrderRecords(s.database_url, timeout_s=s.db_timeout_ms / 1000, pool_max=s.db_pool_max_size)
         self.identity = Identity(s.auth)
         self.wire = Wire(s.problem_base_url)
         self.soldout = SoldOutCache(s.soldout_cache_ms / 1000)

@@ -38,7 +38,8 @@ from __future__ import annotations
 
 import resource
 
-from gate.settings import GateSettings, SettingsError
+from flashgate.settings import ConfigError
+from gate.settings import GateSettings
 
 # Descriptors a gate process holds besides its connections: the listener, Redis, the Kafka
 # producer's broker sockets and wake-up pipes, the PostgreSQL pool, metrics files, the event loop.
@@ -49,15 +50,15 @@ def nofile_soft_limit(max_connections: int, soft: int, hard: int) -> int:
     """The soft RLIMIT_NOFILE a process serving `max_connections` connections needs, given its limits.
 
     Returns `soft` when it is enough, else the descriptors needed (connections + FD_RESERVE).
-    RLIM_INFINITY counts as no limit. Raises SettingsError when the hard limit is below the need.
+    RLIM_INFINITY counts as no limit. Raises ConfigError when the hard limit is below the need.
     """
     needed = max_connections + FD_RESERVE
     if soft == resource.RLIM_INFINITY or soft >= needed:
         return soft
     if hard != resource.RLIM_INFINITY and hard < needed:
-        raise SettingsError(
-            f"FLASHGATE_MAX_CONNECTIONS={max_connections} needs {needed} file descriptors per process, "
-            f"but the hard limit is {hard} (ulimit -Hn): raise it, or lower FLASHGATE_MAX_CONNECTIONS"
+        raise ConfigError(
+            f"FLASHGATE_GATE_MAX_CONNECTIONS={max_connections} needs {needed} file descriptors per process, "
+            f"but the hard limit is {hard} (ulimit -Hn): raise it, or lower FLASHGATE_GATE_MAX_CONNECTIONS"
         )
     return needed
 
@@ -65,7 +66,7 @@ def nofile_soft_limit(max_connections: int, soft: int, hard: int) -> int:
 def ensure_nofile(settings: GateSettings) -> int:
     """Raise this process's soft RLIMIT_NOFILE for `settings.max_connections`; return the limit now in force.
 
-    Raises SettingsError when the limit cannot be raised that far.
+    Raises ConfigError when the limit cannot be raised that far.
     """
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     wanted = nofile_soft_limit(settings.max_connections, soft, hard)
@@ -73,7 +74,7 @@ def ensure_nofile(settings: GateSettings) -> int:
         try:
             resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
         except (ValueError, OSError) as e:  # e.g. above a system-wide per-process cap
-            raise SettingsError(
-                f"cannot raise the open-file limit to {wanted} for FLASHGATE_MAX_CONNECTIONS: {e}"
+            raise ConfigError(
+                f"cannot raise the open-file limit to {wanted} for FLASHGATE_GATE_MAX_CONNECTIONS: {e}"
             ) from e
     return wanted

@@ -8,7 +8,7 @@ enum of the codes that status can carry (gate/fastpath.py ROUTE_PROBLEMS, gate/a
 PROBLEMS, gate/errors.py), with Retry-After, RateLimit, Idempotent-Replayed and X-Request-Id.
 Schemas come from msgspec (JSON Schema 2020-12, as OpenAPI 3.1 uses it; exact about extra
 fields, unlike Litestar's). The buyer's credential is one security scheme, `buyer`: a bearer JWT,
-or the X-User-Id header when the gate runs with FLASHGATE_AUTH=off.
+or the X-User-Id header when the gate runs with FLASHGATE_GATE_AUTH=off.
 """
 
 from __future__ import annotations
@@ -135,7 +135,7 @@ def components(auth: AuthSettings) -> Components:
             type="apiKey",
             name="X-User-Id",
             security_scheme_in="header",
-            description="FLASHGATE_AUTH=off (local demo, load tests): the buyer's id, 1-128 printable ASCII.",
+            description="FLASHGATE_GATE_AUTH=off (local demo, load tests): the buyer's id, 1-128 printable ASCII.",
         )
     else:
         buyer = SecurityScheme(
@@ -269,7 +269,7 @@ CREATE_ORDER = (
     "Admits the order, or says why not. The first answer for an Idempotency-Key is stored (except 429 and "
     "5xx, which consumed nothing): a retry with the same key and body gets the same status and order id with "
     "`Idempotent-Replayed: true`; the same key with another body gets 422. Problem `type` is "
-    "FLASHGATE_PROBLEM_BASE_URL#code (docs/problems.md); `instance` is the request id."
+    "FLASHGATE_GATE_PROBLEM_BASE_URL#code (docs/problems.md); `instance` is the request id."
 )
 
 

@@ -9,42 +9,71 @@ import os
 import shutil
 import signal
 import tempfile
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import click
+from click.core import ParameterSource
 
+from flashgate.settings import ConfigError, lookup
 from gate.limits import FD_RESERVE, ensure_nofile
 from gate.metrics import MULTIPROC_ENV
-from gate.settings import GateSettings, SettingsError
+from gate.settings import GateSettings
 
 APP_FACTORY = "gate.app:app_from_env"
 NO_UVICORN = "--server uvicorn needs the uvicorn extra: pip install 'flashgate[uvicorn]'"
 log = logging.getLogger(__name__)
+F = TypeVar("F", bound=Callable[..., Any])
 
 
 def _settings(env: dict[str, str] | None = None) -> GateSettings:
     try:
         return GateSettings.from_env(env)
-    except (SettingsError, OSError) as e:
+    except (ConfigError, OSError) as e:
         raise click.ClickException(str(e)) from e
 
 
+def _old_envvar(old: str) -> Any:
+    """A click callback: an option left to its default reads its deprecated variable `old` (warned once);
+    set together with the option's variable to another value, it is an error (flashgate.settings.lookup)."""
+
+    def callback(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
+        if ctx.get_parameter_source(param.name or "") is ParameterSource.COMMANDLINE:
+            return value
+        try:
+            raw = lookup(os.environ, str(param.envvar), (old,))
+        except ConfigError as e:
+            raise click.BadParameter(str(e), ctx, param) from e
+        return value if raw is None else param.type_cast_value(ctx, raw)
+
+    return callback
+
+
+def _env_option(*decls: str, envvar: str, old: str, **kwargs: Any) -> Callable[[F], F]:
+    """A gate option that also reads `envvar` (shown in --help) and, deprecated, `old`."""
+    return click.option(*decls, envvar=envvar, show_envvar=True, show_default=True, callback=_old_envvar(old), **kwargs)
+
+
 @click.command("gate")
-@click.option("--host", default="127.0.0.1", show_default=True, envvar="FLASHGATE_HOST", help="Listen address.")
-@click.option("--port", default=8000, show_default=True, envvar="FLASHGATE_PORT", help="Listen port.")
-@click.option("--workers", "-w", default=2, show_default=True, envvar="FLASHGATE_WORKERS", help="Server processes.")
-@click.option(
+@_env_option("--host", default="127.0.0.1", envvar="FLASHGATE_GATE_HOST", old="FLASHGATE_HOST", help="Listen address.")
+@_env_option("--port", default=8000, envvar="FLASHGATE_GATE_PORT", old="FLASHGATE_PORT", help="Listen port.")
+@_env_option(
+    "--workers", "-w", default=2, envvar="FLASHGATE_GATE_WORKERS", old="FLASHGATE_WORKERS", help="Server processes."
+)
+@_env_option(
     "--server",
     type=click.Choice(["granian", "uvicorn"]),
     default="granian",
-    show_default=True,
-    envvar="FLASHGATE_SERVER",
+    envvar="FLASHGATE_GATE_SERVER",
+    old="FLASHGATE_SERVER",
     help="ASGI server (granian measured faster here; see README).",
 )
 @click.option(
     "--graceful-timeout", default=30, show_default=True, help="Seconds to finish in-flight requests on SIGTERM."
 )
 def gate_command(host: str, port: int, workers: int, server: str, graceful_timeout: int) -> None:
-    """Serve the gate's HTTP contract. Settings: REDIS_URL, KAFKA_BOOTSTRAP, FLASHGATE_* (README, Gate).
+    """Serve the gate's HTTP contract. Settings: REDIS_URL, KAFKA_BOOTSTRAP, FLASHGATE_TOPIC,
+    FLASHGATE_IDEM_TTL_S, FLASHGATE_GATE_* and FLASHGATE_KAFKA_* (docs/configuration.md).
 
     SIGTERM: stop accepting, finish in-flight requests, flush the Kafka producer, exit.
     """
@@ -54,7 +83,7 @@ def gate_command(host: str, port: int, workers: int, server: str, graceful_timeo
     logging.basicConfig(level=os.environ.get("FLASHGATE_LOG_LEVEL", "INFO"), format="%(asctime)s %(name)s %(message)s")
     try:
         nofile = ensure_nofile(settings)  # before the server processes start: they inherit it
-    except SettingsError as e:
+    except ConfigError as e:
         raise click.ClickException(str(e)) from e
     log.info(
         "serving with %s: %d connections per process, header read timeout %d ms, head limit %d bytes, "
@@ -127,8 +156,13 @@ def _serve(host: str, port: int, workers: int, server: str, graceful_timeout: in
 
 @click.command("relay")
 def relay_command() -> None:
-    """Republish stale outbox entries of every SKU to Kafka until SIGTERM (gates also relay)."""
-    settings = _settings({**os.environ, "FLASHGATE_AUTH": "off", "FLASHGATE_RELAY": "on"})
+    """Republish stale outbox entries of every SKU to Kafka until SIGTERM (gates also relay).
+
+    Settings as the gate's (docs/configuration.md); auth and FLASHGATE_GATE_RELAY do not apply.
+    """
+    # Set here, so a deprecated FLASHGATE_AUTH or FLASHGATE_RELAY left in the environment cannot disagree.
+    env = {k: v for k, v in os.environ.items() if k not in ("FLASHGATE_AUTH", "FLASHGATE_RELAY")}
+    settings = _settings({**env, "FLASHGATE_GATE_AUTH": "off", "FLASHGATE_GATE_RELAY": "on"})
     logging.basicConfig(level=os.environ.get("FLASHGATE_LOG_LEVEL", "INFO"), format="%(asctime)s %(name)s %(message)s")
     asyncio.run(_relay(settings))
 

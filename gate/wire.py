@@ -1,6 +1,6 @@
 """Answers as bytes on the wire, one renderer for the fast order route and the Litestar routes.
 
-`Wire` adds what an Answer does not carry itself: the problem `type` (FLASHGATE_PROBLEM_BASE_URL
+`Wire` adds what an Answer does not carry itself: the problem `type` (FLASHGATE_GATE_PROBLEM_BASE_URL
 + `#` + code, an anchor of docs/problems.md) and `instance` (the request id), the request id
 header, and Retry-After. Request ids: an incoming `X-Request-Id` of 1-128 characters from
 `[A-Za-z0-9._~-]` (so it is also a valid URI reference for `instance`) is kept; anything else is

@@ -15,8 +15,8 @@ from ops.monitor.main import monitor_command
 from ops.sale.cli import sale_group
 from ops.stack.cli import stack_group
 from ops.topics.cli import topics_group
+from reconcile.cli import reconcile_group
 from worker.cli import worker_command
-from worker.reconcile.cli import reconcile_group
 
 
 @click.group()

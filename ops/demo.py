@@ -14,9 +14,9 @@ import redis.asyncio as aioredis
 
 from ops.sale import store
 from ops.sale.spec import SaleError, SaleSpec
-from worker.reconcile.redis_state import SaleRedis
-from worker.reconcile.run import reconcile
-from worker.reconcile.settings import ReconcileSettings
+from reconcile.redis_state import SaleRedis
+from reconcile.run import reconcile
+from reconcile.settings import ReconcileSettings
 
 DEMO = SaleSpec("demo-sku", "Demo", stock=1000, per_user_limit=5, rate_per_s=5.0, burst=5)
 
@@ -41,7 +41,8 @@ async def open_demo_sale(settings: ReconcileSettings) -> int:
 
 def main() -> None:
     left = asyncio.run(open_demo_sale(ReconcileSettings.from_env()))
-    port = os.environ.get("FLASHGATE_PORT", "8000")
+    # Only for the hint below: the gate itself judges its variables (and their old names).
+    port = os.environ.get("FLASHGATE_GATE_PORT") or os.environ.get("FLASHGATE_PORT") or "8000"
     print(f"demo sale {DEMO.sku}: {left} units left ({DEMO.per_user_limit} per buyer)")
     print(
         f"try: curl -s -XPOST localhost:{port}/v1/orders -H 'X-User-Id: alice' "

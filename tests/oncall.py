@@ -24,7 +24,7 @@ def oncall(
     """`flashgate <args>` with the stack's URLs (and the test's topic and writer group)."""
     full = {**os.environ, **stack.env, **(env or {})}
     if topics is not None:
-        full |= {"FLASHGATE_TOPIC": topics.orders, "FLASHGATE_WORKER_GROUP": topics.group}
+        full |= {"FLASHGATE_TOPIC": topics.orders, "FLASHGATE_GROUP": topics.group}
     return subprocess.run(
         [FLASHGATE, *args], input=stdin, capture_output=True, text=True, timeout=120, env=full, check=False
     )

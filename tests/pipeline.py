@@ -18,8 +18,10 @@ from confluent_kafka.admin import AdminClient
 from confluent_kafka.cimpl import NewTopic
 
 from flashgate.events import SCHEMA_VERSION, OrderAccepted, encode
+from flashgate.settings import variable
 from tests.procs import FlashgateProcess
 from tests.stackctl import StackHandle
+from worker.settings import WorkerSettings
 
 
 @dataclass(frozen=True)
@@ -73,11 +75,11 @@ def start_worker(stack: StackHandle, topics: Topics, log_path: Path, **settings:
     env = {
         **os.environ,
         **stack.env,
-        "FLASHGATE_WORKER_TOPIC": topics.orders,
+        "FLASHGATE_TOPIC": topics.orders,
         "FLASHGATE_WORKER_DLQ_TOPIC": topics.dlq,
-        "FLASHGATE_WORKER_GROUP": topics.group,
+        "FLASHGATE_GROUP": topics.group,
         "FLASHGATE_WORKER_RETRY_MAX_MS": "1000",
-        **{f"FLASHGATE_WORKER_{k.upper()}": str(v) for k, v in settings.items()},
+        **{variable(WorkerSettings, k): str(v) for k, v in settings.items()},
     }
     return FlashgateProcess.spawn(["worker"], env, log_path)
 

@@ -16,6 +16,8 @@ from typing import IO
 
 import httpx
 
+from flashgate.settings import variable
+from gate.settings import GateSettings
 from ops.stack.ports import free_port
 from tests.stackctl import FLASHGATE, StackHandle, eventually
 
@@ -70,12 +72,13 @@ class FlashgateProcess:
 
 
 def gate_env(stack: StackHandle, **settings: object) -> dict[str, str]:
-    """Environment for a gate/relay on `stack`, auth off; `settings` become FLASHGATE_<NAME>."""
+    """Environment for a gate/relay on `stack`, auth off; `settings` (GateSettings fields, or `relay`)
+    become their variables (FLASHGATE_TOPIC, FLASHGATE_GATE_<NAME>)."""
     return {
         **os.environ,
         **stack.env,
-        "FLASHGATE_AUTH": "off",
-        **{f"FLASHGATE_{k.upper()}": str(v) for k, v in settings.items()},
+        "FLASHGATE_GATE_AUTH": "off",
+        **{variable(GateSettings, k): str(v) for k, v in settings.items()},
     }
 
 

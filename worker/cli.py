@@ -7,22 +7,38 @@ import logging
 import click
 import uvloop
 
-from worker.errors import ConfigError
+from flashgate.settings import ConfigError, option_help
 from worker.main import serve
 from worker.settings import WorkerSettings
 
+W = WorkerSettings
+
 
 @click.command("worker")
-@click.option("--batch-max-rows", type=int, help="Messages per batch at most (env FLASHGATE_WORKER_BATCH_MAX_ROWS).")
-@click.option("--batch-max-wait-ms", type=int, help="Wait at most this long to fill a batch.")
-@click.option("--pool-max-size", type=int, help="PostgreSQL connections at most.")
-@click.option("--batches-in-flight", type=int, help="Batches in PostgreSQL at once, one connection each (2).")
-@click.option("--metrics-port", type=int, help="Serve Prometheus metrics on 127.0.0.1:PORT (0 = off).")
-@click.option("--topic", help="Topic to consume (default orders).")
-@click.option("--group", help="Consumer group (default flashgate-writers).")
-@click.option("--dlq-topic", help="Dead-letter topic (default orders.dlq).")
+@click.option("--batch-max-rows", type=int, help=option_help(W, "batch_max_rows", "Messages per batch at most (2000)."))
+@click.option(
+    "--batch-max-wait-ms",
+    type=int,
+    help=option_help(W, "batch_max_wait_ms", "Wait at most this long to fill a batch (50)."),
+)
+@click.option("--pool-max-size", type=int, help=option_help(W, "pool_max_size", "PostgreSQL connections at most (4)."))
+@click.option(
+    "--batches-in-flight",
+    type=int,
+    help=option_help(W, "batches_in_flight", "Batches in PostgreSQL at once, one connection each (2)."),
+)
+@click.option(
+    "--metrics-port", type=int, help=option_help(W, "metrics_port", "Serve Prometheus metrics on this port (0 = off).")
+)
+@click.option("--topic", help=option_help(W, "topic", "Topic to consume (orders)."))
+@click.option("--group", help=option_help(W, "group", "Consumer group (flashgate-writers)."))
+@click.option("--dlq-topic", help=option_help(W, "dlq_topic", "Dead-letter topic (orders.dlq)."))
 def worker_command(**options: object) -> None:
-    """Persist orders from Kafka to PostgreSQL, exactly once in effect. Reads DATABASE_URL, KAFKA_BOOTSTRAP."""
+    """Persist orders from Kafka to PostgreSQL, exactly once in effect.
+
+    Reads DATABASE_URL, KAFKA_BOOTSTRAP, FLASHGATE_TOPIC, FLASHGATE_GROUP, FLASHGATE_WORKER_* and
+    FLASHGATE_KAFKA_* (docs/configuration.md); an option wins over its variable.
+    """
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     try:
         settings = WorkerSettings.from_env(options)

@@ -1,11 +1,10 @@
 """The worker's errors::
 
     WorkerError
-    ├── ConfigError        settings that cannot work; the process exits with a message
     ├── RetryableError     transient (database or Kafka unavailable): retry, never commit past it
-    ├── DeliveryFailed     the DLQ did not confirm a message in time (retryable)
-    └── ReconcileError     the reconciler cannot read or repair (service down, unknown SKU): exit 2
+    └── DeliveryFailed     the DLQ did not confirm a message in time (retryable)
 
+Bad settings are `flashgate.settings.ConfigError`, as in every process: the worker exits with its message.
 Poison messages are not exceptions here: `flashgate.events.EventDecodeError` marks them during
 batch planning and they are routed to the DLQ.
 """
@@ -15,17 +14,9 @@ class WorkerError(Exception):
     """Base of the worker's own failures."""
 
 
-class ConfigError(WorkerError):
-    """Bad or missing settings."""
-
-
 class RetryableError(WorkerError):
     """A transient failure: the batch is retried with backoff and its offsets are not committed."""
 
 
 class DeliveryFailed(RetryableError):
     """The dead-letter topic did not acknowledge a message."""
-
-
-class ReconcileError(WorkerError):
-    """The reconciler could not read or repair a SKU; nothing half-done is left behind."""

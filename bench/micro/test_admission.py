@@ -29,8 +29,8 @@ from flashgate.orderindex import new_order_id, sku_slot
 from gate.admission import AdmissionClient, AdmitRequest, Code
 from gate.breaker import Breaker
 from gate.redis_batch import RedisBatcher
-from gate.sales import Sale, put_sale
 from gate.scripts import Scripts
+from tests.support.sales import Sale, put_sale
 
 
 @asynccontextmanager

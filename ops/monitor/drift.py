@@ -10,9 +10,9 @@ from confluent_kafka import KafkaException
 from redis.exceptions import RedisError
 
 from ops.monitor.errors import SourceUnavailable
-from worker.errors import ReconcileError
-from worker.reconcile.run import reconcile
-from worker.reconcile.settings import ReconcileSettings
+from reconcile.errors import ReconcileError
+from reconcile.run import reconcile
+from reconcile.settings import ReconcileSettings
 
 UNREADABLE = (ReconcileError, RedisError, asyncpg.PostgresError, asyncpg.InterfaceError, KafkaException, OSError)
 

@@ -1,17 +1,14 @@
 """Errors of the monitor::
 
 MonitorError
-├── MonitorConfigError   a setting that cannot work (the message names the variable)
 └── SourceUnavailable    Kafka or Redis did not answer a check (counted, retried next interval)
+
+A setting that cannot work (or a port it cannot listen on) is `flashgate.settings.ConfigError`.
 """
 
 
 class MonitorError(Exception):
     """Base of every monitor failure."""
-
-
-class MonitorConfigError(MonitorError):
-    """A setting that cannot work; the message names the variable."""
 
 
 class SourceUnavailable(MonitorError):

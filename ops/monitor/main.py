@@ -16,13 +16,14 @@ import click
 import redis.asyncio as aioredis
 from prometheus_client import CollectorRegistry, start_http_server
 
+from flashgate.settings import ConfigError, option_help
 from ops.monitor.drift import ReconcilerDrift
-from ops.monitor.errors import MonitorConfigError, SourceUnavailable
+from ops.monitor.errors import SourceUnavailable
 from ops.monitor.lag import GroupLag
 from ops.monitor.metrics import MonitorMetrics
 from ops.monitor.outbox import OutboxProbe
 from ops.monitor.settings import DEFAULT_PORT, MonitorSettings
-from worker.reconcile.settings import ReconcileSettings
+from reconcile.settings import ReconcileSettings
 
 log = logging.getLogger("flashgate.monitor")
 DriftCheck = Callable[[], Awaitable[Mapping[str, int]]]
@@ -123,7 +124,7 @@ async def serve(settings: MonitorSettings, drift_check: DriftCheck | None = None
     try:
         server, _ = start_http_server(settings.port, addr=settings.host, registry=registry)
     except OSError as e:
-        raise MonitorConfigError(f"cannot listen on {settings.host}:{settings.port}: {e}") from e
+        raise ConfigError(f"cannot listen on {settings.host}:{settings.port}: {e}") from e
     log.info("monitor serving %s:%d, group %s on %s", settings.host, settings.port, settings.group, settings.topic)
     try:
         await Monitor(settings, metrics, lag=lag, outbox=OutboxProbe(redis), drift_check=drift_check).run(stop)
@@ -143,22 +144,24 @@ def drift_check(s: MonitorSettings) -> DriftCheck | None:
     return ReconcilerDrift(reconcile, every_s=s.drift_interval_ms / 1000)
 
 
+M = MonitorSettings
+
+
 @click.command("monitor")
-@click.option(
-    "--port", type=int, help=f"Serve /metrics on this port (env FLASHGATE_MONITOR_PORT; default {DEFAULT_PORT})."
-)
-@click.option("--host", help="Listen address (default 127.0.0.1).")
-@click.option("--group", help="Consumer group whose lag to export (default flashgate-writers).")
-@click.option("--topic", help="Topic of that group (default orders).")
-@click.option("--interval-ms", type=int, help="Check every this many ms (default 5000).")
+@click.option("--port", type=int, help=option_help(M, "port", f"Serve /metrics on this port ({DEFAULT_PORT})."))
+@click.option("--host", help=option_help(M, "host", "Listen address (127.0.0.1)."))
+@click.option("--group", help=option_help(M, "group", "Consumer group whose lag to export (flashgate-writers)."))
+@click.option("--topic", help=option_help(M, "topic", "Topic of that group (orders)."))
+@click.option("--interval-ms", type=int, help=option_help(M, "interval_ms", "Check every this many ms (5000)."))
 def monitor_command(**options: object) -> None:
     """Export consumer lag, outbox backlog and reconciler drift for Prometheus (outlives gate and worker).
 
-    Reads REDIS_URL, KAFKA_BOOTSTRAP and FLASHGATE_MONITOR_* (README, Observability).
+    Reads REDIS_URL, KAFKA_BOOTSTRAP, DATABASE_URL (drift), FLASHGATE_TOPIC, FLASHGATE_GROUP,
+    FLASHGATE_MONITOR_* and FLASHGATE_KAFKA_* (docs/configuration.md); an option wins over its variable.
     """
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     try:
         settings = MonitorSettings.from_env(options)
         asyncio.run(serve(settings, drift_check=drift_check(settings)))
-    except MonitorConfigError as e:
+    except ConfigError as e:
         raise click.ClickException(str(e)) from e

@@ -4,69 +4,54 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
+from typing import Annotated, ClassVar
 
-from flashgate.kafka_client import PLAINTEXT, KafkaConfigError, KafkaSecurity
+from msgspec import Meta
+
+from flashgate.kafka_client import PLAINTEXT, KafkaSecurity
 from flashgate.names import ORDERS_TOPIC, WRITERS_GROUP
-from ops.monitor.errors import MonitorConfigError
+from flashgate.settings import check, load
 
-ENV_PREFIX = "FLASHGATE_MONITOR_"
 DEFAULT_PORT = 9102
+AtLeast100 = Annotated[int, Meta(ge=100)]
 
 
 @dataclass(frozen=True)
 class MonitorSettings:
     """Where to look and how often; units in the names.
 
-    Environment: REDIS_URL, KAFKA_BOOTSTRAP, DATABASE_URL (optional: drift), and FLASHGATE_MONITOR_<FIELD> for the rest
-    (e.g. FLASHGATE_MONITOR_PORT=9102, FLASHGATE_MONITOR_INTERVAL_MS=5000); Kafka TLS/SASL from FLASHGATE_KAFKA_*.
+    Environment: REDIS_URL, KAFKA_BOOTSTRAP, DATABASE_URL (optional: drift), FLASHGATE_GROUP,
+    FLASHGATE_TOPIC, and FLASHGATE_MONITOR_<FIELD> for the rest (e.g. FLASHGATE_MONITOR_PORT=9102,
+    FLASHGATE_MONITOR_INTERVAL_MS=5000); Kafka TLS/SASL from FLASHGATE_KAFKA_* (docs/configuration.md).
     """
+
+    SCOPE: ClassVar[str] = "MONITOR"
+    NOT_FROM_ENV: ClassVar[tuple[str, ...]] = ("kafka_security",)
+    ALIASES: ClassVar[Mapping[str, tuple[str, ...]]] = {
+        "topic": ("FLASHGATE_MONITOR_TOPIC",),
+        "group": ("FLASHGATE_MONITOR_GROUP",),
+    }
 
     redis_url: str
     kafka_bootstrap: str
     group: str = WRITERS_GROUP
     topic: str = ORDERS_TOPIC
     host: str = "127.0.0.1"
-    port: int = DEFAULT_PORT
-    interval_ms: int = 5000
-    timeout_ms: int = 3000  # per Kafka admin request and per Redis command
+    port: Annotated[int, Meta(ge=0, le=65535)] = DEFAULT_PORT
+    interval_ms: AtLeast100 = 5000
+    timeout_ms: AtLeast100 = 3000  # per Kafka admin request and per Redis command
     database_url: str | None = None  # set (DATABASE_URL): export the reconciler's drift too
     drift_interval_ms: int = 60_000  # the drift check reads the whole Kafka backlog: not every interval
     kafka_security: KafkaSecurity = PLAINTEXT
+
+    def __post_init__(self) -> None:
+        check(self)
 
     @classmethod
     def from_env(
         cls, overrides: Mapping[str, object] | None = None, env: Mapping[str, str] | None = None
     ) -> MonitorSettings:
         """Read settings; explicit `overrides` (CLI options) win over the environment."""
-        env = os.environ if env is None else env
-        values: dict[str, object] = {}
-        for f in fields(cls):
-            if f.name == "kafka_security":
-                continue
-            plain = ("redis_url", "kafka_bootstrap", "database_url")
-            name = f.name.upper() if f.name in plain else ENV_PREFIX + f.name.upper()
-            raw = env.get(name)
-            if raw:
-                values[f.name] = _int(name, raw) if f.type in ("int", int) else raw
-        values.update({k: v for k, v in (overrides or {}).items() if v is not None})
-        for required in ("redis_url", "kafka_bootstrap"):
-            if required not in values:
-                raise MonitorConfigError(f'{required.upper()} is not set (hint: eval "$(flashgate stack env)")')
-        try:
-            values["kafka_security"] = KafkaSecurity.from_env(env)
-        except KafkaConfigError as e:
-            raise MonitorConfigError(str(e)) from e
-        settings = cls(**values)  # type: ignore[arg-type]
-        if not 0 <= settings.port <= 65535:
-            raise MonitorConfigError(f"{ENV_PREFIX}PORT={settings.port} is outside 0-65535")
-        if settings.interval_ms < 100 or settings.timeout_ms < 100:
-            raise MonitorConfigError(f"{ENV_PREFIX}INTERVAL_MS and {ENV_PREFIX}TIMEOUT_MS must be >= 100")
-        return settings
-
-
-def _int(name: str, raw: str) -> int:
-    try:
-        return int(raw)
-    except ValueError as e:
-        raise MonitorConfigError(f"{name}={raw!r} is not an integer") from e
+        e = os.environ if env is None else env
+        return load(cls, e, given={"kafka_security": KafkaSecurity.from_env(e)}, overrides=overrides)

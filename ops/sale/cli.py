@@ -16,8 +16,8 @@ from redis.exceptions import RedisError
 
 from ops.sale import store
 from ops.sale.spec import SaleError, SaleSpec, parse_time
-from worker.products import Product
-from worker.reconcile.redis_state import SaleRedis
+from reconcile.products import Product
+from reconcile.redis_state import SaleRedis
 
 T = TypeVar("T")
 Work = Callable[[asyncpg.Connection, aioredis.Redis], Coroutine[Any, Any, T]]

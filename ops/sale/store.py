@@ -15,8 +15,8 @@ from redis.exceptions import RedisError
 
 from flashgate import names
 from ops.sale.spec import SaleError, SaleSpec, check_sku
-from worker.products import Product, fetch_products, sku_lock
-from worker.reconcile.redis_state import SaleRedis
+from reconcile.products import Product, fetch_products, sku_lock
+from reconcile.redis_state import SaleRedis
 
 REPAIR_HINT = "run `flashgate reconcile --sku {sku} --apply` to bring Redis in line"
 

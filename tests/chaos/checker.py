@@ -20,11 +20,11 @@ import asyncpg
 import redis.asyncio as aioredis
 
 from flashgate import names
+from reconcile.verify import SkuVerdict
 from tests.chaos.load import Load
 from tests.kafkautil import group_lag
 from tests.oncall import oncall
 from tests.stackctl import StackHandle
-from worker.reconcile.verify import SkuVerdict
 
 
 def verdict(d: dict[str, Any]) -> SkuVerdict:

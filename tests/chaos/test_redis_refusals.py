@@ -22,12 +22,12 @@ import pytest
 
 from flashgate import events, names
 from gate.core import Gate
-from gate.sales import Sale, put_sale
 from tests.chaos.conftest import OpenSale, StartWorker
 from tests.chaos.faults import ScratchRedis, disk_refused, scratch_redis
 from tests.gatekit import consume_all, create_topic, gate_settings, order_headers, running_gate
 from tests.gatekit import until as until_async
 from tests.stackctl import StackHandle
+from tests.support.sales import Sale, put_sale
 
 pytestmark = pytest.mark.chaos
 

@@ -20,10 +20,10 @@ import orjson
 import psutil
 import pytest
 
-from gate.sales import Sale, put_sale
 from tests.gatekit import create_topic, redis_client, until
 from tests.procs import GateProcess
 from tests.stackctl import StackHandle
+from tests.support.sales import Sale, put_sale
 
 IDLE, SLOWLORIS = 3000, 50
 Conn = tuple[asyncio.StreamReader, asyncio.StreamWriter]
@@ -263,7 +263,7 @@ async def test_server_answers_before_the_app_are_bare(quick_gate: GateProcess) -
     too_long = b"GET /health/live HTTP/1.1\r\nHost: g\r\nX-Big: " + b"a" * 20_000 + b"\r\n\r\n"
     for request, expected in [
         (too_many, "HTTP/1.1 431 Request Header Fields Too Large"),  # 101 header fields
-        (too_long, "HTTP/1.1 431 Request Header Fields Too Large"),  # over FLASHGATE_HEAD_LIMIT_BYTES
+        (too_long, "HTTP/1.1 431 Request Header Fields Too Large"),  # over FLASHGATE_GATE_HEAD_LIMIT_BYTES
         (b"HELLO\r\n\r\n", "HTTP/1.1 400 Bad Request"),
         (b"GET / HTTP/2.0\r\nHost: g\r\n\r\n", "HTTP/1.1 400 Bad Request"),
     ]:

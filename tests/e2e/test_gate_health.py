@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import logging
 
-from gate.sales import Sale, put_sale
 from ops.stack.ports import free_port
 from tests.gatekit import gate_settings, order_headers, redis_client, running_gate
 from tests.stackctl import StackHandle
+from tests.support.sales import Sale, put_sale
 
 PROBLEM = "application/problem+json"
 

@@ -12,7 +12,6 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from flashgate import events, names
-from gate.sales import Sale, put_sale
 from gate.settings import AuthSettings
 from tests.gatekit import (
     consume_all,
@@ -25,6 +24,7 @@ from tests.gatekit import (
     until,
 )
 from tests.stackctl import StackHandle
+from tests.support.sales import Sale, put_sale
 
 PROBLEM = "application/problem+json"
 

@@ -23,10 +23,10 @@ from pathlib import Path
 
 import httpx
 
-from gate.sales import Sale, put_sale
 from tests.e2e.test_gate_serve import free_port, spawn
 from tests.gatekit import SECRET, create_topic, redis_client, token
 from tests.stackctl import StackHandle, eventually
+from tests.support.sales import Sale, put_sale
 
 ROOT = Path(__file__).resolve().parents[2]
 ST = Path(sys.executable).parent / "st"
@@ -54,9 +54,9 @@ async def test_schemathesis_against_the_served_gate(stack: StackHandle, name: st
         **os.environ,
         "REDIS_URL": stack.redis_url,
         "KAFKA_BOOTSTRAP": stack.kafka_bootstrap,
-        "FLASHGATE_JWT_HS256_SECRET": SECRET,
+        "FLASHGATE_GATE_JWT_HS256_SECRET": SECRET,
         "FLASHGATE_TOPIC": name,
-        "FLASHGATE_RELAY_DISCOVER_MS": "0",
+        "FLASHGATE_GATE_RELAY_DISCOVER_MS": "0",
     }
     gate = spawn(["gate", "--workers", "1", "--port", str(port)], gate_env)
     base = f"http://127.0.0.1:{port}"

@@ -15,9 +15,9 @@ import pytest
 
 from flashgate import events, names
 from gate.admission import AdmitRequest
-from gate.sales import Sale, put_sale
 from tests.gatekit import admission_client, consume_all, create_topic, redis_client, until
 from tests.stackctl import FLASHGATE, StackHandle, eventually
+from tests.support.sales import Sale, put_sale
 
 
 def free_port() -> int:
@@ -41,10 +41,10 @@ def served_gate(stack: StackHandle, name: str) -> Iterator[tuple[subprocess.Pope
         **os.environ,
         "REDIS_URL": stack.redis_url,
         "KAFKA_BOOTSTRAP": stack.kafka_bootstrap,
-        "FLASHGATE_AUTH": "off",
+        "FLASHGATE_GATE_AUTH": "off",
         "FLASHGATE_TOPIC": name,
-        "FLASHGATE_RELAY_DISCOVER_MS": "0",
-        "FLASHGATE_DELIVERY_BUDGET_MS": "5000",
+        "FLASHGATE_GATE_RELAY_DISCOVER_MS": "0",
+        "FLASHGATE_GATE_DELIVERY_BUDGET_MS": "5000",
     }
     proc = spawn(["gate", "--workers", "2", "--port", str(port)], env)
     base = f"http://127.0.0.1:{port}"
@@ -111,9 +111,9 @@ async def test_relay_command_publishes_stranded_orders_and_stops_on_sigterm(stac
             "REDIS_URL": stack.redis_url,
             "KAFKA_BOOTSTRAP": stack.kafka_bootstrap,
             "FLASHGATE_TOPIC": name,
-            "FLASHGATE_MESSAGE_TIMEOUT_MS": "1000",
-            "FLASHGATE_RELAY_STALE_MS": "1100",
-            "FLASHGATE_RELAY_INTERVAL_MS": "100",
+            "FLASHGATE_GATE_MESSAGE_TIMEOUT_MS": "1000",
+            "FLASHGATE_GATE_RELAY_STALE_MS": "1100",
+            "FLASHGATE_GATE_RELAY_INTERVAL_MS": "100",
         }
         proc = spawn(["relay"], env)
         try:

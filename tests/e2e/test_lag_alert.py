@@ -18,12 +18,12 @@ from typing import Any
 import httpx
 import pytest
 
-from gate.sales import Sale, put_sale
 from ops.stack.prometheus_config import runbook_base_url
 from tests.e2e.test_gate_serve import free_port
 from tests.gatekit import redis_client
 from tests.pipeline import Topics, WorkerProcess, add_product, create_topics, start_worker, wait_persisted
 from tests.stackctl import FLASHGATE, StackHandle, eventually
+from tests.support.sales import Sale, put_sale
 
 LAG_HIGH = 1000  # ConsumerLagHigh's threshold in ops/prometheus/alerts.yml
 
@@ -37,9 +37,9 @@ class Processes:
         self.env = {
             **os.environ,
             **stack.env,
-            "FLASHGATE_AUTH": "off",
+            "FLASHGATE_GATE_AUTH": "off",
             "FLASHGATE_TOPIC": topics.orders,
-            "FLASHGATE_RELAY_DISCOVER_MS": "0",
+            "FLASHGATE_GATE_RELAY_DISCOVER_MS": "0",
         }
         self.spawned: list[subprocess.Popen[bytes]] = []
         self.workers: list[WorkerProcess] = []

@@ -117,8 +117,8 @@ def test_migrate_gate_and_worker_from_the_wheel(
     topics = create_topics(stack, name, partitions=1)
     worker_env = {
         **installed.env, **urls,
-        "FLASHGATE_WORKER_TOPIC": topics.orders, "FLASHGATE_WORKER_DLQ_TOPIC": topics.dlq,
-        "FLASHGATE_WORKER_GROUP": topics.group,
+        "FLASHGATE_TOPIC": topics.orders, "FLASHGATE_WORKER_DLQ_TOPIC": topics.dlq,
+        "FLASHGATE_GROUP": topics.group,
     }  # fmt: skip
     worker = FlashgateProcess.spawn(
         ["worker"], worker_env, tmp_path / "venv-worker.log", executable=installed.flashgate, cwd=installed.cwd

@@ -93,14 +93,19 @@ def test_gate_and_worker_from_the_image_persist_an_order(
 
         topics = create_topics(stack, name, partitions=1)
         worker_env = {
-            **urls, "FLASHGATE_WORKER_TOPIC": topics.orders, "FLASHGATE_WORKER_DLQ_TOPIC": topics.dlq,
-            "FLASHGATE_WORKER_GROUP": topics.group,
+            **urls, "FLASHGATE_TOPIC": topics.orders, "FLASHGATE_WORKER_DLQ_TOPIC": topics.dlq,
+            "FLASHGATE_GROUP": topics.group,
         }  # fmt: skip
         worker = Container(image, worker_env, "worker")
         containers.append(worker)
         port = free_port()
         # Relay off: another test's leftover outbox entries must not be republished to this test's topic.
-        gate_env = {**urls, "FLASHGATE_AUTH": "off", "FLASHGATE_TOPIC": topics.orders, "FLASHGATE_RELAY": "off"}
+        gate_env = {
+            **urls,
+            "FLASHGATE_GATE_AUTH": "off",
+            "FLASHGATE_TOPIC": topics.orders,
+            "FLASHGATE_GATE_RELAY": "off",
+        }
         gate = Container(image, gate_env, "gate", "--port", str(port), "--workers", "1")
         containers.append(gate)
         base = f"http://127.0.0.1:{port}"

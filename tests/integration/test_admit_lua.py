@@ -23,10 +23,10 @@ from gate.metrics import GateMetrics
 from gate.outbox import OutboxAcker
 from gate.redis_batch import RedisBatcher
 from gate.relay import Relay
-from gate.sales import Sale, put_sale
 from gate.scripts import Scripts
 from tests.gatekit import admission_client, redis_client
 from tests.stackctl import StackHandle
+from tests.support.sales import Sale, put_sale
 
 
 def req(sku: str, user: str = "u1", key: str = "k1", qty: int = 1) -> AdmitRequest:

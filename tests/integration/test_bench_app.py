@@ -1,4 +1,4 @@
-"""`flashgate bench app` on the test stack: the app called in process places real orders, and refuses a SKU not on sale."""
+"""`flashgate bench app` on the test stack: it places real orders in process, and refuses a SKU not on sale."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ import asyncio
 import pytest
 
 from bench.app_only import AppBenchError, run_app
-from gate.sales import Sale, put_sale
 from tests.gatekit import create_topic, redis_client
 from tests.stackctl import StackHandle
+from tests.support.sales import Sale, put_sale
 
 
 @pytest.fixture
@@ -20,7 +20,7 @@ def app_env(stack: StackHandle, name: str, monkeypatch: pytest.MonkeyPatch) -> N
         "KAFKA_BOOTSTRAP": stack.kafka_bootstrap,
         "FLASHGATE_AUTH": "off",
         "FLASHGATE_TOPIC": name,
-        "FLASHGATE_RELAY_DISCOVER_MS": "0",  # other tests' outboxes stay out of this topic
+        "FLASHGATE_GATE_RELAY_DISCOVER_MS": "0",  # other tests' outboxes stay out of this topic
     }.items():
         monkeypatch.setenv(key, value)
 
@@ -38,7 +38,8 @@ def test_bench_app_places_every_order_and_reports_cpu_per_order(stack: StackHand
     asyncio.run(_put_sale(stack, name, 10_000))
     run = run_app(name, orders=200, concurrency=8)
     assert run.statuses == {202: 200}
-    assert run.loop_thread_us > 0 and run.process_us >= run.loop_thread_us * 0.9
+    assert run.loop_thread_us > 0
+    assert run.process_us >= run.loop_thread_us * 0.9
     assert run.orders_per_admit_call >= 1
     assert "200 orders at concurrency 8" in run.line()
 

@@ -36,10 +36,10 @@ from ops.stack.kafka_service import KafkaNode
 from ops.stack.ports import free_port
 from ops.stack.settings import resolve
 from ops.topics.cli import topics_group
+from reconcile.backlog import read_backlog
 from tests.conftest import IN_CI
 from tests.tlscerts import Certs, make_certs
 from worker.main import consumer_config
-from worker.reconcile.backlog import read_backlog
 from worker.settings import WorkerSettings
 
 PLAIN_USER, PLAIN_PASSWORD = "gate", "plain-secret"

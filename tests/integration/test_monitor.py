@@ -12,7 +12,6 @@ from prometheus_client import CollectorRegistry, generate_latest
 
 from flashgate import names
 from gate.admission import AdmitRequest
-from gate.sales import Sale, put_sale
 from ops.monitor.drift import ReconcilerDrift
 from ops.monitor.errors import SourceUnavailable
 from ops.monitor.lag import GroupLag
@@ -20,11 +19,12 @@ from ops.monitor.main import Monitor
 from ops.monitor.metrics import MonitorMetrics
 from ops.monitor.outbox import OutboxProbe
 from ops.monitor.settings import MonitorSettings
+from reconcile.settings import ReconcileSettings
 from tests.gatekit import admission_client
 from tests.oncall import oncall
 from tests.pipeline import create_topics, order, produce_orders
 from tests.stackctl import StackHandle
-from worker.reconcile.settings import ReconcileSettings
+from tests.support.sales import Sale, put_sale
 
 
 def commit(stack: StackHandle, group: str, topic: str, offsets: dict[int, int]) -> None:

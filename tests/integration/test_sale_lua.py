@@ -6,10 +6,10 @@ from flashgate import names
 from flashgate.orderindex import new_order_id, sku_slot
 from flashgate.saleconfig import SaleConfig
 from gate.admission import AdmitRequest
+from reconcile.model import OrderRef
+from reconcile.redis_state import SaleRedis
 from tests.gatekit import admission_client
 from tests.stackctl import StackHandle
-from worker.reconcile.model import OrderRef
-from worker.reconcile.redis_state import SaleRedis
 
 CONFIG = SaleConfig(units=10, per_user_limit=3)
 

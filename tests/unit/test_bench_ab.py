@@ -77,10 +77,10 @@ def test_cli_ab_refuses_what_cannot_run(tmp_path: Path) -> None:
     assert "rounds" in result.output
     env = {"REDIS_URL": "r", "DATABASE_URL": "d", "KAFKA_BOOTSTRAP": "k"}
     result = CliRunner().invoke(
-        bench_group, ["ab", "--a", str(tmp_path), "--b", str(tmp_path), "--b-env", "FLASHGATE_LINGER_MS"], env=env
+        bench_group, ["ab", "--a", str(tmp_path), "--b", str(tmp_path), "--b-env", "FLASHGATE_GATE_LINGER_MS"], env=env
     )
     assert result.exit_code == 1
-    assert "expected NAME=VALUE, not 'FLASHGATE_LINGER_MS'" in result.output
+    assert "expected NAME=VALUE, not 'FLASHGATE_GATE_LINGER_MS'" in result.output
     result = CliRunner().invoke(bench_group, ["ab", "--a", str(tmp_path), "--b", str(tmp_path), "--b-workers", "0"])
     assert result.exit_code == 1
     assert "b-workers >= 1" in result.output

@@ -25,9 +25,11 @@ import pytest
 import yaml
 
 from flashgate.names import ORDERS_TOPIC, WRITERS_GROUP
+from flashgate.settings import variables
 from gate.app import live, ready
-from gate.settings import GateSettings
+from gate.settings import AuthSettings, GateSettings
 from ops.monitor.settings import MonitorSettings
+from reconcile.settings import ReconcileSettings
 from worker.settings import WorkerSettings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -99,7 +101,7 @@ def settings_from(role: str, env: dict[str, str]) -> object:
     if role == "gate":
         return GateSettings.from_env(env)
     if role == "relay":
-        return GateSettings.from_env({**env, "FLASHGATE_AUTH": "off"})
+        return GateSettings.from_env({**env, "FLASHGATE_GATE_AUTH": "off"})
     if role == "worker":
         return WorkerSettings.from_env(env=env)
     if role == "monitor":
@@ -113,11 +115,10 @@ def settings_from(role: str, env: dict[str, str]) -> object:
 def variables_the_code_reads() -> frozenset[str]:
     """Every variable name the code reads: literals in its sources plus each settings class's prefix + field."""
     literal = re.compile(r"""["'`]((?:FLASHGATE|PROMETHEUS)_[A-Z0-9_]+|REDIS_URL|DATABASE_URL|KAFKA_BOOTSTRAP)["'`]""")
-    names = {m for d in ("gate", "worker", "ops", "flashgate") for p in (ROOT / d).rglob("*.py")
+    names = {m for d in ("gate", "worker", "reconcile", "ops", "flashgate") for p in (ROOT / d).rglob("*.py")
              for m in literal.findall(p.read_text())}  # fmt: skip
-    names |= {f"FLASHGATE_{f.upper()}" for f in GateSettings.__dataclass_fields__}
-    names |= {f"FLASHGATE_WORKER_{f.upper()}" for f in WorkerSettings.__dataclass_fields__}
-    names |= {f"FLASHGATE_MONITOR_{f.upper()}" for f in MonitorSettings.__dataclass_fields__}
+    for cls in (GateSettings, AuthSettings, WorkerSettings, MonitorSettings, ReconcileSettings):
+        names |= set(variables(cls))
     return frozenset(names)
 
 
@@ -145,7 +146,7 @@ def test_each_role_gets_the_settings_it_needs_and_only_variables_the_code_reads(
         settings_from(role, env)
         assert set(env) <= variables_the_code_reads(), f"{role}: {set(env) - variables_the_code_reads()}"
     gate = dict(flashgate_containers(objects))["gate"]
-    assert container_env(objects, gate).get("FLASHGATE_AUTH", "jwt") != "off"  # buyers are verified tokens
+    assert container_env(objects, gate).get("FLASHGATE_GATE_AUTH", "jwt") != "off"  # buyers are verified tokens
 
 
 @pytest.mark.parametrize("path", KUSTOMIZATIONS)
@@ -154,7 +155,7 @@ def test_ports_and_probe_paths_are_the_code_s(path: str) -> None:
     roles = dict(flashgate_containers(objects))
     ports = {role: {p["name"]: p["containerPort"] for p in c.get("ports", [])} for role, c in roles.items()}
     env = {role: container_env(objects, c) for role, c in roles.items()}
-    assert ports["gate"]["http"] == int(env["gate"].get("FLASHGATE_PORT", "8000"))
+    assert ports["gate"]["http"] == int(env["gate"].get("FLASHGATE_GATE_PORT", "8000"))
     assert ports["worker"]["metrics"] == int(env["worker"]["FLASHGATE_WORKER_METRICS_PORT"])
     assert ports["monitor"]["metrics"] == int(env["monitor"]["FLASHGATE_MONITOR_PORT"])
     gate = roles["gate"]

@@ -36,7 +36,7 @@ def test_gate_on_uvicorn_without_its_extra(monkeypatch: pytest.MonkeyPatch) -> N
     )
     # The refusal comes before the command touches the process (metrics folder, open-files limit).
     monkeypatch.delenv(MULTIPROC_ENV, raising=False)
-    env = {"FLASHGATE_AUTH": "off", "REDIS_URL": "redis://127.0.0.1:1/0", "KAFKA_BOOTSTRAP": "127.0.0.1:1"}
+    env = {"FLASHGATE_GATE_AUTH": "off", "REDIS_URL": "redis://127.0.0.1:1/0", "KAFKA_BOOTSTRAP": "127.0.0.1:1"}
     line = one_line_error(["gate", "--server", "uvicorn", "--workers", "1"], env=env)
     assert "flashgate[uvicorn]" in line
     assert MULTIPROC_ENV not in os.environ

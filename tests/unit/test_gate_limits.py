@@ -6,10 +6,11 @@ import resource
 
 import pytest
 
+from flashgate.settings import ConfigError
 from gate.limits import FD_RESERVE, nofile_soft_limit
-from gate.settings import GateSettings, SettingsError
+from gate.settings import GateSettings
 
-ENV = {"REDIS_URL": "redis://x", "KAFKA_BOOTSTRAP": "k:1", "FLASHGATE_AUTH": "off"}
+ENV = {"REDIS_URL": "redis://x", "KAFKA_BOOTSTRAP": "k:1", "FLASHGATE_GATE_AUTH": "off"}
 INF = resource.RLIM_INFINITY
 
 
@@ -25,11 +26,11 @@ def test_limits_defaults_and_overrides() -> None:
     s = GateSettings.from_env(
         {
             **ENV,
-            "FLASHGATE_MAX_CONNECTIONS": "100",
-            "FLASHGATE_MAX_INFLIGHT": "50",
-            "FLASHGATE_HEADER_READ_TIMEOUT_MS": "1000",
-            "FLASHGATE_HEAD_LIMIT_BYTES": "8192",
-            "FLASHGATE_LISTEN_BACKLOG": "128",
+            "FLASHGATE_GATE_MAX_CONNECTIONS": "100",
+            "FLASHGATE_GATE_MAX_INFLIGHT": "50",
+            "FLASHGATE_GATE_HEADER_READ_TIMEOUT_MS": "1000",
+            "FLASHGATE_GATE_HEAD_LIMIT_BYTES": "8192",
+            "FLASHGATE_GATE_LISTEN_BACKLOG": "128",
         }
     )
     assert (s.max_connections, s.max_inflight, s.header_read_timeout_ms, s.head_limit_bytes, s.listen_backlog) == (
@@ -44,18 +45,18 @@ def test_limits_defaults_and_overrides() -> None:
 @pytest.mark.parametrize(
     ("env", "match"),
     [
-        ({"FLASHGATE_MAX_CONNECTIONS": "2048"}, "MAX_CONNECTIONS must exceed FLASHGATE_MAX_INFLIGHT"),
-        ({"FLASHGATE_MAX_INFLIGHT": "5000"}, "MAX_CONNECTIONS must exceed FLASHGATE_MAX_INFLIGHT"),
-        ({"FLASHGATE_MAX_CONNECTIONS": "lots"}, "integer"),
-        ({"FLASHGATE_HEADER_READ_TIMEOUT_MS": "0"}, "HEADER_READ_TIMEOUT_MS"),
-        ({"FLASHGATE_HEADER_READ_TIMEOUT_MS": "60001"}, "HEADER_READ_TIMEOUT_MS"),
-        ({"FLASHGATE_HEAD_LIMIT_BYTES": "8191"}, "HEAD_LIMIT_BYTES"),
-        ({"FLASHGATE_LISTEN_BACKLOG": "127"}, "LISTEN_BACKLOG"),
-        ({"FLASHGATE_BODY_TIMEOUT_MS": "50"}, "BODY_TIMEOUT_MS must be within 100..60000"),
+        ({"FLASHGATE_GATE_MAX_CONNECTIONS": "2048"}, "MAX_CONNECTIONS must exceed FLASHGATE_GATE_MAX_INFLIGHT"),
+        ({"FLASHGATE_GATE_MAX_INFLIGHT": "5000"}, "MAX_CONNECTIONS must exceed FLASHGATE_GATE_MAX_INFLIGHT"),
+        ({"FLASHGATE_GATE_MAX_CONNECTIONS": "lots"}, "MAX_CONNECTIONS='lots': expected `int`"),
+        ({"FLASHGATE_GATE_HEADER_READ_TIMEOUT_MS": "0"}, "HEADER_READ_TIMEOUT_MS"),
+        ({"FLASHGATE_GATE_HEADER_READ_TIMEOUT_MS": "60001"}, "HEADER_READ_TIMEOUT_MS"),
+        ({"FLASHGATE_GATE_HEAD_LIMIT_BYTES": "8191"}, "HEAD_LIMIT_BYTES"),
+        ({"FLASHGATE_GATE_LISTEN_BACKLOG": "127"}, "LISTEN_BACKLOG"),
+        ({"FLASHGATE_GATE_BODY_TIMEOUT_MS": "50"}, "BODY_TIMEOUT_MS='50': expected `int` >= 100"),
     ],
 )
 def test_limits_refuse_what_cannot_work(env: dict[str, str], match: str) -> None:
-    with pytest.raises(SettingsError, match=match):
+    with pytest.raises(ConfigError, match=match):
         GateSettings.from_env({**ENV, **env})
 
 
@@ -74,5 +75,5 @@ def test_nofile_soft_limit(soft: int, hard: int, expected: int) -> None:
 
 
 def test_nofile_soft_limit_refuses_below_the_hard_limit() -> None:
-    with pytest.raises(SettingsError, match=r"MAX_CONNECTIONS=4096 needs 4352 .* hard limit is 4096"):
+    with pytest.raises(ConfigError, match=r"MAX_CONNECTIONS=4096 needs 4352 .* hard limit is 4096"):
         nofile_soft_limit(4096, 1024, 4096)

@@ -21,15 +21,16 @@ from flashgate.orderindex import (
     text_slot,
 )
 from flashgate.outbox import OutboxEntry
+from flashgate.settings import ConfigError
 from gate.admission import Admission, Code, IndexedOrder, parse_admit
 from gate.answers import status_answer
 from gate.breaker import Breaker
 from gate.errors import NotFound
 from gate.records import PersistedOrder
-from gate.settings import GateSettings, SettingsError
+from gate.settings import GateSettings
 from gate.throttled_log import ThrottledLog
 
-ENV = {"REDIS_URL": "redis://x", "KAFKA_BOOTSTRAP": "k:1", "FLASHGATE_AUTH": "off"}
+ENV = {"REDIS_URL": "redis://x", "KAFKA_BOOTSTRAP": "k:1", "FLASHGATE_GATE_AUTH": "off"}
 
 
 def test_breaker_opens_after_consecutive_failures_and_probes_once() -> None:
@@ -125,36 +126,36 @@ def test_index_key_and_entry_round_trip() -> None:
 
 
 def test_settings_from_env_defaults_and_overrides() -> None:
-    s = GateSettings.from_env({**ENV, "FLASHGATE_DELIVERY_BUDGET_MS": "300", "FLASHGATE_RELAY": "off"})
+    s = GateSettings.from_env({**ENV, "FLASHGATE_GATE_DELIVERY_BUDGET_MS": "300", "FLASHGATE_GATE_RELAY": "off"})
     assert (s.delivery_budget_ms, s.relay_enabled, s.auth.disabled, s.idem_ttl_s) == (300, False, True, 86_400)
 
 
 @pytest.mark.parametrize(
     ("env", "match"),
     [
-        ({"FLASHGATE_AUTH": "jwt"}, "JWT"),
-        ({"FLASHGATE_REDIS_TIMEOUT_MS": "5000"}, "REDIS_TIMEOUT"),
-        ({"FLASHGATE_RELAY_STALE_MS": "100"}, "RELAY_STALE"),
-        ({"FLASHGATE_MAX_INFLIGHT": "x"}, "integer"),
-        ({"FLASHGATE_DB_TIMEOUT_MS": "0"}, "DB_TIMEOUT"),
-        ({"FLASHGATE_KAFKA_COMPRESSION": "brotli"}, "KAFKA_COMPRESSION must be one of none"),
-        ({"FLASHGATE_IDEM_TTL_S": "0"}, "FLASHGATE_IDEM_TTL_S must be at least 1"),
+        ({"FLASHGATE_GATE_AUTH": "jwt"}, "JWT"),
+        ({"FLASHGATE_GATE_REDIS_TIMEOUT_MS": "5000"}, "REDIS_TIMEOUT"),
+        ({"FLASHGATE_GATE_RELAY_STALE_MS": "100"}, "RELAY_STALE"),
+        ({"FLASHGATE_GATE_MAX_INFLIGHT": "x"}, "MAX_INFLIGHT='x': expected `int`"),
+        ({"FLASHGATE_GATE_DB_TIMEOUT_MS": "0"}, "DB_TIMEOUT"),
+        ({"FLASHGATE_GATE_KAFKA_COMPRESSION": "brotli"}, "KAFKA_COMPRESSION must be one of none"),
+        ({"FLASHGATE_IDEM_TTL_S": "0"}, "FLASHGATE_IDEM_TTL_S='0': expected `int` >= 1"),
     ],
 )
 def test_settings_refuse_what_cannot_work(env: dict[str, str], match: str) -> None:
-    with pytest.raises(SettingsError, match=match):
+    with pytest.raises(ConfigError, match=match):
         GateSettings.from_env({**ENV, **env})
 
 
 def test_settings_database_url_is_optional() -> None:
     assert GateSettings.from_env(ENV).database_url is None
-    s = GateSettings.from_env({**ENV, "DATABASE_URL": "postgresql://db/x", "FLASHGATE_DB_POOL_MAX": "3"})
-    assert (s.database_url, s.db_pool_max, s.db_timeout_ms) == ("postgresql://db/x", 3, 250)
+    s = GateSettings.from_env({**ENV, "DATABASE_URL": "postgresql://db/x", "FLASHGATE_GATE_DB_POOL_MAX_SIZE": "3"})
+    assert (s.database_url, s.db_pool_max_size, s.db_timeout_ms) == ("postgresql://db/x", 3, 250)
 
 
 def test_settings_need_redis_url() -> None:
-    with pytest.raises(SettingsError, match="REDIS_URL"):
-        GateSettings.from_env({"KAFKA_BOOTSTRAP": "k", "FLASHGATE_AUTH": "off"})
+    with pytest.raises(ConfigError, match="REDIS_URL"):
+        GateSettings.from_env({"KAFKA_BOOTSTRAP": "k", "FLASHGATE_GATE_AUTH": "off"})
 
 
 PERSISTED_AT = datetime(2025, 1, 2, 3, 4, 5, tzinfo=UTC)

@@ -10,11 +10,12 @@ from typing import Any
 
 import pytest
 
+from flashgate.settings import ConfigError
 from gate.admission import Admission, AdmitRequest, Code
 from gate.answers import Answer, error_answer, order_answer, problem
 from gate.errors import Overloaded, RedisUnavailable, Unauthorized
 from gate.ratelimit import POLICY_TTL_S, RatePolicies, limit_field, policy_field
-from gate.settings import GateSettings, SettingsError
+from gate.settings import GateSettings
 from gate.wire import REQUEST_ID_PATTERN, UNAVAILABLE_RETRY_AFTER_S, Wire
 
 REQ = AdmitRequest("sku-1", "ann", "k", 2)
@@ -163,10 +164,11 @@ async def test_rate_policies_malformed_sale_is_left_out() -> None:
 
 
 def test_problem_base_url_setting() -> None:
-    env = {"REDIS_URL": "redis://r", "KAFKA_BOOTSTRAP": "k", "FLASHGATE_AUTH": "off"}
+    env = {"REDIS_URL": "redis://r", "KAFKA_BOOTSTRAP": "k", "FLASHGATE_GATE_AUTH": "off"}
     assert GateSettings.from_env(env).problem_base_url == "/problems"
     url = "https://docs.example/problems.html"
-    assert GateSettings.from_env({**env, "FLASHGATE_PROBLEM_BASE_URL": url}).problem_base_url == url
-    for bad in ("", "https://x/p#frag", "https://x/a b", 'x"y'):
-        with pytest.raises(SettingsError, match="FLASHGATE_PROBLEM_BASE_URL"):
-            GateSettings.from_env({**env, "FLASHGATE_PROBLEM_BASE_URL": bad})
+    assert GateSettings.from_env({**env, "FLASHGATE_GATE_PROBLEM_BASE_URL": url}).problem_base_url == url
+    assert GateSettings.from_env({**env, "FLASHGATE_GATE_PROBLEM_BASE_URL": ""}).problem_base_url == "/problems"
+    for bad in ("https://x/p#frag", "https://x/a b", 'x"y'):
+        with pytest.raises(ConfigError, match="FLASHGATE_GATE_PROBLEM_BASE_URL"):
+            GateSettings.from_env({**env, "FLASHGATE_GATE_PROBLEM_BASE_URL": bad})

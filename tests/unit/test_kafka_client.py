@@ -15,13 +15,12 @@ from flashgate.kafka_client import (
     client_config,
     read_properties,
 )
+from flashgate.settings import ConfigError
 from gate.handoff import producer_config
-from gate.settings import GateSettings, SettingsError
-from ops.monitor.errors import MonitorConfigError
+from gate.settings import GateSettings
 from ops.monitor.settings import MonitorSettings
-from worker.errors import ConfigError
+from reconcile.settings import ReconcileSettings
 from worker.main import consumer_config, dlq_producer_config
-from worker.reconcile.settings import ReconcileSettings
 from worker.settings import WorkerSettings
 
 SCRAM = {
@@ -173,7 +172,7 @@ def test_errors_and_repr_never_show_a_secret() -> None:
     security = KafkaSecurity.from_env(SCRAM)
     assert "s3cret" not in repr(security)
     assert repr(security) == "KafkaSecurity(SASL_SSL/SCRAM-SHA-512, 4 properties)"
-    settings = GateSettings.from_env({**BASE, **SCRAM, "FLASHGATE_AUTH": "off"})
+    settings = GateSettings.from_env({**BASE, **SCRAM, "FLASHGATE_GATE_AUTH": "off"})
     assert "s3cret" not in repr(settings)
     with pytest.raises(KafkaConfigError) as info:
         KafkaSecurity.from_env({**SCRAM, "FLASHGATE_KAFKA_SASL_USERNAME": ""})
@@ -192,7 +191,7 @@ def _security_of(config: dict[str, Any]) -> dict[str, Any]:
 def test_every_client_gets_the_security_settings() -> None:
     wanted = dict(KafkaSecurity.from_env(SCRAM).properties)
     env = {**BASE, **SCRAM}
-    gate = GateSettings.from_env({**env, "FLASHGATE_AUTH": "off"})
+    gate = GateSettings.from_env({**env, "FLASHGATE_GATE_AUTH": "off"})
     worker = WorkerSettings.from_env(env=env)
     monitor = MonitorSettings.from_env(env=env)
     reconcile = ReconcileSettings.from_env(env)
@@ -217,9 +216,9 @@ def test_role_configs_only_use_owned_keys() -> None:
 @pytest.mark.parametrize(
     ("read", "error"),
     [
-        (lambda env: GateSettings.from_env({**env, "FLASHGATE_AUTH": "off"}), SettingsError),
+        (lambda env: GateSettings.from_env({**env, "FLASHGATE_GATE_AUTH": "off"}), ConfigError),
         (lambda env: WorkerSettings.from_env(env=env), ConfigError),
-        (lambda env: MonitorSettings.from_env(env=env), MonitorConfigError),
+        (lambda env: MonitorSettings.from_env(env=env), ConfigError),
         (ReconcileSettings.from_env, ConfigError),
     ],
 )
@@ -238,7 +237,7 @@ def _capture(config: dict[str, Any], **_: Any) -> None:
 
 def test_monitor_and_reconciler_clients_get_the_security_settings(monkeypatch: pytest.MonkeyPatch) -> None:
     from ops.monitor import lag
-    from worker.reconcile import backlog
+    from reconcile import backlog
 
     security = KafkaSecurity.from_env(SCRAM)
     wanted = dict(security.properties)

@@ -9,7 +9,7 @@ import pytest
 import yaml
 from prometheus_client import CollectorRegistry, generate_latest
 
-from ops.monitor.errors import MonitorConfigError
+from flashgate.settings import ConfigError
 from ops.monitor.lag import partition_lag
 from ops.monitor.metrics import MonitorMetrics
 from ops.monitor.outbox import entry_age_s
@@ -122,13 +122,13 @@ def test_monitor_settings_from_env_and_their_errors() -> None:
     env = {"REDIS_URL": "redis://r", "KAFKA_BOOTSTRAP": "k:1", "FLASHGATE_MONITOR_INTERVAL_MS": "700"}
     s = MonitorSettings.from_env({"port": 9200, "group": None}, env)
     assert (s.port, s.interval_ms, s.group, s.topic) == (9200, 700, "flashgate-writers", "orders")
-    with pytest.raises(MonitorConfigError, match="KAFKA_BOOTSTRAP is not set"):
+    with pytest.raises(ConfigError, match="KAFKA_BOOTSTRAP is not set"):
         MonitorSettings.from_env({}, {"REDIS_URL": "redis://r"})
-    with pytest.raises(MonitorConfigError, match="FLASHGATE_MONITOR_PORT='x' is not an integer"):
+    with pytest.raises(ConfigError, match="FLASHGATE_MONITOR_PORT='x': expected `int`"):
         MonitorSettings.from_env({}, {**env, "FLASHGATE_MONITOR_PORT": "x"})
-    with pytest.raises(MonitorConfigError, match="outside 0-65535"):
+    with pytest.raises(ConfigError, match="FLASHGATE_MONITOR_PORT=70000: expected `int` <= 65535"):
         MonitorSettings.from_env({"port": 70000}, env)
-    with pytest.raises(MonitorConfigError, match="must be >= 100"):
+    with pytest.raises(ConfigError, match="FLASHGATE_MONITOR_INTERVAL_MS=5: expected `int` >= 100"):
         MonitorSettings.from_env({"interval_ms": 5}, env)
 
 

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from confluent_kafka import KafkaError, KafkaException, TopicPartition
 
-from worker.reconcile.backlog import _committed
+from reconcile.backlog import _committed
 
 
 class LoadingBroker:

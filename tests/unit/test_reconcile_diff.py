@@ -8,14 +8,15 @@ from datetime import UTC, datetime
 import pytest
 
 from flashgate.fingerprint import DEFAULT_IDEM_TTL_S
+from flashgate.settings import ConfigError
 from gate.settings import GateSettings
-from worker.errors import ConfigError, ReconcileError
-from worker.products import Product
-from worker.reconcile.diff import diff
-from worker.reconcile.model import OrderRef, Recorded, RedisSnapshot, SkuInputs, from_us, to_us
-from worker.reconcile.render import as_json, table
-from worker.reconcile.settings import ReconcileSettings
-from worker.reconcile.verify import RecordFacts, judge, parse_order_ids
+from reconcile.diff import diff
+from reconcile.errors import ReconcileError
+from reconcile.model import OrderRef, Recorded, RedisSnapshot, SkuInputs, from_us, to_us
+from reconcile.products import Product
+from reconcile.render import as_json, table
+from reconcile.settings import ReconcileSettings
+from reconcile.verify import RecordFacts, judge, parse_order_ids
 
 T = 1_800_000_000_000_000  # snapshot time, µs
 
@@ -183,10 +184,10 @@ def test_table_and_json_show_the_findings() -> None:
     assert doc["skus"][0]["buyers"] == {"ghost": {"redis": 1, "expected": 0}}
 
 
-@pytest.mark.parametrize(("ttl", "match"), [("0", "must be at least 1"), ("day", "must be an integer")])
+@pytest.mark.parametrize(("ttl", "match"), [("0", "='0': expected `int` >= 1"), ("day", "='day': expected `int`")])
 def test_reconcile_settings_refuse_an_idempotency_ttl_that_cannot_work(ttl: str, match: str) -> None:
     env = {"REDIS_URL": "redis://x", "DATABASE_URL": "postgresql://x", "KAFKA_BOOTSTRAP": "x:1"}
-    with pytest.raises(ConfigError, match=f"FLASHGATE_IDEM_TTL_S {match}"):
+    with pytest.raises(ConfigError, match=f"FLASHGATE_IDEM_TTL_S{match}"):
         ReconcileSettings.from_env({**env, "FLASHGATE_IDEM_TTL_S": ttl})
-    gate = GateSettings.from_env({**env, "FLASHGATE_AUTH": "off"})
+    gate = GateSettings.from_env({**env, "FLASHGATE_GATE_AUTH": "off"})
     assert ReconcileSettings.from_env(env).idem_ttl_s == gate.idem_ttl_s == DEFAULT_IDEM_TTL_S

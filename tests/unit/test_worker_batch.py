@@ -10,8 +10,8 @@ import msgspec
 import pytest
 
 from flashgate.events import SCHEMA_VERSION, OrderAccepted, encode
+from flashgate.settings import ConfigError
 from worker.batch import Incoming, OrderRow, commit_positions, fit_to_stock, fits_whole, plan_batch
-from worker.errors import ConfigError
 from worker.main import consumer_config
 from worker.settings import WorkerSettings
 
@@ -126,21 +126,18 @@ def test_settings_from_env_and_overrides() -> None:
 @pytest.mark.parametrize(
     ("env", "message"),
     [
-        ({"KAFKA_BOOTSTRAP": "k:1"}, "DATABASE_URL is not set"),
-        ({"DATABASE_URL": "x", "KAFKA_BOOTSTRAP": "k", "FLASHGATE_WORKER_BATCH_MAX_ROWS": "many"}, "not a int"),
-        ({"DATABASE_URL": "x", "KAFKA_BOOTSTRAP": "k", "FLASHGATE_WORKER_BATCH_MAX_ROWS": "0"}, "batch_max_rows"),
-        ({"DATABASE_URL": "x", "KAFKA_BOOTSTRAP": "k", "FLASHGATE_WORKER_POOL_MAX_SIZE": "0"}, "pool_min_size"),
-        ({"DATABASE_URL": "x", "KAFKA_BOOTSTRAP": "k", "FLASHGATE_WORKER_BATCHES_IN_FLIGHT": "0"}, "batches_in_flight"),
-        ({"DATABASE_URL": "x", "KAFKA_BOOTSTRAP": "k", "FLASHGATE_WORKER_FETCH_MIN_BYTES": "0"}, "fetch_min_bytes"),
-        (
-            {"DATABASE_URL": "x", "KAFKA_BOOTSTRAP": "k", "FLASHGATE_WORKER_FETCH_WAIT_MAX_MS": "-1"},
-            "fetch_wait_max_ms",
-        ),
+        ({"DATABASE_URL": ""}, "DATABASE_URL is not set"),
+        ({"FLASHGATE_WORKER_BATCH_MAX_ROWS": "many"}, "BATCH_MAX_ROWS='many': expected `int`"),
+        ({"FLASHGATE_WORKER_BATCH_MAX_ROWS": "0"}, "BATCH_MAX_ROWS='0': expected `int` >= 1"),
+        ({"FLASHGATE_WORKER_POOL_MIN_SIZE": "5"}, "need FLASHGATE_WORKER_POOL_MIN_SIZE <= FLASHGATE_WORKER_POOL_MAX"),
+        ({"FLASHGATE_WORKER_BATCHES_IN_FLIGHT": "0"}, "BATCHES_IN_FLIGHT='0': expected `int` >= 1"),
+        ({"FLASHGATE_WORKER_FETCH_MIN_BYTES": "0"}, "FETCH_MIN_BYTES"),
+        ({"FLASHGATE_WORKER_FETCH_WAIT_MAX_MS": "-1"}, "FLASHGATE_WORKER_FETCH_WAIT_MAX_MS='-1': expected `int` >= 0"),
     ],
 )
 def test_bad_settings(env: dict[str, str], message: str) -> None:
     with pytest.raises(ConfigError, match=message):
-        WorkerSettings.from_env(env=env)
+        WorkerSettings.from_env(env={"DATABASE_URL": "x", "KAFKA_BOOTSTRAP": "k", **env})
 
 
 def test_every_refusal_reason_is_a_metric_label_present_from_the_start() -> None:

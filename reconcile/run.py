@@ -10,15 +10,15 @@ from dataclasses import dataclass, field
 import asyncpg
 import redis.asyncio as aioredis
 
-from worker.errors import ReconcileError
-from worker.products import fetch_products, lock_sku
-from worker.reconcile.backlog import read_backlog
-from worker.reconcile.diff import diff
-from worker.reconcile.model import SkuDiff, SkuInputs
-from worker.reconcile.recorded import recorded
-from worker.reconcile.redis_state import SaleRedis
-from worker.reconcile.repair import Repair, repair
-from worker.reconcile.settings import ReconcileSettings
+from reconcile.backlog import read_backlog
+from reconcile.diff import diff
+from reconcile.errors import ReconcileError
+from reconcile.model import SkuDiff, SkuInputs
+from reconcile.products import fetch_products, lock_sku
+from reconcile.recorded import recorded
+from reconcile.redis_state import SaleRedis
+from reconcile.repair import Repair, repair
+from reconcile.settings import ReconcileSettings
 
 
 @dataclass(frozen=True, slots=True)

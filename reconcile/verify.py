@@ -9,12 +9,12 @@ from typing import Any
 
 import asyncpg
 
-from worker.errors import ReconcileError
-from worker.reconcile.diff import diff
-from worker.reconcile.model import SkuDiff
-from worker.reconcile.redis_state import SaleRedis
-from worker.reconcile.run import connections, gather
-from worker.reconcile.settings import ReconcileSettings
+from reconcile.diff import diff
+from reconcile.errors import ReconcileError
+from reconcile.model import SkuDiff
+from reconcile.redis_state import SaleRedis
+from reconcile.run import connections, gather
+from reconcile.settings import ReconcileSettings
 
 
 @dataclass(frozen=True, slots=True)

@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import asdict
 from typing import Any
 
-from worker.reconcile.model import SkuDiff
-from worker.reconcile.repair import Repair
+from reconcile.model import SkuDiff
+from reconcile.repair import Repair
 
 HEADER = ("SKU", "ON SALE", "SOLD", "IN FLIGHT", "OUTBOX", "EXPECTED", "REDIS", "DRIFT", "BUYERS", "CONFIG")
 DETAIL_LIMIT = 10

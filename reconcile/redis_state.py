@@ -14,7 +14,7 @@ from flashgate.fingerprint import StoredAnswer, request_fingerprint
 from flashgate.orderindex import IndexEntry
 from flashgate.outbox import OutboxEntry
 from flashgate.saleconfig import SaleConfig
-from worker.reconcile.model import OrderRef, RedisSnapshot
+from reconcile.model import OrderRef, RedisSnapshot
 
 RESTORE_BATCH = 500
 

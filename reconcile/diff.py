@@ -6,7 +6,7 @@ from collections import Counter
 from collections.abc import Iterable
 
 from flashgate.saleconfig import SaleConfig
-from worker.reconcile.model import ConfigDrift, OrderRef, SkuDiff, SkuInputs
+from reconcile.model import ConfigDrift, OrderRef, SkuDiff, SkuInputs
 
 
 def unrecorded(

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 import asyncpg
 
-from worker.reconcile.model import OrderRef, Recorded, from_us, to_us
+from reconcile.model import OrderRef, Recorded, from_us, to_us
 
 
 async def recorded(conn: asyncpg.Connection, sku: str, until_us: int, candidates: Sequence[OrderRef]) -> Recorded:

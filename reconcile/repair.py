@@ -6,10 +6,10 @@ from dataclasses import dataclass
 
 import asyncpg
 
-from worker.errors import ReconcileError
-from worker.reconcile.model import SkuDiff
-from worker.reconcile.recorded import recent_orders
-from worker.reconcile.redis_state import SaleRedis
+from reconcile.errors import ReconcileError
+from reconcile.model import SkuDiff
+from reconcile.recorded import recent_orders
+from reconcile.redis_state import SaleRedis
 
 
 @dataclass(frozen=True, slots=True)

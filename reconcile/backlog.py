@@ -11,8 +11,8 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Topic
 
 from flashgate.events import EventDecodeError, decode
 from flashgate.kafka_client import PLAINTEXT, KafkaSecurity, client_config
-from worker.errors import ReconcileError
-from worker.reconcile.model import OrderRef, to_us
+from reconcile.errors import ReconcileError
+from reconcile.model import OrderRef, to_us
 
 # A fresh broker answers these while it sets up the group coordinator; librdkafka does not
 # always flag them retriable on committed().

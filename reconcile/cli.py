@@ -18,11 +18,12 @@ import click
 from confluent_kafka import KafkaException
 from redis.exceptions import RedisError
 
-from worker.errors import ConfigError, ReconcileError
-from worker.reconcile.render import as_json, table
-from worker.reconcile.run import reconcile
-from worker.reconcile.settings import ReconcileSettings
-from worker.reconcile.verify import parse_order_ids, verify
+from flashgate.settings import ConfigError
+from reconcile.errors import ReconcileError
+from reconcile.render import as_json, table
+from reconcile.run import reconcile
+from reconcile.settings import ReconcileSettings
+from reconcile.verify import parse_order_ids, verify
 
 T = TypeVar("T")
 EXIT_DRIFT = 1
@@ -61,7 +62,12 @@ def _settings() -> ReconcileSettings:
 @click.option("--json", "as_json_output", is_flag=True, help="Machine-readable output.")
 @click.pass_context
 def reconcile_group(ctx: click.Context, skus: tuple[str, ...], do_apply: bool, as_json_output: bool) -> None:
-    """Compare Redis with PostgreSQL + Kafka backlog + outbox per SKU; --apply repairs. Dry run by default."""
+    """Compare Redis with PostgreSQL + Kafka backlog + outbox per SKU; --apply repairs. Dry run by default.
+
+    Reads REDIS_URL, DATABASE_URL, KAFKA_BOOTSTRAP, FLASHGATE_TOPIC, FLASHGATE_GROUP,
+    FLASHGATE_IDEM_TTL_S, FLASHGATE_RECONCILE_BACKLOG_TIMEOUT_S and FLASHGATE_KAFKA_*
+    (docs/configuration.md).
+    """
     if ctx.invoked_subcommand is not None:
         # `reconcile --sku S --json verify` means what `reconcile verify --sku S --json` does.
         if do_apply:

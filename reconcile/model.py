@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from flashgate.saleconfig import SaleConfig
-from worker.products import Product
+from reconcile.products import Product
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
