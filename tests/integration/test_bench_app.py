@@ -18,7 +18,6 @@ def app_env(stack: StackHandle, name: str, monkeypatch: pytest.MonkeyPatch) -> N
     for key, value in {
         "REDIS_URL": stack.redis_url,
         "KAFKA_BOOTSTRAP": stack.kafka_bootstrap,
-        "FLASHGATE_AUTH": "off",
         "FLASHGATE_TOPIC": name,
         "FLASHGATE_GATE_RELAY_DISCOVER_MS": "0",  # other tests' outboxes stay out of this topic
     }.items():
