@@ -12,6 +12,7 @@ from bench.cli import bench_group
 from gate.serve import gate_command, relay_command
 from ops import migrate
 from ops.monitor.main import monitor_command
+from ops.order import order_group
 from ops.sale.cli import sale_group
 from ops.stack.cli import stack_group
 from ops.topics.cli import topics_group
@@ -33,6 +34,7 @@ cli.add_command(worker_command)
 cli.add_command(monitor_command)
 cli.add_command(sale_group)
 cli.add_command(reconcile_group)
+cli.add_command(order_group)
 cli.add_command(bench_group)
 
 
