@@ -23,6 +23,7 @@ from litestar.types import Message
 from litestar.types import Scope as LitestarScope
 from prometheus_client import CONTENT_TYPE_LATEST
 
+from flashgate import logs
 from gate import openapi
 from gate.answers import Answer, error_answer, problem
 from gate.core import Gate
@@ -183,6 +184,7 @@ def create_app(settings: GateSettings) -> GateApp:
         lifespan=[lifespan],
         exception_handlers={GateError: on_gate_error, HTTPException: on_http_error, Exception: on_crash},
         before_send=[request_id_hook(gate.wire)],
+        logging_config=None,  # the process's own (flashgate/logs.py), not Litestar's
         request_max_body_size=settings.body_limit_bytes,
         openapi_config=OpenAPIConfig(
             title="flashgate",
@@ -199,5 +201,6 @@ def create_app(settings: GateSettings) -> GateApp:
 
 
 def app_from_env() -> GateApp:
-    """ASGI factory for the servers: settings from the environment, built in this worker process."""
+    """ASGI factory for the servers: settings and log format from the environment, built in this worker process."""
+    logs.setup(*logs.from_env())
     return create_app(GateSettings.from_env())

@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 import click
 from click.core import ParameterSource
 
+from flashgate import logs
 from flashgate.settings import ConfigError, lookup
 from gate.limits import FD_RESERVE, ensure_nofile
 from gate.metrics import MULTIPROC_ENV
@@ -71,7 +72,10 @@ def _env_option(*decls: str, envvar: str, old: str, **kwargs: Any) -> Callable[[
 @click.option(
     "--graceful-timeout", default=30, show_default=True, help="Seconds to finish in-flight requests on SIGTERM."
 )
-def gate_command(host: str, port: int, workers: int, server: str, graceful_timeout: int) -> None:
+@logs.log_options()
+def gate_command(
+    host: str, port: int, workers: int, server: str, graceful_timeout: int, log_format: str, log_level: str
+) -> None:
     """Serve the gate's HTTP contract. Settings: REDIS_URL, KAFKA_BOOTSTRAP, FLASHGATE_TOPIC,
     FLASHGATE_IDEM_TTL_S, FLASHGATE_GATE_* and FLASHGATE_KAFKA_* (docs/configuration.md).
 
@@ -80,7 +84,9 @@ def gate_command(host: str, port: int, workers: int, server: str, graceful_timeo
     if server == "uvicorn" and importlib.util.find_spec("uvicorn") is None:
         raise click.ClickException(NO_UVICORN)  # before anything is set up
     settings = _settings()  # fail here, once, rather than in every worker
-    logging.basicConfig(level=os.environ.get("FLASHGATE_LOG_LEVEL", "INFO"), format="%(asctime)s %(name)s %(message)s")
+    logs.setup(log_format, log_level)
+    # The server processes set up their logging from these (gate/app.py `app_from_env`).
+    os.environ[logs.FORMAT_ENV], os.environ[logs.LEVEL_ENV] = log_format, log_level.upper()
     try:
         nofile = ensure_nofile(settings)  # before the server processes start: they inherit it
     except ConfigError as e:
@@ -119,6 +125,7 @@ def _serve(host: str, port: int, workers: int, server: str, graceful_timeout: in
             lifespan="on",
             access_log=False,
             log_level="warning",
+            log_config=None,  # uvicorn's loggers propagate to ours (flashgate/logs.py)
             timeout_graceful_shutdown=graceful_timeout,
             backlog=settings.listen_backlog,
             limit_concurrency=settings.max_connections,  # per process; beyond it a text/plain 503
@@ -149,13 +156,15 @@ def _serve(host: str, port: int, workers: int, server: str, graceful_timeout: in
             max_buffer_size=settings.head_limit_bytes,
         ),
         log_level=LogLevels.warning,
+        log_dictconfig=logs.GRANIAN_LOGGING,  # granian's lines go through our handler and format
         workers_kill_timeout=graceful_timeout,
         respawn_failed_workers=True,
     ).serve()
 
 
 @click.command("relay")
-def relay_command() -> None:
+@logs.log_options()
+def relay_command(log_format: str, log_level: str) -> None:
     """Republish stale outbox entries of every SKU to Kafka until SIGTERM (gates also relay).
 
     Settings as the gate's (docs/configuration.md); auth and FLASHGATE_GATE_RELAY do not apply.
@@ -163,7 +172,7 @@ def relay_command() -> None:
     # Set here, so a deprecated FLASHGATE_AUTH or FLASHGATE_RELAY left in the environment cannot disagree.
     env = {k: v for k, v in os.environ.items() if k not in ("FLASHGATE_AUTH", "FLASHGATE_RELAY")}
     settings = _settings({**env, "FLASHGATE_GATE_AUTH": "off", "FLASHGATE_GATE_RELAY": "on"})
-    logging.basicConfig(level=os.environ.get("FLASHGATE_LOG_LEVEL", "INFO"), format="%(asctime)s %(name)s %(message)s")
+    logs.setup(log_format, log_level)
     asyncio.run(_relay(settings))
 
 

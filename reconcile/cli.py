@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import logging
 import sys
 from collections.abc import Coroutine
 from typing import Any, TextIO, TypeVar
@@ -18,6 +17,7 @@ import click
 from confluent_kafka import KafkaException
 from redis.exceptions import RedisError
 
+from flashgate import logs
 from flashgate.settings import ConfigError
 from reconcile.errors import ReconcileError
 from reconcile.render import as_json, table
@@ -60,21 +60,24 @@ def _settings() -> ReconcileSettings:
 @click.option("--sku", "skus", multiple=True, help="Only this SKU (repeatable); default every SKU in PostgreSQL.")
 @click.option("--apply", "do_apply", is_flag=True, help="Repair the drift (atomic, relative; safe while selling).")
 @click.option("--json", "as_json_output", is_flag=True, help="Machine-readable output.")
+@logs.log_options(default_level="WARNING")
 @click.pass_context
-def reconcile_group(ctx: click.Context, skus: tuple[str, ...], do_apply: bool, as_json_output: bool) -> None:
+def reconcile_group(
+    ctx: click.Context, skus: tuple[str, ...], do_apply: bool, as_json_output: bool, log_format: str, log_level: str
+) -> None:
     """Compare Redis with PostgreSQL + Kafka backlog + outbox per SKU; --apply repairs. Dry run by default.
 
     Reads REDIS_URL, DATABASE_URL, KAFKA_BOOTSTRAP, FLASHGATE_TOPIC, FLASHGATE_GROUP,
     FLASHGATE_IDEM_TTL_S, FLASHGATE_RECONCILE_BACKLOG_TIMEOUT_S and FLASHGATE_KAFKA_*
     (docs/configuration.md).
     """
+    logs.setup(log_format, log_level)
     if ctx.invoked_subcommand is not None:
         # `reconcile --sku S --json verify` means what `reconcile verify --sku S --json` does.
         if do_apply:
             raise click.UsageError(f"--apply repairs; it does not go with `{ctx.invoked_subcommand}`")
         ctx.meta["reconcile.skus"], ctx.meta["reconcile.json"] = skus, as_json_output
         return
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s %(message)s")
     outcome = _run(reconcile(_settings(), list(skus) or None, apply=do_apply))
     if as_json_output:
         click.echo(json.dumps(as_json(outcome.diffs, outcome.repairs, drifted=outcome.drifted), indent=2))

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import logging
-
 import click
 import uvloop
 
+from flashgate import logs
 from flashgate.settings import ConfigError, option_help
 from worker.main import serve
 from worker.settings import WorkerSettings
@@ -33,13 +32,14 @@ W = WorkerSettings
 @click.option("--topic", help=option_help(W, "topic", "Topic to consume (orders)."))
 @click.option("--group", help=option_help(W, "group", "Consumer group (flashgate-writers)."))
 @click.option("--dlq-topic", help=option_help(W, "dlq_topic", "Dead-letter topic (orders.dlq)."))
-def worker_command(**options: object) -> None:
+@logs.log_options()
+def worker_command(log_format: str, log_level: str, **options: object) -> None:
     """Persist orders from Kafka to PostgreSQL, exactly once in effect.
 
     Reads DATABASE_URL, KAFKA_BOOTSTRAP, FLASHGATE_TOPIC, FLASHGATE_GROUP, FLASHGATE_WORKER_* and
     FLASHGATE_KAFKA_* (docs/configuration.md); an option wins over its variable.
     """
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    logs.setup(log_format, log_level)
     try:
         settings = WorkerSettings.from_env(options)
     except ConfigError as e:

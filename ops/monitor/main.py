@@ -16,6 +16,7 @@ import click
 import redis.asyncio as aioredis
 from prometheus_client import CollectorRegistry, start_http_server
 
+from flashgate import logs
 from flashgate.settings import ConfigError, option_help
 from ops.monitor.drift import ReconcilerDrift
 from ops.monitor.errors import SourceUnavailable
@@ -153,13 +154,14 @@ M = MonitorSettings
 @click.option("--group", help=option_help(M, "group", "Consumer group whose lag to export (flashgate-writers)."))
 @click.option("--topic", help=option_help(M, "topic", "Topic of that group (orders)."))
 @click.option("--interval-ms", type=int, help=option_help(M, "interval_ms", "Check every this many ms (5000)."))
-def monitor_command(**options: object) -> None:
+@logs.log_options()
+def monitor_command(log_format: str, log_level: str, **options: object) -> None:
     """Export consumer lag, outbox backlog and reconciler drift for Prometheus (outlives gate and worker).
 
     Reads REDIS_URL, KAFKA_BOOTSTRAP, DATABASE_URL (drift), FLASHGATE_TOPIC, FLASHGATE_GROUP,
     FLASHGATE_MONITOR_* and FLASHGATE_KAFKA_* (docs/configuration.md); an option wins over its variable.
     """
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    logs.setup(log_format, log_level)
     try:
         settings = MonitorSettings.from_env(options)
         asyncio.run(serve(settings, drift_check=drift_check(settings)))

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import socket
 import subprocess
 from collections import Counter
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import pytest
@@ -16,6 +18,7 @@ import pytest
 from flashgate import events, names
 from gate.admission import AdmitRequest
 from tests.gatekit import admission_client, consume_all, create_topic, redis_client, until
+from tests.procs import GateProcess
 from tests.stackctl import FLASHGATE, StackHandle, eventually
 from tests.support.sales import Sale, put_sale
 
@@ -131,3 +134,19 @@ async def test_relay_command_publishes_stranded_orders_and_stops_on_sigterm(stac
     # The relay covers every outbox it discovers; ours must each be there exactly once.
     published = Counter(str(events.decode(m).order_id) for m in consume_all(stack, name, expect=3, timeout_s=60))
     assert {a.order_id: published[a.order_id] for a in stranded} == {a.order_id: 1 for a in stranded}
+
+
+def test_a_served_gate_logs_one_json_object_per_line(stack: StackHandle, tmp_path: Path) -> None:
+    """`FLASHGATE_LOG_FORMAT=json`: the parent and the server process (with Litestar and granian in it)
+    write the same keys, and no other format slips in."""
+    env = {"FLASHGATE_LOG_FORMAT": "json", "FLASHGATE_LOG_LEVEL": "INFO"}
+    gate = GateProcess.start(stack, tmp_path / "gate.log", workers=1, env=env)
+    try:
+        assert httpx.get(f"{gate.base_url}/health/live", timeout=5).status_code == 200
+        assert gate.terminate() == 0
+    finally:
+        gate.close()
+    lines = [line for line in gate.log().splitlines() if line.strip()]
+    parsed = [json.loads(line) for line in lines]  # every line is one object
+    assert {"ts", "level", "logger", "msg"} <= set.intersection(*(set(p) for p in parsed))
+    assert {"gate.serve", "gate.core"} <= {p["logger"] for p in parsed}
