@@ -16,11 +16,13 @@ from __future__ import annotations
 import re
 from bisect import bisect_left
 from collections import Counter as Tally
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import psutil
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest, multiprocess, values
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
 
 PUBLISH_INTERVAL_S = 1.0
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
@@ -174,7 +176,50 @@ class GateMetrics:
         forget_dead_processes(self.multiproc_dir)
         registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(registry, path=self.multiproc_dir)  # type: ignore[no-untyped-call]
+        registry.register(ServerProcesses(self.multiproc_dir))
         return generate_latest(registry)
+
+
+class ServerProcesses(Collector):
+    """`process_*` of every live gate server process, labelled by `pid`, read from /proc at scrape time.
+
+    prometheus_client's process collector covers one process and has no place in the multiprocess
+    mode; the server processes of one gate are the ones with live-gauge files in the shared folder
+    (every process publishes its gauges each second), and psutil reads each one's figures.
+    """
+
+    def __init__(self, path: str) -> None:
+        self._path = path
+
+    def collect(self) -> Iterator[Metric]:
+        cpu = CounterMetricFamily("process_cpu_seconds", "User and system CPU time, seconds.", labels=["pid"])
+        rss = GaugeMetricFamily("process_resident_memory_bytes", "Resident memory, bytes.", labels=["pid"])
+        fds = GaugeMetricFamily("process_open_fds", "Open file descriptors.", labels=["pid"])
+        max_fds = GaugeMetricFamily("process_max_fds", "The open file descriptor limit.", labels=["pid"])
+        started = GaugeMetricFamily(
+            "process_start_time_seconds", "Start time since the Unix epoch, seconds.", labels=["pid"]
+        )
+        for pid in live_processes(self._path):
+            try:
+                p = psutil.Process(pid)
+                with p.oneshot():
+                    times, memory, open_fds = p.cpu_times(), p.memory_info(), p.num_fds()
+                    soft_limit, created = p.rlimit(psutil.RLIMIT_NOFILE)[0], p.create_time()
+            except psutil.Error:  # gone since its files were listed
+                continue
+            label = [str(pid)]
+            cpu.add_metric(label, times.user + times.system)
+            rss.add_metric(label, memory.rss)
+            fds.add_metric(label, open_fds)
+            max_fds.add_metric(label, soft_limit)
+            started.add_metric(label, created)
+        yield from (cpu, rss, fds, max_fds, started)
+
+
+def live_processes(path: str) -> list[int]:
+    """The processes with live-gauge files in the shared folder (after `forget_dead_processes`)."""
+    found = (_LIVE_GAUGE_FILE.match(f.name) for f in Path(path).glob("gauge_live*.db"))
+    return sorted({int(m.group(1)) for m in found if m})
 
 
 class HistogramTally:

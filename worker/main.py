@@ -9,7 +9,7 @@ from typing import Any
 
 import asyncpg
 from confluent_kafka import Consumer, Producer
-from prometheus_client import CollectorRegistry, start_http_server
+from prometheus_client import CollectorRegistry, ProcessCollector, start_http_server
 
 from flashgate.kafka_client import client_config
 from worker.consumer import OrderWriter
@@ -67,6 +67,7 @@ async def serve(settings: WorkerSettings) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     registry = CollectorRegistry()
+    ProcessCollector(registry=registry)  # process_*: CPU, memory, open files of this worker
     metrics = WorkerMetrics(registry)
     if settings.metrics_port:
         start_http_server(settings.metrics_port, addr=settings.metrics_host, registry=registry)

@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable, Mapping
 
 import click
 import redis.asyncio as aioredis
-from prometheus_client import CollectorRegistry, start_http_server
+from prometheus_client import CollectorRegistry, ProcessCollector, start_http_server
 
 from flashgate import logs
 from flashgate.settings import ConfigError, option_help
@@ -110,6 +110,7 @@ async def serve(settings: MonitorSettings, drift_check: DriftCheck | None = None
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     registry = CollectorRegistry()
+    ProcessCollector(registry=registry)  # process_*: CPU, memory, open files of the monitor
     metrics = MonitorMetrics(registry)
     timeout_s = settings.timeout_ms / 1000
     redis = aioredis.Redis.from_url(

@@ -19,6 +19,10 @@ if mode == "work":
     m.inflight = int(sys.argv[2])
     m.admission_seconds.observe(0.01)
     m.publish()
+elif mode == "render-alive":  # publish, then render while alive: its own process_* figures are in
+    m.publish()
+    print("pid", os.getpid())
+    sys.stdout.write(m.render().decode())
 elif mode == "render":
     from gate.metrics import forget_dead_processes
     print("dead", ",".join(map(str, forget_dead_processes(os.environ["PROMETHEUS_MULTIPROC_DIR"]))))
@@ -52,6 +56,22 @@ def test_render_sums_processes_and_forgets_the_live_gauges_of_dead_ones() -> Non
         left = {f.name for f in Path(folder).glob("gauge_live*.db")}
         assert not [name for name in left if any(f"_{pid}.db" in name for pid in workers)]
         assert len(list(Path(folder).glob("counter_*.db"))) == 3
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def test_render_has_process_figures_of_live_server_processes_only() -> None:
+    folder = tempfile.mkdtemp(prefix="flashgate-metrics-test-")
+    try:
+        child(folder, "work", "1")  # exits: no process figures for it
+        out = child(folder, "render-alive")
+        pid = next(line for line in out.splitlines() if line.startswith("pid ")).removeprefix("pid ")
+        samples = {line.split(" ")[0] for line in out.splitlines() if line.startswith("process_")}
+        names = {"process_cpu_seconds_total", "process_resident_memory_bytes", "process_open_fds",
+                 "process_max_fds", "process_start_time_seconds"}  # fmt: skip
+        assert samples == {f'{name}{{pid="{pid}"}}' for name in names}
+        rss = next(line for line in out.splitlines() if line.startswith("process_resident_memory_bytes"))
+        assert float(rss.split(" ")[1]) > 10_000_000  # a real process's figure
     finally:
         shutil.rmtree(folder, ignore_errors=True)
 
