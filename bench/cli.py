@@ -302,3 +302,54 @@ def app_command(sku: str, orders: int, concurrencies: tuple[int, ...], rounds: i
             click.echo(run.line())
     except AppBenchError as e:
         raise click.ClickException(f"bench app: {e}") from e
+
+
+@bench_group.command("open-loop")
+@GATE_URL
+@click.option("--rate", type=int, required=True, help="Buyers arriving per second (constant, open loop).")
+@click.option("--duration", default=10, show_default=True, help="Seconds of arrivals.")
+@click.option("--sku", help="Sell this SKU (on sale, with stock); default: a fresh sale of --stock units.")
+@click.option("--stock", default=1_000_000, show_default=True, help="Units of the fresh sale.")
+@click.option("--users", default=100_000, show_default=True, help="Distinct buyers (X-User-Id).")
+@click.option("--max-workers", default=4096, show_default=True, help="vegeta's cap on requests in flight.")
+@click.option("--max-p99-ms", type=float, help="Fail (exit 1) when the corrected p99 is above this.")
+@click.option("--min-accepted-per-s", type=float, help="Fail (exit 1) when fewer 202s per second arrive.")
+@OUT_DIR
+def open_loop_command(
+    gate_url: str,
+    rate: int,
+    duration: int,
+    sku: str | None,
+    stock: int,
+    users: int,
+    max_workers: int,
+    max_p99_ms: float | None,
+    min_accepted_per_s: float | None,
+    out_dir: Path,
+) -> None:
+    """Open-loop load at a constant arrival rate (vegeta), latency from when each request was due, thresholds.
+
+    The gate must run with FLASHGATE_GATE_AUTH=off (buyers are X-User-Id). A fresh sale needs
+    DATABASE_URL and REDIS_URL (`flashgate sale create`). Exit 1 when a threshold is missed.
+    """
+    from bench.flash_sale import BenchError, create_sale
+    from bench.open_loop import OpenLoopError, OpenLoopSettings, report_lines, run_open_loop, save
+
+    if min(rate, duration, stock, users, max_workers) < 1:
+        raise click.ClickException("rate, duration, stock, users and max-workers must be >= 1")
+    try:
+        if sku is None:
+            for name in ("DATABASE_URL", "REDIS_URL"):
+                _env(name)
+            sku = f"ol-{os.urandom(5).hex()}"
+            create_sale(sku, stock)
+        settings = OpenLoopSettings(gate_url=gate_url, sku=sku, rate=rate, duration_s=duration, users=users,
+                                    max_workers=max_workers, max_p99_ms=max_p99_ms,
+                                    min_accepted_per_s=min_accepted_per_s)  # fmt: skip
+        result = run_open_loop(settings, progress=click.echo)
+    except (OpenLoopError, BenchError, OSError) as e:
+        raise click.ClickException(f"bench open-loop: {e}") from e
+    click.echo("\n".join(report_lines(result)))
+    click.echo(f"raw: {save(result, out_dir)}")
+    if result["missed"]:
+        raise SystemExit(1)
