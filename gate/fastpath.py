@@ -7,7 +7,7 @@ and problem documents. The app the servers run (gate/app.py `GateApp`) hands `PO
 to it before Litestar's router and middleware. Litestar also routes to it (other spellings of the
 path), through a route that declares the contract for the OpenAPI description and parses nothing
 itself (gate/openapi.py `order_route`). Order of checks: in-flight bound (503), identity
-(401), body size (413), body complete within FLASHGATE_BODY_TIMEOUT_MS (408), body (400),
+(401), body size (413), body complete within FLASHGATE_GATE_BODY_TIMEOUT_MS (408), body (400),
 Idempotency-Key (400), then the order path (gate/orders.py). ROUTE_PROBLEMS lists what this
 route answers besides the admission outcomes; tests/unit/test_openapi.py holds it to the handler.
 """
