@@ -12,7 +12,7 @@ from typing import Any
 from flashgate import names, orderindex
 from flashgate.fingerprint import request_fingerprint
 from flashgate.outbox import OutboxEntry
-from gate.redis_batch import RedisBatcher
+from gate.redis_batch import RoundTrips
 from gate.scripts import Scripts
 
 log = logging.getLogger(__name__)
@@ -98,7 +98,7 @@ def _admission(code: Code, order_id: str, a: Any, b: Any, c: Any, d: Any) -> Adm
 class AdmissionClient:
     """All Redis traffic of the gate; every call shares the current tick's pipeline."""
 
-    def __init__(self, batcher: RedisBatcher, scripts: Scripts, *, idem_ttl_s: int) -> None:
+    def __init__(self, batcher: RoundTrips, scripts: Scripts, *, idem_ttl_s: int) -> None:
         self._batcher = batcher
         self._scripts = scripts
         self._idem_ttl_s = idem_ttl_s

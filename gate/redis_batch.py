@@ -22,7 +22,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 import hiredis
 import redis.asyncio as aioredis
@@ -36,6 +36,17 @@ from gate.throttled_log import ThrottledLog
 Command = tuple[Any, ...]
 log = logging.getLogger(__name__)
 LOG_EVERY_S = 10.0
+
+
+class RoundTrips(Protocol):
+    """The seam every Redis caller of the gate uses: one Redis (RedisBatcher) or a cluster (ClusterBatcher)."""
+
+    def call(self, *command: Any, route: str | None = None) -> asyncio.Future[Any]: ...
+
+    @property
+    def breaker_open(self) -> bool: ...
+
+    async def close(self) -> None: ...
 
 
 class RedisBatcher:
@@ -75,8 +86,15 @@ class RedisBatcher:
     def breaker(self) -> Breaker:
         return self._breaker
 
-    def call(self, *command: Any) -> asyncio.Future[Any]:
-        """Queue one command for this tick's pipeline; fails at once while the breaker is open."""
+    @property
+    def breaker_open(self) -> bool:
+        return self._breaker.is_open
+
+    def call(self, *command: Any, route: str | None = None) -> asyncio.Future[Any]:
+        """Queue one command for this tick's pipeline; fails at once while the breaker is open.
+
+        `route` (which key's node to ask) matters on a cluster only (gate/redis_cluster.py).
+        """
         if not self._breaker.allow(self._clock()):
             raise RedisUnavailable()  # the breaker is open: fail fast
         loop = asyncio.get_running_loop()

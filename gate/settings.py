@@ -10,6 +10,8 @@ from pathlib import Path
 from flashgate.fingerprint import DEFAULT_IDEM_TTL_S
 from flashgate.kafka_client import PLAINTEXT, KafkaConfigError, KafkaSecurity
 from flashgate.names import ORDERS_TOPIC
+from flashgate.redis_url import RedisUrlError
+from flashgate.redis_url import check as check_redis_url
 
 COMPRESSIONS = ("none", "gzip", "snappy", "lz4", "zstd")
 # GateSettings fields read from FLASHGATE_<NAME> as integers, by the ending of their names.
@@ -138,6 +140,10 @@ class GateSettings:
             redis_url, kafka = e["REDIS_URL"], e["KAFKA_BOOTSTRAP"]
         except KeyError as err:
             raise SettingsError(f"{err.args[0]} is not set") from err
+        try:
+            check_redis_url(redis_url)
+        except RedisUrlError as err:
+            raise SettingsError(str(err)) from err
         try:
             security = KafkaSecurity.from_env(e)
         except KafkaConfigError as err:

@@ -13,9 +13,9 @@ import signal
 from collections.abc import Awaitable, Callable, Mapping
 
 import click
-import redis.asyncio as aioredis
 from prometheus_client import CollectorRegistry, start_http_server
 
+from flashgate.redis_url import connect
 from ops.monitor.drift import ReconcilerDrift
 from ops.monitor.errors import MonitorConfigError, SourceUnavailable
 from ops.monitor.lag import GroupLag
@@ -110,7 +110,7 @@ async def serve(settings: MonitorSettings, drift_check: DriftCheck | None = None
     registry = CollectorRegistry()
     metrics = MonitorMetrics(registry)
     timeout_s = settings.timeout_ms / 1000
-    redis = aioredis.Redis.from_url(
+    redis = connect(
         settings.redis_url, decode_responses=True, socket_timeout=timeout_s, socket_connect_timeout=timeout_s
     )
     lag = GroupLag(
