@@ -53,6 +53,7 @@ class Gate:
                 lambda: Breaker(s.breaker_failures, s.breaker_cooldown_ms / 1000),
                 timeout_s=timeout_s,
                 observe=self.metrics.observe_redis,
+                wait_ms=s.redis_wait_ms,
             )
         else:
             # No client-side retry: a retried EVALSHA after a timeout could admit twice.

@@ -14,6 +14,13 @@ serve that now", and the scripts' `#!lua` shebang makes Redis refuse a write scr
 runs, so nothing was consumed. NOSCRIPT alone is handed back as it is (gate/scripts.py loads the
 script and calls again). What Redis said is logged, at most once per `LOG_EVERY_S` per kind,
 never put in an answer: problem details do not carry hosts, ports or exception text.
+
+With `wait_ms` (a cluster's primaries, which have replicas), a round trip that runs a script ends
+with `WAIT 1 <wait_ms>`: its replies are read only once a replica has every write of the connection,
+so an admission answered 202 is on two Redis nodes and survives a failover. A replica that does not
+acknowledge in time leaves the answers as they are (the stock is taken; a 503 would hide an
+admission), relying on the Kafka ack and the reconciler, is logged, and pauses WAIT for
+`WAIT_PAUSE_S` (a primary whose replica is gone; README, Redis Cluster).
 """
 
 from __future__ import annotations
@@ -36,6 +43,9 @@ from gate.throttled_log import ThrottledLog
 Command = tuple[Any, ...]
 log = logging.getLogger(__name__)
 LOG_EVERY_S = 10.0
+# After a WAIT no replica answered (a primary whose replica is gone), the next ones are skipped this
+# long: otherwise every admission on that shard would pay the whole WAIT timeout until a replica is back.
+WAIT_PAUSE_S = 5.0
 
 
 class RoundTrips(Protocol):
@@ -62,8 +72,11 @@ class RedisBatcher:
         max_batch: int = 512,
         clock: Callable[[], float] = time.monotonic,
         observe: Callable[[int, float], None] | None = None,
+        wait_ms: int = 0,
     ) -> None:
         self._breaker = breaker
+        self._wait_ms = wait_ms
+        self._wait_paused_until = -float("inf")
         self._timeout_s = timeout_s
         self._max_pipelines = max_pipelines
         self._max_batch = max_batch
@@ -124,8 +137,11 @@ class RedisBatcher:
         began = time.perf_counter()
         conn = self._idle.pop() if self._idle else self._new_connection()
         try:
+            commands = [command for command, _ in batch]
+            wait = self._wait_ms > 0 and self._clock() >= self._wait_paused_until
+            wait = wait and any(command[0] == "EVALSHA" for command in commands)
             async with asyncio.timeout(self._timeout_s):
-                results = await _round_trip(conn, [command for command, _ in batch])
+                results = await _round_trip(conn, [*commands, ("WAIT", 1, self._wait_ms)] if wait else commands)
             self._idle.append(conn)
         except BaseException as e:
             # Every caller gets its answer first, whatever happens to the connection below.
@@ -138,6 +154,8 @@ class RedisBatcher:
                 raise
             return
         self._observed(len(batch), began)
+        if wait:
+            self._waited(results.pop())
         refused = False
         for (_, fut), result in zip(batch, results, strict=True):
             if isinstance(result, ResponseError) and not isinstance(result, NoScriptError):
@@ -154,6 +172,16 @@ class RedisBatcher:
             self._breaker.failure(self._clock())
         else:
             self._breaker.success()
+
+    def _waited(self, replicas: Any) -> None:
+        if isinstance(replicas, Exception):
+            self._log.warning("WAIT", "WAIT failed after a script (its answers stand): %s", replicas)
+        elif int(replicas) < 1:
+            self._wait_paused_until = self._clock() + WAIT_PAUSE_S
+            self._log.warning(
+                "WAIT", "no replica acknowledged within %d ms: admissions are on one node for %.0f s",
+                self._wait_ms, WAIT_PAUSE_S,
+            )  # fmt: skip
 
     def _new_connection(self) -> Connection:
         conn: Connection = self._pool.make_connection()  # type: ignore[no-untyped-call]

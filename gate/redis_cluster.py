@@ -10,7 +10,8 @@ that does not answer all fail the command with RedisUnavailable (503 + Retry-Aft
 consumed: an error reply means the script never ran; a lost round trip is the client's to retry
 with its Idempotency-Key), and mark the slot map stale. A stale map is read again from any node
 that answers (at most every `refresh_min_s`), so once the cluster has failed over the next
-calls go to the new primary: the gate recovers by itself.
+calls go to the new primary: the gate recovers by itself. With `wait_ms`, a round trip that ran
+a script waits for a replica (`WAIT 1 <wait_ms>`, gate/redis_batch.py) before its answers count.
 """
 
 from __future__ import annotations
@@ -93,6 +94,7 @@ class ClusterBatcher:
         *,
         timeout_s: float,
         observe: Callable[[int, float], None] | None = None,
+        wait_ms: int = 0,
         refresh_min_s: float = 0.25,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -100,6 +102,7 @@ class ClusterBatcher:
         self._new_breaker = new_breaker
         self._timeout_s = timeout_s
         self._observe = observe
+        self._wait_ms = wait_ms
         self._refresh_min_s = refresh_min_s
         self._clock = clock
         self._map = SlotMap(())
@@ -196,7 +199,9 @@ class ClusterBatcher:
     def _batcher(self, address: Address) -> RedisBatcher:
         if address not in self._nodes:
             client = self._client(address)
-            batcher = RedisBatcher(client, self._new_breaker(), timeout_s=self._timeout_s, observe=self._observe)
+            batcher = RedisBatcher(
+                client, self._new_breaker(), timeout_s=self._timeout_s, observe=self._observe, wait_ms=self._wait_ms
+            )
             self._nodes[address] = (client, batcher)
         return self._nodes[address][1]
 

@@ -10,7 +10,7 @@ from pathlib import Path
 from flashgate.fingerprint import DEFAULT_IDEM_TTL_S
 from flashgate.kafka_client import PLAINTEXT, KafkaConfigError, KafkaSecurity
 from flashgate.names import ORDERS_TOPIC
-from flashgate.redis_url import RedisUrlError
+from flashgate.redis_url import RedisUrlError, is_cluster
 from flashgate.redis_url import check as check_redis_url
 
 COMPRESSIONS = ("none", "gzip", "snappy", "lz4", "zstd")
@@ -23,6 +23,7 @@ _NO_MAX = 2**63
 _RANGES: dict[str, tuple[int, int]] = {
     "idem_ttl_s": (1, _NO_MAX),
     "redis_timeout_ms": (50, 1000),
+    "redis_wait_ms": (0, 1000),
     "db_timeout_ms": (1, _NO_MAX),
     "db_pool_max": (1, _NO_MAX),
     "max_inflight": (1, _NO_MAX),
@@ -68,6 +69,8 @@ class GateSettings:
     delivery_budget_ms: int = 2000  # wait this long for Kafka before answering `queued`
     idem_ttl_s: int = DEFAULT_IDEM_TTL_S
     redis_timeout_ms: int = 250  # per pipeline; a busy event loop eats into it too
+    # Redis Cluster only: a script's round trip ends with WAIT 1 <this> (a replica has it); 0: no WAIT.
+    redis_wait_ms: int = 100
     breaker_failures: int = 3
     breaker_cooldown_ms: int = 500
     max_inflight: int = 2048  # admissions in flight per process before 503
@@ -102,6 +105,8 @@ class GateSettings:
             if not low <= getattr(self, name) <= high:
                 bound = f"at least {low}" if high == _NO_MAX else f"within {low}..{high}"
                 raise SettingsError(f"FLASHGATE_{name.upper()} must be {bound}")
+        if is_cluster(self.redis_url) and self.redis_wait_ms >= self.redis_timeout_ms:
+            raise SettingsError("FLASHGATE_REDIS_WAIT_MS must be below FLASHGATE_REDIS_TIMEOUT_MS")
         # A relay must not republish while the first producer may still deliver the message.
         if self.relay_stale_ms <= self.message_timeout_ms:
             raise SettingsError("FLASHGATE_RELAY_STALE_MS must exceed FLASHGATE_MESSAGE_TIMEOUT_MS")

@@ -17,7 +17,8 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def test_cluster_url_seeds_and_credentials() -> None:
     url = "rediss+cluster://app:p%40ss@10.0.0.1:7000,10.0.0.2:7001/0"
-    assert is_cluster(url) and not is_cluster("redis://h:1/0")
+    assert is_cluster(url)
+    assert not is_cluster("redis://h:1/0")
     parsed = parse_cluster(url)
     assert parsed == ClusterUrl((("10.0.0.1", 7000), ("10.0.0.2", 7001)), "app", "p@ss", tls=True)
     assert parsed.client_kwargs() == {"username": "app", "password": "p@ss", "ssl": True}
@@ -45,10 +46,13 @@ def test_the_gate_refuses_a_bad_url_at_start() -> None:
         GateSettings.from_env(
             {"REDIS_URL": "redis+cluster://:secret@h:1/2", "KAFKA_BOOTSTRAP": "k:1", "FLASHGATE_AUTH": "off"}
         )
-    s = GateSettings.from_env(
-        {"REDIS_URL": "redis+cluster://h:1,h:2", "KAFKA_BOOTSTRAP": "k:1", "FLASHGATE_AUTH": "off"}
-    )
-    assert s.redis_url == "redis+cluster://h:1,h:2"
+    env = {"REDIS_URL": "redis+cluster://h:1,h:2", "KAFKA_BOOTSTRAP": "k:1", "FLASHGATE_AUTH": "off"}
+    s = GateSettings.from_env(env)
+    assert (s.redis_url, s.redis_wait_ms) == ("redis+cluster://h:1,h:2", 100)
+    with pytest.raises(SettingsError, match="FLASHGATE_REDIS_WAIT_MS must be below FLASHGATE_REDIS_TIMEOUT_MS"):
+        GateSettings.from_env({**env, "FLASHGATE_REDIS_WAIT_MS": "250"})
+    with pytest.raises(SettingsError, match="FLASHGATE_REDIS_WAIT_MS must be within 0..1000"):
+        GateSettings.from_env({**env, "FLASHGATE_REDIS_WAIT_MS": "-1"})
 
 
 REPLY = [
