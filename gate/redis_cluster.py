@@ -178,11 +178,13 @@ class ClusterBatcher:
             finally:
                 await client.aclose()
             fresh = SlotMap.parse(reply)
+            if not fresh.ranges:  # a node alone or not yet joined knows no slots: ask the next one
+                continue
             if fresh.ranges != self._map.ranges:
                 log.info("slot map: %s", ", ".join(f"{a}-{b} {h}:{p}" for a, b, (h, p) in fresh.ranges))
             self._map = fresh
             return
-        log.warning("slot map: no node of the cluster answered CLUSTER SLOTS")
+        log.warning("slot map: no node of the cluster answered CLUSTER SLOTS with slots")
 
     def _client(self, address: Address) -> aioredis.Redis:
         # No client-side retry: a retried EVALSHA after a timeout could admit twice.

@@ -109,3 +109,11 @@ def test_nothing_scans_the_keyspace() -> None:
         if pattern.search(line)
     ]
     assert found == []
+
+
+def test_every_script_opens_with_a_shebang() -> None:
+    """`#!lua` makes Redis (7+) refuse a script touching a key outside its declared slot; a script without
+    it runs in compatibility mode, where Redis lets it (tests/chaos/cluster runs every script on a cluster)."""
+    scripts = sorted((ROOT / "flashgate" / "lua").glob("*.lua"))
+    assert len(scripts) == 6
+    assert [p.name for p in scripts if not p.read_text().startswith("#!lua")] == []

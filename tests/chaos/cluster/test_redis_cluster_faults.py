@@ -1,0 +1,260 @@
+"""Redis Cluster faults under buyer load (issue 14): a primary SIGKILLed mid-sale (its replica promoted), then a
+whole shard lost (primary and replica); each ends with `reconcile --apply`, the shared invariant check and one
+summary line. Before them, on the same cluster: every Lua script keeps to its declared slot, and the gate's
+cluster round trips answer MOVED and CLUSTERDOWN with RedisUnavailable (503), then find the slots again.
+
+The promise tested (README, Redis Cluster): a round trip that ran a script waits for a replica
+(`WAIT 1 <FLASHGATE_REDIS_WAIT_MS>`), so every order answered 202 before the kill is on the promoted
+replica: its index entry is there, and the reconciler finds no drift to repair.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+import redis.asyncio as aioredis
+from redis.exceptions import ResponseError
+
+from flashgate import names, orderindex
+from flashgate.redis_url import connect, parse_cluster
+from gate.admission import AdmissionClient, AdmitRequest, Code
+from gate.breaker import Breaker
+from gate.errors import RedisUnavailable
+from gate.redis_cluster import ClusterBatcher, SlotMap
+from gate.sales import Sale, put_sale
+from gate.scripts import Scripts
+from tests.chaos.checker import Invariants, cli
+from tests.chaos.cluster.rcluster import node_client, node_ports, nodes_down, roles, settled, shard_of, sku_on
+from tests.chaos.cluster.rig import Phases, eventually
+from tests.chaos.faults import scratch_redis
+from tests.chaos.load import Load, until
+from tests.pipeline import WorkerProcess
+from tests.procs import GateProcess
+from tests.stackctl import StackHandle
+from worker.reconcile.model import OrderRef
+from worker.reconcile.redis_state import SaleRedis
+
+pytestmark = pytest.mark.chaos
+
+RATE_PER_S = 150
+
+
+def batcher(url: str) -> ClusterBatcher:
+    return ClusterBatcher(parse_cluster(url), lambda: Breaker(1000, 0.1), timeout_s=2, wait_ms=100)
+
+
+def test_redis_cluster_stack_has_three_shards(stack: StackHandle) -> None:
+    assert stack.redis_url.startswith("redis+cluster://")
+    assert len(parse_cluster(stack.redis_url).seeds) == 6
+    assert settled(stack)
+    now = roles(stack)
+    ports = node_ports(stack)
+    # As made: redis-rN replicates redis-pN (later failovers may swap them).
+    for n in (1, 2, 3):
+        assert now[f"redis-p{n}"] == ("primary", None)
+        assert now[f"redis-r{n}"] == ("replica", ports[f"redis-p{n}"])
+    status = stack.run("status").stdout
+    assert all(f"redis-{x}" in status for x in ("p1", "p2", "p3", "r1", "r2", "r3"))
+
+
+async def test_every_script_keeps_to_its_declared_slot(stack: StackHandle, name: str) -> None:
+    """Redis 7 refuses a `#!lua` script touching a key of another slot than its declared keys; every script runs."""
+    ports = node_ports(stack)
+    # The control: a script reaching past its declared key is refused, so a pass below means something.
+    probe = node_client(ports[shard_of(stack, name)[0]])
+    slot = orderindex.sku_slot(name)
+    other = next(f"k:{{{name}{i}}}" for i in range(1000) if orderindex.sku_slot(f"{name}{i}") != slot)
+    with pytest.raises(ResponseError, match=r"do not hash to the same slot|non local key"):
+        probe.eval("#!lua\nredis.call('GET', KEYS[1])\nreturn redis.call('GET', ARGV[1])", 1, f"k:{{{name}}}", other)
+    probe.close()
+
+    sku = f"{name}-s"
+    client = connect(stack.redis_url, decode_responses=True, socket_timeout=5)
+    rt = batcher(stack.redis_url)
+    await rt.start()
+    try:
+        # admit.lua with every branch that reaches a key: rate limit buckets, per-user cap, answers, index.
+        await put_sale(client, Sale(units=5, per_user_limit=1, rate_per_s=100, burst=10, sku=sku))
+        admission = AdmissionClient(rt, Scripts(), idem_ttl_s=600)
+        first = await admission.admit(AdmitRequest(sku, "u1", "k1", 1))
+        assert first.code is Code.ACCEPTED
+        assert (await admission.admit(AdmitRequest(sku, "u1", "k1", 1))).replayed
+        assert (await admission.admit(AdmitRequest(sku, "u1", "k2", 1))).code is Code.USER_LIMIT
+        indexed = await admission.order(uuid.UUID(first.order_id))
+        assert indexed is not None
+        assert indexed.sku == sku
+        _, entries = await admission.claim(sku, relay=name, min_age_ms=0, lease_ms=1000, cursor="0-0", count=10)
+        assert [e.order_id for e in entries] == [first.order_id]
+        assert await admission.ack(sku, [first.stream_id]) == 1
+        # The reconciler's and sale tools' scripts.
+        sales = SaleRedis(client)
+        snap = await sales.snapshot(sku)
+        assert (snap.stock, snap.bought) == (4, {"u1": 1})
+        applied = await sales.apply(sku, rebuild=False, stock=1, cap=None, config=None, users={"u2": 1})
+        assert (applied.code, applied.stock) == (0, 5)
+        ref = OrderRef(first.order_id, "u1", "k1", 1, first.accepted_at_us)
+        await client.hdel(names.idem_bucket(sku, 600, first.accepted_at_us // 1000), names.idem_field("u1", "k1"))
+        assert await sales.restore_answers(sku, [ref], ttl_s=600, now_us=first.accepted_at_us) == 1
+        assert list(await sales.accepted_answers(sku, ttl_s=600)) == [first.order_id]
+        assert await sales.order_sku(first.order_id) == sku
+    finally:
+        await rt.close()
+        await client.aclose()
+
+
+async def test_moved_and_clusterdown_answer_unavailable_then_the_slots_are_found_again(
+    stack: StackHandle, name: str, tmp_path: Path
+) -> None:
+    rt = batcher(stack.redis_url)
+    await rt.start()
+    truth = rt.slot_map
+    sku = sku_on(stack, name)
+    owner = truth.node(orderindex.sku_slot(sku))
+    wrong = next(a for a in truth.primaries if a != owner)
+    try:
+        # A map that sends every slot to the wrong primary, as after a failover the gate has not seen yet.
+        rt._map = SlotMap(((0, 16383, wrong),))
+        with pytest.raises(RedisUnavailable) as moved:
+            await rt.call("GET", names.stock_key(sku))
+        assert str(moved.value.__cause__).startswith("MOVED")
+        await until(lambda: rt.slot_map == truth, timeout_s=10, what="slot map read again after MOVED")
+        assert await rt.call("SET", names.stock_key(sku), "1") == "OK"
+
+        # A node in cluster mode that serves no slot: CLUSTERDOWN; its empty map is passed over for the seeds'.
+        async with scratch_redis(tmp_path / "lone", "--cluster-enabled", "yes") as lone:
+            rt._map = SlotMap(((0, 16383, ("127.0.0.1", lone.port)),))
+            with pytest.raises(RedisUnavailable) as down:
+                await rt.call("GET", names.stock_key(sku))
+            assert str(down.value.__cause__).startswith("CLUSTERDOWN")
+            await until(lambda: rt.slot_map == truth, timeout_s=10, what="slot map read again after CLUSTERDOWN")
+        # No node serves the slot: 503 without a round trip.
+        rt._map = SlotMap(((0, 1, owner or wrong),))
+        with pytest.raises(RedisUnavailable):
+            rt.call("GET", names.stock_key(sku) if orderindex.sku_slot(sku) > 1 else "x")
+    finally:
+        await rt.close()
+
+
+async def stop_all(*loads: Load) -> None:
+    await asyncio.gather(*(load.stop() for load in loads))
+    for load in loads:
+        assert not load.unanswered(), load.unanswered()[:3]
+        assert load.final_statuses() == {202: len(load.final)}, (load.final_statuses(), load.codes())
+
+
+async def drift(stack: StackHandle, sku: str) -> int:
+    """The reconciler's dry run: units Redis stock is off by for `sku`."""
+    report = json.loads(await cli(stack, "reconcile", "--sku", sku, "--json", ok=(0, 1)))
+    return int(report["skus"][0]["drift"])
+
+
+async def selling(gate: GateProcess, stack: StackHandle, sku: str) -> Load:
+    """A sale of `sku` made with `flashgate sale create`, buyers at RATE_PER_S through the shared gate."""
+    await cli(stack, "sale", "create", "--sku", sku, "--name", f"cluster {sku}", "--stock", "100000")
+    load = Load(gate.base_url, sku, buyers=20_000, concurrency=32, rate_per_s=RATE_PER_S, timeout_s=10)
+    load.start()
+    await until(lambda: load.accepted >= 100, what=f"orders of {sku} flowing before the fault")
+    return load
+
+
+async def test_r3_primary_killed_mid_sale(
+    stack: StackHandle,
+    cluster_gate: GateProcess,
+    cluster_worker: WorkerProcess,
+    name: str,
+    invariants: Invariants,
+) -> None:
+    phases = Phases()
+    await eventually(lambda: settled(stack), timeout_s=60, what="redis cluster settled")
+    load = await selling(cluster_gate, stack, sku_on(stack, name))
+    primary, replica = shard_of(stack, load.sku)
+    phases.done("sale, load")
+    mark = len(load.attempts)
+    acknowledged = {a.order_id for a in load.attempts[:mark] if a.status == 202 and a.order_id}
+    async with nodes_down(stack, primary):
+        killed = time.monotonic()
+        promoted = await eventually(
+            lambda: roles(stack)[replica][0] == "primary", timeout_s=30, what=f"{replica} promoted"
+        )
+        phases.done("promotion")
+        after = len(load.attempts)
+        await until(
+            lambda: any(a.status == 202 for a in load.attempts[after:]), timeout_s=30, what="202s from the new primary"
+        )
+        recovered = time.monotonic() - killed
+        phases.done("gate recovered")
+        # The promise: every 202 given before the kill is on the promoted replica.
+        r = aioredis.Redis(port=node_ports(stack)[replica], decode_responses=True, socket_timeout=5)
+        try:
+            async with r.pipeline(transaction=False) as pipe:
+                for oid in acknowledged:
+                    pipe.hexists(orderindex.index_key(uuid.UUID(oid)), oid)
+                present = await pipe.execute()
+        finally:
+            await r.aclose()
+        assert all(present), f"{present.count(False)} of {len(acknowledged)} acknowledged orders missing on {replica}"
+    phases.done("restart")
+    await stop_all(load)
+    since = load.statuses_since(mark)
+    assert 500 not in load.statuses(), load.codes()
+    assert load.statuses()[503] > 0, since  # the failover was seen, as 503 + Retry-After
+    assert set(load.statuses()) <= {202, 503}, since
+    assert "no replica acknowledged" in cluster_gate.log()  # the new primary had no replica until the restart
+    before = await drift(stack, load.sku)
+    assert before == 0, f"Redis stock off by {before} after the failover"
+    await cli(stack, "reconcile", "--sku", load.sku, "--apply")
+    phases.done("stop, reconcile")
+    await invariants.check(
+        load.sku,
+        fault=f"r3 {primary} (primary) SIGKILLed: {replica} promoted after {promoted:.1f} s, 202s again after "
+        f"{recovered:.1f} s; {load.statuses()[503]} answers 503, 0 answers 500; {len(acknowledged)} acknowledged "
+        f"before the kill all on {replica}; drift before reconcile {before}",
+        loads=[load],
+    )
+    phases.done("drain, verify")
+    print(phases)
+
+
+async def test_r4_shard_lost_only_its_skus_refused(
+    stack: StackHandle,
+    cluster_gate: GateProcess,
+    cluster_worker: WorkerProcess,
+    name: str,
+    invariants: Invariants,
+) -> None:
+    phases = Phases()
+    await eventually(lambda: settled(stack), timeout_s=60, what="redis cluster settled")
+    lost = await selling(cluster_gate, stack, sku_on(stack, f"{name}-lost"))
+    primary, replica = shard_of(stack, lost.sku)
+    kept = await selling(cluster_gate, stack, sku_on(stack, f"{name}-kept", avoid=primary))
+    phases.done("sales, load")
+    async with nodes_down(stack, primary, replica):
+        mark_lost, mark_kept = len(lost.attempts), len(kept.attempts)
+        await asyncio.sleep(10)  # past the cluster's node timeout (5 s): the nodes are marked failed
+        during_lost, during_kept = lost.statuses_since(mark_lost), kept.statuses_since(mark_kept)
+        phases.done("shard down")
+    phases.done("restart")
+    after = len(lost.attempts)
+    await until(lambda: any(a.status == 202 for a in lost.attempts[after:]), timeout_s=30, what="lost SKU sells again")
+    phases.done("lost SKU sells again")
+    await stop_all(lost, kept)
+    assert {status for status, _ in during_lost} == {503}, during_lost
+    assert {status for status, _ in during_kept} == {202}, during_kept
+    for load in (lost, kept):
+        assert 500 not in load.statuses(), load.codes()
+        await cli(stack, "reconcile", "--sku", load.sku, "--apply")
+    refused, sold = sum(during_lost.values()), sum(during_kept.values())
+    for load in (lost, kept):
+        await invariants.check(
+            load.sku,
+            fault=f"r4 shard {primary}+{replica} SIGKILLed 10 s: its SKU {refused} answers 503, "
+            f"the other SKU {sold} answers 202 meanwhile",
+            loads=[load],
+        )
+    phases.done("stop, reconcile, verify")
+    print(phases)
