@@ -34,7 +34,15 @@ from typing import Any, Protocol
 import hiredis
 import redis.asyncio as aioredis
 from redis.asyncio.connection import Connection
-from redis.exceptions import NoScriptError, RedisError, ResponseError
+from redis.exceptions import (
+    AskError,
+    ClusterDownError,
+    MovedError,
+    NoScriptError,
+    RedisError,
+    ResponseError,
+    TryAgainError,
+)
 
 from gate.breaker import Breaker
 from gate.errors import RedisUnavailable
@@ -160,7 +168,10 @@ class RedisBatcher:
         for (_, fut), result in zip(batch, results, strict=True):
             if isinstance(result, ResponseError) and not isinstance(result, NoScriptError):
                 refused = True
-                self._log.warning(_reply_kind(result), "Redis refused a command: %s", result)
+                kind = _reply_kind(result)
+                self._log.warning(
+                    kind, "Redis refused a command: %s", result if str(result).startswith(kind) else f"{kind} {result}"
+                )
                 result = _unavailable(result)
             if fut.done():
                 continue
@@ -216,8 +227,20 @@ def _unavailable(cause: BaseException) -> RedisUnavailable:
     return err
 
 
+# Error replies redis-py parses into their own classes, dropping the reply's first word.
+_CLUSTER_REPLIES = (
+    (MovedError, "MOVED"),
+    (AskError, "ASK"),
+    (TryAgainError, "TRYAGAIN"),
+    (ClusterDownError, "CLUSTERDOWN"),
+)
+
+
 def _reply_kind(e: ResponseError) -> str:
-    """An error reply's first word (OOM, MISCONF, READONLY…): what the log throttles by."""
+    """An error reply's first word (OOM, MISCONF, READONLY, MOVED…): what the log throttles by."""
+    for cls, word in _CLUSTER_REPLIES:
+        if isinstance(e, cls):
+            return word
     return str(e.status_code or str(e).split(" ", 1)[0] or "ERR")
 
 

@@ -60,7 +60,7 @@ class SlotMap:
             first, last, primary, *others = entry
             ranges.append((int(first), int(last), (_text(primary[0]), int(primary[1]))))
             replicas += [(_text(r[0]), int(r[1])) for r in others]
-        return cls(tuple(sorted(ranges)), tuple(dict.fromkeys(replicas)))
+        return cls(tuple(sorted(ranges)), tuple(sorted(set(replicas))))
 
     def node(self, slot: int) -> Address | None:
         """The primary serving `slot`, or None when no node does (a shard down for good, or no map)."""
@@ -155,10 +155,11 @@ class ClusterBatcher:
             self.stale()
 
     def stale(self) -> None:
-        """Read the slot map again soon (one refresh at a time, at most every `refresh_min_s`)."""
-        if self._refreshing is not None or self._clock() - self._refreshed_at < self._refresh_min_s:
+        """Read the slot map again soon: one refresh at a time, started at most every `refresh_min_s`."""
+        if self._refreshing is not None:
             return
-        self._refreshing = asyncio.get_running_loop().create_task(self._refresh())
+        delay_s = max(0.0, self._refreshed_at + self._refresh_min_s - self._clock())
+        self._refreshing = asyncio.get_running_loop().create_task(self._refresh(delay_s))
         self._refreshing.add_done_callback(self._refreshed)
 
     def _refreshed(self, task: asyncio.Task[None]) -> None:
@@ -166,7 +167,9 @@ class ClusterBatcher:
         if not task.cancelled() and task.exception() is not None:
             log.warning("slot map refresh failed: %r", task.exception())
 
-    async def _refresh(self) -> None:
+    async def _refresh(self, delay_s: float = 0.0) -> None:
+        if delay_s > 0:
+            await asyncio.sleep(delay_s)
         self._refreshed_at = self._clock()
         candidates = [*self._map.primaries, *self._map.replicas, *self._url.seeds]
         for address in dict.fromkeys(candidates):

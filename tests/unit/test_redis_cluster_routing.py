@@ -6,9 +6,11 @@ import re
 from pathlib import Path
 
 import pytest
+from redis.exceptions import AskError, ClusterDownError, MovedError, ResponseError, TryAgainError
 
 from flashgate import names, orderindex
 from flashgate.redis_url import ClusterUrl, RedisUrlError, check, is_cluster, parse_cluster
+from gate.redis_batch import _reply_kind
 from gate.redis_cluster import SlotMap, routing_key
 from gate.settings import GateSettings, SettingsError
 
@@ -51,7 +53,7 @@ def test_the_gate_refuses_a_bad_url_at_start() -> None:
     assert (s.redis_url, s.redis_wait_ms) == ("redis+cluster://h:1,h:2", 100)
     with pytest.raises(SettingsError, match="FLASHGATE_REDIS_WAIT_MS must be below FLASHGATE_REDIS_TIMEOUT_MS"):
         GateSettings.from_env({**env, "FLASHGATE_REDIS_WAIT_MS": "250"})
-    with pytest.raises(SettingsError, match="FLASHGATE_REDIS_WAIT_MS must be within 0..1000"):
+    with pytest.raises(SettingsError, match=r"FLASHGATE_REDIS_WAIT_MS must be within 0\.\.1000"):
         GateSettings.from_env({**env, "FLASHGATE_REDIS_WAIT_MS": "-1"})
 
 
@@ -69,7 +71,7 @@ def test_slot_map_from_cluster_slots() -> None:
         ("127.0.0.1", 7001), ("127.0.0.1", 7002), ("127.0.0.1", 7002),
     ]  # fmt: skip
     assert m.primaries == [("127.0.0.1", 7000), ("127.0.0.1", 7001), ("127.0.0.1", 7002)]
-    assert m.replicas == (("127.0.0.1", 7004), ("127.0.0.1", 7003))
+    assert m.replicas == (("127.0.0.1", 7003), ("127.0.0.1", 7004))
 
 
 def test_slots_no_node_serves() -> None:
@@ -117,3 +119,18 @@ def test_every_script_opens_with_a_shebang() -> None:
     scripts = sorted((ROOT / "flashgate" / "lua").glob("*.lua"))
     assert len(scripts) == 6
     assert [p.name for p in scripts if not p.read_text().startswith("#!lua")] == []
+
+
+@pytest.mark.parametrize(
+    ("reply", "kind"),
+    [
+        (MovedError("4120 127.0.0.1:7001"), "MOVED"),
+        (AskError("4120 127.0.0.1:7001"), "ASK"),
+        (TryAgainError("Multiple keys request during rehashing of slot"), "TRYAGAIN"),
+        (ClusterDownError("Hash slot not served"), "CLUSTERDOWN"),
+        (ResponseError("READONLY You can't write against a read only replica."), "READONLY"),
+    ],
+)
+def test_cluster_refusals_are_logged_by_their_kind(reply: ResponseError, kind: str) -> None:
+    """redis-py drops the first word of these replies; the gate's throttled log still names them."""
+    assert _reply_kind(reply) == kind
