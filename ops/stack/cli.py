@@ -122,6 +122,8 @@ def up(
     )
     took = run(stack.up)
     click.echo(f"stack up in {took:.1f} s ({stack.settings.state_dir})")
+    if stack.redis_cluster_s is not None:
+        click.echo(f"redis cluster ok ({stack.redis_cluster_s:.1f} s of it)")
     if stack.settings.with_prometheus:
         click.echo(f"prometheus: http://127.0.0.1:{stack.settings.prometheus_port}")
 

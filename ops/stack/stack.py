@@ -59,6 +59,7 @@ class Stack:
         self.kafka_nodes = [KafkaNode(settings, n) for n in range(1, settings.kafka_brokers + 1)]
         self.redis_nodes = [RedisClusterNode(settings, i) for i in range(len(settings.redis_cluster_ports))]
         redis: dict[str, Service] = {n.name: n for n in self.redis_nodes} or {REDIS: RedisService(settings)}
+        self.redis_cluster_s: float | None = None  # how long `up` took to make or check the Redis Cluster
         self.all_services: dict[str, Service] = {
             **redis,
             "postgres": PostgresService(settings),
@@ -114,7 +115,7 @@ class Stack:
         self.settings.save()
         _each(list(self.services.values()), lambda s: s.start())
         if self.redis_nodes:
-            ensure_cluster(self.redis_nodes)
+            self.redis_cluster_s = ensure_cluster(self.redis_nodes)
         self.ensure_topics()
         return time.monotonic() - began
 

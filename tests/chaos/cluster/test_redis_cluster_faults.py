@@ -1,7 +1,8 @@
-"""Redis Cluster faults under buyer load (issue 14): a primary SIGKILLed mid-sale (its replica promoted), then a
-whole shard lost (primary and replica); each ends with `reconcile --apply`, the shared invariant check and one
-summary line. Before them, on the same cluster: every Lua script keeps to its declared slot, and the gate's
-cluster round trips answer MOVED and CLUSTERDOWN with RedisUnavailable (503), then find the slots again.
+"""Redis Cluster faults under buyer load (issue 14): a primary SIGKILLed mid-sale (its replica promoted),
+then a whole shard lost (primary and replica) while another shard's SKU sells on; each ends with the
+shared invariant check and one summary line per SKU, the first after `reconcile --apply`. Before them,
+on the same cluster: every Lua script keeps to its declared slot, and the gate's cluster round trips
+answer MOVED and CLUSTERDOWN with RedisUnavailable (503), then find the slots again.
 
 The promise tested (README, Redis Cluster): a round trip that ran a script waits for a replica
 (`WAIT 1 <FLASHGATE_REDIS_WAIT_MS>`), so every order answered 202 before the kill is on the promoted
@@ -42,6 +43,7 @@ from worker.reconcile.redis_state import SaleRedis
 pytestmark = pytest.mark.chaos
 
 RATE_PER_S = 150
+DOWN_S = 7.0  # a shard down this long: past the cluster's node timeout (5 s), so the cluster has marked it failed
 
 
 def batcher(url: str) -> ClusterBatcher:
@@ -147,10 +149,11 @@ async def stop_all(*loads: Load) -> None:
         assert load.final_statuses() == {202: len(load.final)}, (load.final_statuses(), load.codes())
 
 
-async def drift(stack: StackHandle, sku: str) -> int:
-    """The reconciler's dry run: units Redis stock is off by for `sku`."""
-    report = json.loads(await cli(stack, "reconcile", "--sku", sku, "--json", ok=(0, 1)))
-    return int(report["skus"][0]["drift"])
+async def reconcile_apply(stack: StackHandle, sku: str) -> tuple[int, object]:
+    """`flashgate reconcile --sku S --apply`: (the drift it found, its repair, None when nothing to repair)."""
+    report = json.loads(await cli(stack, "reconcile", "--sku", sku, "--apply", "--json", ok=(0, 1)))
+    (mine,) = report["skus"]
+    return int(mine["drift"]), mine["repair"]
 
 
 async def selling(gate: GateProcess, stack: StackHandle, sku: str) -> Load:
@@ -205,9 +208,8 @@ async def test_r3_primary_killed_mid_sale(
     assert load.statuses()[503] > 0, since  # the failover was seen, as 503 + Retry-After
     assert set(load.statuses()) <= {202, 503}, since
     assert "no replica acknowledged" in cluster_gate.log()  # the new primary had no replica until the restart
-    before = await drift(stack, load.sku)
-    assert before == 0, f"Redis stock off by {before} after the failover"
-    await cli(stack, "reconcile", "--sku", load.sku, "--apply")
+    before, repair = await reconcile_apply(stack, load.sku)
+    assert (before, repair) == (0, None), f"Redis stock off by {before} after the failover: {repair}"
     phases.done("stop, reconcile")
     await invariants.check(
         load.sku,
@@ -229,13 +231,16 @@ async def test_r4_shard_lost_only_its_skus_refused(
 ) -> None:
     phases = Phases()
     await eventually(lambda: settled(stack), timeout_s=60, what="redis cluster settled")
-    lost = await selling(cluster_gate, stack, sku_on(stack, f"{name}-lost"))
-    primary, replica = shard_of(stack, lost.sku)
-    kept = await selling(cluster_gate, stack, sku_on(stack, f"{name}-kept", avoid=primary))
+    lost_sku = sku_on(stack, f"{name}-lost")
+    primary, replica = shard_of(stack, lost_sku)
+    lost, kept = await asyncio.gather(
+        selling(cluster_gate, stack, lost_sku),
+        selling(cluster_gate, stack, sku_on(stack, f"{name}-kept", avoid=primary)),
+    )
     phases.done("sales, load")
     async with nodes_down(stack, primary, replica):
         mark_lost, mark_kept = len(lost.attempts), len(kept.attempts)
-        await asyncio.sleep(10)  # past the cluster's node timeout (5 s): the nodes are marked failed
+        await asyncio.sleep(DOWN_S)  # past the cluster's node timeout (5 s): the nodes are marked failed
         during_lost, during_kept = lost.statuses_since(mark_lost), kept.statuses_since(mark_kept)
         phases.done("shard down")
     phases.done("restart")
@@ -247,13 +252,12 @@ async def test_r4_shard_lost_only_its_skus_refused(
     assert {status for status, _ in during_kept} == {202}, during_kept
     for load in (lost, kept):
         assert 500 not in load.statuses(), load.codes()
-        await cli(stack, "reconcile", "--sku", load.sku, "--apply")
     refused, sold = sum(during_lost.values()), sum(during_kept.values())
-    for load in (lost, kept):
+    for load, which in ((lost, "its SKU"), (kept, "another SKU")):
         await invariants.check(
             load.sku,
-            fault=f"r4 shard {primary}+{replica} SIGKILLed 10 s: its SKU {refused} answers 503, "
-            f"the other SKU {sold} answers 202 meanwhile",
+            fault=f"r4 shard {primary}+{replica} SIGKILLed {DOWN_S:.0f} s, {which}: its SKU {refused} answers 503, "
+            f"another SKU {sold} answers 202 meanwhile",
             loads=[load],
         )
     phases.done("stop, reconcile, verify")
