@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from redis.exceptions import AskError, ClusterDownError, MovedError, ResponseError, TryAgainError
 
+from bench.procstat import redis_ports
 from flashgate import names, orderindex
 from flashgate.redis_url import ClusterUrl, RedisUrlError, check, is_cluster, parse_cluster
 from gate.redis_batch import _reply_kind
@@ -134,3 +135,9 @@ def test_every_script_opens_with_a_shebang() -> None:
 def test_cluster_refusals_are_logged_by_their_kind(reply: ResponseError, kind: str) -> None:
     """redis-py drops the first word of these replies; the gate's throttled log still names them."""
     assert _reply_kind(reply) == kind
+
+
+def test_bench_finds_every_redis_node() -> None:
+    """The benches measure a cluster's Redis CPU over all its nodes."""
+    assert redis_ports("redis+cluster://127.0.0.1:7000,127.0.0.1:7001") == [7000, 7001]
+    assert redis_ports("redis://127.0.0.1:16379/0") == [16379]
