@@ -11,9 +11,13 @@ from redis.exceptions import AskError, ClusterDownError, MovedError, ResponseErr
 from bench.procstat import redis_ports
 from flashgate import names, orderindex
 from flashgate.redis_url import ClusterUrl, RedisUrlError, check, is_cluster, parse_cluster
+from gate.breaker import Breaker
+from gate.errors import RedisUnavailable
+from gate.health import probe_redis
 from gate.redis_batch import _reply_kind
-from gate.redis_cluster import SlotMap, routing_key
+from gate.redis_cluster import ClusterBatcher, SlotMap, routing_key
 from gate.settings import GateSettings, SettingsError
+from ops.stack.ports import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -141,3 +145,17 @@ def test_bench_finds_every_redis_node() -> None:
     """The benches measure a cluster's Redis CPU over all its nodes."""
     assert redis_ports("redis+cluster://127.0.0.1:7000,127.0.0.1:7001") == [7000, 7001]
     assert redis_ports("redis://127.0.0.1:16379/0") == [16379]
+
+
+async def test_a_cluster_that_never_answers_is_unready_and_refuses_at_once() -> None:
+    """No seed answers (a closed port): the map stays empty, calls fail fast with 503, the probe fails."""
+    rt = ClusterBatcher(ClusterUrl((("127.0.0.1", free_port()),)), lambda: Breaker(3, 0.5), timeout_s=0.5)
+    await rt.start()
+    try:
+        assert rt.slot_map == SlotMap(())
+        with pytest.raises(RedisUnavailable):
+            rt.call("GET", names.stock_key("s1"))
+        assert await probe_redis(rt, timeout_s=1) == "ConnectionError"
+        assert not rt.breaker_open  # no node was asked, so no breaker counted anything
+    finally:
+        await rt.close()

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import socket
 from pathlib import Path
 
 import pytest
 
 from flashgate.redis_url import parse_cluster
-from ops.stack.errors import StackConfigError
+from ops.stack import redis_cluster
+from ops.stack.errors import PortTaken, ServiceFailed, StackConfigError
+from ops.stack.ports import free_port
 from ops.stack.redis_cluster import healthy
 from ops.stack.redis_service import RedisClusterNode
 from ops.stack.settings import REDIS_CLUSTER_NODES, resolve
@@ -75,3 +78,32 @@ def test_healthy_needs_every_slot_and_node() -> None:
     assert not healthy({**ok, "cluster_slots_ok": "10923"}, 6)  # a shard down, full coverage not required
     assert not healthy({**ok, "cluster_known_nodes": "5"}, 6)
     assert not healthy({}, 6)
+
+
+def test_a_half_made_cluster_is_a_one_line_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    nodes = Stack(resolve(str(tmp_path), {}, env={}, redis_cluster=True)).redis_nodes
+    known = iter(["6", "6", "1", "1", "1", "1"])  # p1, p2 joined, the rest never were (a crash mid-create)
+    monkeypatch.setattr(redis_cluster, "cluster_info", lambda node: {"cluster_known_nodes": next(known)})
+    with pytest.raises(ServiceFailed, match=r"nodes know \[6, 6, 1, 1, 1, 1\] nodes each, not 6: a half-made cluster"):
+        redis_cluster.ensure_cluster(nodes)
+
+
+def test_a_cluster_not_ok_in_time_names_the_nodes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    nodes = Stack(resolve(str(tmp_path), {}, env={}, redis_cluster=True)).redis_nodes
+    monkeypatch.setattr(redis_cluster, "cluster_info", lambda node: {"cluster_state": "fail"})
+    with pytest.raises(ServiceFailed, match=r"redis cluster not ok within 0 s: \{'redis-p1': 'fail'"):
+        redis_cluster.wait_ok(nodes, timeout_s=0.2)
+
+
+def test_redis_cli_failing_is_one_line(tmp_path: Path) -> None:
+    with pytest.raises(ServiceFailed, match=r"redis cluster: redis-cli --cluster create failed: .*"):
+        redis_cluster._redis_cli("--cluster", "create", f"127.0.0.1:{free_port()}", "--cluster-yes")
+
+
+def test_a_taken_bus_port_is_named(tmp_path: Path) -> None:
+    node = Stack(resolve(str(tmp_path), {}, free_ports=True, env={}, redis_cluster=True)).redis_nodes[3]
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", node.bus_port))
+        held.listen()
+        with pytest.raises(PortTaken, match=rf"redis-r1: port {node.bus_port} is already in use .* --free-ports"):
+            node.preflight()
