@@ -30,6 +30,7 @@ from gate.redis_cluster import ClusterBatcher, SlotMap
 from gate.sales import Sale, put_sale
 from gate.scripts import Scripts
 from tests.chaos.checker import Invariants, cli
+from tests.chaos.cluster.kraft import launcher
 from tests.chaos.cluster.rcluster import node_client, node_ports, nodes_down, roles, settled, shard_of, sku_on
 from tests.chaos.cluster.rig import Phases, eventually
 from tests.chaos.faults import scratch_redis
@@ -43,6 +44,7 @@ from worker.reconcile.redis_state import SaleRedis
 pytestmark = pytest.mark.chaos
 
 RATE_PER_S = 150
+SETTLE_S = 2.0
 DOWN_S = 7.0  # a shard down this long: past the cluster's node timeout (5 s), so the cluster has marked it failed
 
 
@@ -60,8 +62,10 @@ def test_redis_cluster_stack_has_three_shards(stack: StackHandle) -> None:
     for n in (1, 2, 3):
         assert now[f"redis-p{n}"] == ("primary", None)
         assert now[f"redis-r{n}"] == ("replica", ports[f"redis-p{n}"])
-    status = stack.run("status").stdout
-    assert all(f"redis-{x}" in status for x in ("p1", "p2", "p3", "r1", "r2", "r3"))
+    status = launcher(stack).status()  # `flashgate stack status` in process
+    assert [(r.name, r.state) for r in status if r.name.startswith("redis")] == [
+        (f"redis-{x}", "running") for x in ("p1", "p2", "p3", "r1", "r2", "r3")
+    ]
 
 
 async def test_every_script_keeps_to_its_declared_slot(stack: StackHandle, name: str) -> None:
@@ -149,11 +153,11 @@ async def stop_all(*loads: Load) -> None:
         assert load.final_statuses() == {202: len(load.final)}, (load.final_statuses(), load.codes())
 
 
-async def reconcile_apply(stack: StackHandle, sku: str) -> tuple[int, object]:
-    """`flashgate reconcile --sku S --apply`: (the drift it found, its repair, None when nothing to repair)."""
+async def reconcile_apply(stack: StackHandle, sku: str) -> tuple[int, str]:
+    """`flashgate reconcile --sku S --apply`: (the drift it found, the repair's action: `none` when nothing)."""
     report = json.loads(await cli(stack, "reconcile", "--sku", sku, "--apply", "--json", ok=(0, 1)))
     (mine,) = report["skus"]
-    return int(mine["drift"]), mine["repair"]
+    return int(mine["drift"]), str((mine["repair"] or {"action": "none"})["action"])
 
 
 async def selling(gate: GateProcess, stack: StackHandle, sku: str) -> Load:
@@ -209,7 +213,7 @@ async def test_r3_primary_killed_mid_sale(
     assert set(load.statuses()) <= {202, 503}, since
     assert "no replica acknowledged" in cluster_gate.log()  # the new primary had no replica until the restart
     before, repair = await reconcile_apply(stack, load.sku)
-    assert (before, repair) == (0, None), f"Redis stock off by {before} after the failover: {repair}"
+    assert (before, repair) == (0, "none"), f"Redis stock off by {before} after the failover: {repair}"
     phases.done("stop, reconcile")
     await invariants.check(
         load.sku,
@@ -239,8 +243,10 @@ async def test_r4_shard_lost_only_its_skus_refused(
     )
     phases.done("sales, load")
     async with nodes_down(stack, primary, replica):
+        # Answers to admissions made before the kill still arrive for the delivery budget (1 s): 202s.
+        await asyncio.sleep(SETTLE_S)
         mark_lost, mark_kept = len(lost.attempts), len(kept.attempts)
-        await asyncio.sleep(DOWN_S)  # past the cluster's node timeout (5 s): the nodes are marked failed
+        await asyncio.sleep(DOWN_S - SETTLE_S)  # past the cluster's node timeout (5 s): the nodes are marked failed
         during_lost, during_kept = lost.statuses_since(mark_lost), kept.statuses_since(mark_kept)
         phases.done("shard down")
     phases.done("restart")
@@ -253,11 +259,11 @@ async def test_r4_shard_lost_only_its_skus_refused(
     for load in (lost, kept):
         assert 500 not in load.statuses(), load.codes()
     refused, sold = sum(during_lost.values()), sum(during_kept.values())
-    for load, which in ((lost, "its SKU"), (kept, "another SKU")):
+    seen = {lost.sku: f"on that shard, {refused} answers 503", kept.sku: f"on another, {sold} answers 202"}
+    for load in (lost, kept):
         await invariants.check(
             load.sku,
-            fault=f"r4 shard {primary}+{replica} SIGKILLed {DOWN_S:.0f} s, {which}: its SKU {refused} answers 503, "
-            f"another SKU {sold} answers 202 meanwhile",
+            fault=f"r4 shard {primary}+{replica} SIGKILLed {DOWN_S:.0f} s: SKU {seen[load.sku]} meanwhile, none 500",
             loads=[load],
         )
     phases.done("stop, reconcile, verify")
