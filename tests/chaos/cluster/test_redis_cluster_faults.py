@@ -17,6 +17,7 @@ import time
 import uuid
 from pathlib import Path
 
+import asyncpg
 import pytest
 import redis.asyncio as aioredis
 from redis.exceptions import ClusterDownError, MovedError, ResponseError
@@ -29,6 +30,8 @@ from gate.errors import RedisUnavailable
 from gate.redis_cluster import ClusterBatcher, SlotMap
 from gate.sales import Sale, put_sale
 from gate.scripts import Scripts
+from ops.monitor.outbox import OutboxProbe
+from ops.sale.store import views
 from tests.chaos.checker import Invariants, cli
 from tests.chaos.cluster.kraft import launcher
 from tests.chaos.cluster.rcluster import node_client, node_ports, nodes_down, roles, settled, shard_of, sku_on
@@ -110,6 +113,24 @@ async def test_every_script_keeps_to_its_declared_slot(stack: StackHandle, name:
         assert await sales.order_sku(first.order_id) == sku
     finally:
         await rt.close()
+        await client.aclose()
+
+
+async def test_the_monitor_and_sale_views_read_the_cluster(stack: StackHandle, name: str) -> None:
+    """The monitor's outbox probe and `flashgate sale show`'s views span SKUs on different nodes."""
+    first = sku_on(stack, f"{name}-a")
+    skus = [first, sku_on(stack, f"{name}-b", avoid=shard_of(stack, first)[0])]
+    for sku in skus:
+        await cli(stack, "sale", "create", "--sku", sku, "--name", sku, "--stock", "7")
+    client = connect(stack.redis_url, decode_responses=True, socket_timeout=5)
+    conn = await asyncpg.connect(stack.database_url)
+    try:
+        outboxes = await OutboxProbe(client).read()
+        assert all(outboxes[sku].entries == 0 for sku in skus), outboxes
+        shown = await views(conn, client, skus)
+        assert [(v.product.sku, v.redis_stock, v.redis_has_sale) for v in shown] == [(sku, 7, True) for sku in skus]
+    finally:
+        await conn.close()
         await client.aclose()
 
 
