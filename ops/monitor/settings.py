@@ -8,6 +8,7 @@ from dataclasses import dataclass, fields
 
 from flashgate.kafka_client import PLAINTEXT, KafkaConfigError, KafkaSecurity
 from flashgate.names import ORDERS_TOPIC, WRITERS_GROUP
+from flashgate.redis_url import RedisUrlError, check
 from ops.monitor.errors import MonitorConfigError
 
 ENV_PREFIX = "FLASHGATE_MONITOR_"
@@ -53,6 +54,10 @@ class MonitorSettings:
         for required in ("redis_url", "kafka_bootstrap"):
             if required not in values:
                 raise MonitorConfigError(f'{required.upper()} is not set (hint: eval "$(flashgate stack env)")')
+        try:
+            check(str(values["redis_url"]))
+        except RedisUrlError as e:
+            raise MonitorConfigError(str(e)) from e
         try:
             values["kafka_security"] = KafkaSecurity.from_env(env)
         except KafkaConfigError as e:

@@ -13,7 +13,7 @@ import click
 from click.core import ParameterSource
 from redis.exceptions import RedisError
 
-from flashgate.redis_url import AnyRedis, connect
+from flashgate.redis_url import AnyRedis, RedisUrlError, check, connect
 from ops.sale import store
 from ops.sale.spec import SaleError, SaleSpec, parse_time
 from worker.products import Product
@@ -60,6 +60,10 @@ def _run(work: Work[T]) -> T:
 
     ctx = click.get_current_context()
     database_url, redis_url = _url(ctx, "database_url", "DATABASE_URL"), _url(ctx, "redis_url", "REDIS_URL")
+    try:
+        check(redis_url)
+    except RedisUrlError as e:
+        raise click.ClickException(str(e)) from e
 
     async def main() -> T:
         conn = await asyncpg.connect(database_url, timeout=10)

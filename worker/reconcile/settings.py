@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from flashgate.fingerprint import DEFAULT_IDEM_TTL_S
 from flashgate.kafka_client import PLAINTEXT, KafkaConfigError, KafkaSecurity
 from flashgate.names import ORDERS_TOPIC, WRITERS_GROUP
+from flashgate.redis_url import RedisUrlError, check
 from worker.errors import ConfigError
 
 
@@ -39,6 +40,10 @@ class ReconcileSettings:
             raise ConfigError(f"FLASHGATE_IDEM_TTL_S must be an integer, not {raw_ttl!r}") from err
         if ttl < 1:
             raise ConfigError(f"FLASHGATE_IDEM_TTL_S must be at least 1, not {ttl}")
+        try:
+            check(e["REDIS_URL"])
+        except RedisUrlError as err:
+            raise ConfigError(str(err)) from err
         try:
             security = KafkaSecurity.from_env(e)
         except KafkaConfigError as err:
