@@ -6,7 +6,7 @@ help:
 	@echo "make run    - set up everything and run the pipeline locally"
 	@echo "make test   - set up everything and run the whole test suite on an isolated stack"
 	@echo "make chaos  - only the failure suite (tests/chaos), on its own stack"
-	@echo "make chaos-cluster - only the Kafka cluster scenarios (tests/chaos/cluster), on a 3-broker stack"
+	@echo "make chaos-cluster - only the cluster scenarios (tests/chaos/cluster): 3 Kafka brokers and a Redis Cluster"
 	@echo "make check  - ruff and mypy --strict"
 	@echo "make down   - stop the local stack started by make run"
 	@echo "make image  - build the container image with podman (FLASHGATE_IMAGE, default localhost/flashgate:dev)"

@@ -21,6 +21,7 @@ from typing import Any
 import redis
 
 from bench import procstat
+from flashgate.redis_url import is_cluster, parse_cluster
 
 GROUPS = ("gate", "redis", "kafka", "worker", "postgres", "wrk")
 SCRIPT_COMMANDS = ("evalsha", "eval", "evalsha_ro", "eval_ro", "fcall", "fcall_ro")
@@ -45,14 +46,21 @@ def cpu_counters(groups: Mapping[str, Iterable[int]]) -> dict[str, float]:
 
 
 def counters(groups: Mapping[str, Iterable[int]], redis_url: str) -> dict[str, float]:
-    """One reading: CPU seconds per process group and Redis's INFO counters."""
+    """One reading: CPU seconds per process group and Redis's INFO counters (summed over a cluster's nodes)."""
     out = cpu_counters(groups)
-    r = redis.Redis.from_url(redis_url)
-    try:
-        info: dict[str, Any] = {**r.info("cpu"), **r.info("commandstats")}
-    finally:
-        r.close()
-    return out | redis_counters(info)
+    total: dict[str, float] = {}
+    if is_cluster(redis_url):  # every node's counters, summed
+        clients = [redis.Redis(host=host, port=port) for host, port in parse_cluster(redis_url).seeds]
+    else:
+        clients = [redis.Redis.from_url(redis_url)]
+    for r in clients:
+        try:
+            info: dict[str, Any] = {**r.info("cpu"), **r.info("commandstats")}
+        finally:
+            r.close()
+        for key, value in redis_counters(info).items():
+            total[key] = total.get(key, 0.0) + value
+    return out | total
 
 
 def deltas(before: Mapping[str, float], after: Mapping[str, float]) -> dict[str, float]:

@@ -23,13 +23,13 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import asyncpg
-import redis.asyncio as aioredis
 
 from bench import budget, procstat
 from bench.figures import load_figures
 from bench.served import FLASHGATE, bare_argv, free_port, run_header, serve
 from bench.wrk import WrkRun, cores, run_wrk
 from flashgate import names
+from flashgate.redis_url import connect
 
 ROWS = "SELECT count(*) FROM orders WHERE sku = $1"
 LAG = """SELECT count(*) AS n,
@@ -77,7 +77,7 @@ def create_sale(sku: str, stock: int, per_user_limit: int = 0) -> None:
 
 async def redis_state(redis_url: str, sku: str) -> tuple[int, int]:
     """(stock left, outbox entries) of a SKU."""
-    r = aioredis.Redis.from_url(redis_url)
+    r = connect(redis_url)
     try:
         return int(await r.get(names.stock_key(sku)) or 0), int(await r.xlen(names.outbox_key(sku)))
     finally:

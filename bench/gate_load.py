@@ -27,10 +27,10 @@ import uuid
 from collections import Counter
 from dataclasses import dataclass
 
-import redis.asyncio as aioredis
 import uvloop
 
 from bench.http1 import order_request, read_answer
+from flashgate.redis_url import connect
 from tests.support.sales import Sale, put_sale
 
 
@@ -71,7 +71,7 @@ class LoadResult:
 async def run(host: str, port: int, *, requests: int, concurrency: int, units: int = 0) -> LoadResult:
     """Create a sale with `units` (default: one per request) in REDIS_URL, then load the gate."""
     sku = f"bench-{uuid.uuid4().hex[:8]}"
-    r = aioredis.Redis.from_url(os.environ["REDIS_URL"])
+    r = connect(os.environ["REDIS_URL"])
     await put_sale(r, Sale(sku=sku, units=units or requests))
     await r.aclose()
     lat: list[float] = []

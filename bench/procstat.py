@@ -27,6 +27,8 @@ from urllib.parse import urlsplit
 
 import psutil
 
+from flashgate.redis_url import is_cluster, parse_cluster
+
 PROC = Path("/proc")
 
 
@@ -159,6 +161,13 @@ def url_port(url: str, default: int) -> int:
     return urlsplit(url).port or default
 
 
+def redis_ports(redis_url: str) -> list[int]:
+    """The port of one Redis, or of every seed node of a `redis+cluster://` URL (the stack lists them all)."""
+    if is_cluster(redis_url):
+        return [port for _, port in parse_cluster(redis_url).seeds]
+    return [url_port(redis_url, 6379)]
+
+
 def bootstrap_port(bootstrap: str) -> int:
     """The port of the first `host:port` of KAFKA_BOOTSTRAP."""
     return int(bootstrap.split(",")[0].rsplit(":", 1)[1])
@@ -189,7 +198,7 @@ def find_groups(
     """Root pids per group (an empty list: not found, e.g. no worker running)."""
     groups = {
         "gate": port_roots(gate_port),
-        "redis": port_roots(url_port(redis_url, 6379)),
+        "redis": sorted({pid for port in redis_ports(redis_url) for pid in port_roots(port)}),
         "kafka": port_roots(bootstrap_port(kafka_bootstrap)) if kafka_bootstrap else [],
         "worker": sorted(workers) or worker_pids(kafka_bootstrap),
         "postgres": port_roots(url_port(database_url, 5432)),

@@ -39,7 +39,6 @@ from urllib.parse import urlsplit
 
 import asyncpg
 import psutil
-import redis.asyncio as aioredis
 import uvloop
 
 from bench import procstat
@@ -48,6 +47,7 @@ from bench.http1 import order_request, read_answer
 from bench.served import box_snapshot, run_header
 from bench.soak_figures import Limits, checks_as_dicts, judge, passed, summarize
 from flashgate import names, orderindex
+from flashgate.redis_url import AnyRedis, connect
 
 Conn = tuple[asyncio.StreamReader, asyncio.StreamWriter]
 
@@ -190,7 +190,7 @@ def rss(roles: dict[int, str]) -> dict[str, dict[str, Any]]:
 class Sampler:
     """Polls the outbox every second and takes a full sample (module docstring) when asked."""
 
-    def __init__(self, s: SoakSettings, sku: str, index_key: str, r: aioredis.Redis, pg: asyncpg.Connection) -> None:
+    def __init__(self, s: SoakSettings, sku: str, index_key: str, r: AnyRedis, pg: asyncpg.Connection) -> None:
         self._s, self._sku, self._index_key, self._r, self._pg = s, sku, index_key, r, pg
         self._port = urlsplit(s.gate_url).port or 80
         self.outbox_max = 0
@@ -235,7 +235,7 @@ class Sampler:
         return sample
 
 
-async def probe(s: SoakSettings, sku: str, r: aioredis.Redis) -> tuple[int, str]:
+async def probe(s: SoakSettings, sku: str, r: AnyRedis) -> tuple[int, str]:
     """One order before the load: the gate's idempotency TTL (s) and the probe's order id.
 
     The TTL is FLASHGATE_IDEM_TTL_S as this process sees it, checked against Redis: the probe's
@@ -260,7 +260,7 @@ async def probe(s: SoakSettings, sku: str, r: aioredis.Redis) -> tuple[int, str]
 
 async def drive(s: SoakSettings, sku: str) -> dict[str, Any]:
     """Probe, then load and sample until the end, then drain; returns what the result needs."""
-    r = aioredis.Redis.from_url(s.redis_url)
+    r = connect(s.redis_url)
     pg = await asyncpg.connect(s.database_url)
     try:
         ttl_s, order_id = await probe(s, sku, r)

@@ -13,7 +13,8 @@ from typing import Any
 from flashgate import names, orderindex
 from flashgate.fingerprint import request_fingerprint
 from flashgate.outbox import OutboxEntry
-from gate.redis_batch import RedisBatcher
+from gate.errors import RedisUnavailable
+from gate.redis_batch import RoundTrips
 from gate.scripts import Scripts
 
 log = logging.getLogger(__name__)
@@ -99,7 +100,7 @@ def _admission(code: Code, order_id: str, a: Any, b: Any, c: Any, d: Any) -> Adm
 class AdmissionClient:
     """All Redis traffic of the gate; every call shares the current tick's pipeline."""
 
-    def __init__(self, batcher: RedisBatcher, scripts: Scripts, *, idem_ttl_s: int) -> None:
+    def __init__(self, batcher: RoundTrips, scripts: Scripts, *, idem_ttl_s: int) -> None:
         self._batcher = batcher
         self._scripts = scripts
         self._idem_ttl_s = idem_ttl_s
@@ -158,14 +159,25 @@ class AdmissionClient:
             await self._scripts.call(self._batcher, names.OUTBOX_ACK_SCRIPT, (names.outbox_key(sku),), stream_ids)
         )
 
-    async def outbox_lengths(self, skus: Sequence[str]) -> list[int]:
-        """XLEN of each SKU's outbox, all in this tick's round trip; the first failure is raised."""
-        calls = [self._batcher.call("XLEN", names.outbox_key(sku)) for sku in skus]
-        lengths: list[int] = []
+    async def outbox_lengths(self, skus: Sequence[str]) -> list[int | RedisUnavailable]:
+        """XLEN of each SKU's outbox, all in this tick's round trip(s); a SKU whose Redis (its shard, on
+        a cluster) did not answer has its RedisUnavailable in its place. Any other error is raised."""
+        calls: list[asyncio.Future[Any]] = []
+        for sku in skus:
+            try:
+                calls.append(self._batcher.call("XLEN", names.outbox_key(sku)))
+            except RedisUnavailable as e:  # that node's breaker is open: failed without a round trip
+                failed: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+                failed.set_exception(e)
+                calls.append(failed)
+        lengths: list[int | RedisUnavailable] = []
         for reply in await asyncio.gather(*calls, return_exceptions=True):  # every failure retrieved
-            if isinstance(reply, BaseException):
+            if isinstance(reply, RedisUnavailable):
+                lengths.append(reply)
+            elif isinstance(reply, BaseException):
                 raise reply
-            lengths.append(int(reply))
+            else:
+                lengths.append(int(reply))
         return lengths
 
     async def claim(

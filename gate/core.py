@@ -12,17 +12,19 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
+from flashgate import redis_url
 from gate.admission import AdmissionClient
 from gate.auth import Identity
 from gate.breaker import Breaker
 from gate.handoff import Handoff, producer_config
-from gate.health import Health, judge, probe_kafka, probe_redis
+from gate.health import Health, Pinger, judge, probe_kafka, probe_redis
 from gate.metrics import PUBLISH_INTERVAL_S, GateMetrics
 from gate.orders import OrderDesk
 from gate.outbox import OutboxAcker
 from gate.ratelimit import RatePolicies
 from gate.records import OrderRecords
-from gate.redis_batch import RedisBatcher
+from gate.redis_batch import RedisBatcher, RoundTrips
+from gate.redis_cluster import ClusterBatcher
 from gate.relay import Relay
 from gate.scripts import Scripts
 from gate.settings import GateSettings
@@ -41,21 +43,34 @@ class Gate:
         self.settings = s = settings
         timeout_s = s.redis_timeout_ms / 1000
         self.metrics = GateMetrics(s.metrics_dir)
-        # No client-side retry: a retried EVALSHA after a timeout could admit twice.
-        self.redis = aioredis.Redis.from_url(
-            s.redis_url,
-            decode_responses=True,
-            socket_timeout=timeout_s,
-            socket_connect_timeout=timeout_s,
-            retry=Retry(NoBackoff(), 0),
-            max_connections=64,
-        )
-        self.batcher = RedisBatcher(
-            self.redis,
-            Breaker(s.breaker_failures, s.breaker_cooldown_ms / 1000),
-            timeout_s=timeout_s,
-            observe=self.metrics.observe_redis,
-        )
+        self.redis: aioredis.Redis | None = None  # one Redis; on a cluster the ClusterBatcher has a client per node
+        self.cluster: ClusterBatcher | None = None
+        self.batcher: RoundTrips
+        self.pinger: Pinger
+        if redis_url.is_cluster(s.redis_url):
+            self.batcher = self.pinger = self.cluster = ClusterBatcher(
+                redis_url.parse_cluster(s.redis_url),
+                lambda: Breaker(s.breaker_failures, s.breaker_cooldown_ms / 1000),
+                timeout_s=timeout_s,
+                observe=self.metrics.observe_redis,
+                wait_ms=s.redis_wait_ms,
+            )
+        else:
+            # No client-side retry: a retried EVALSHA after a timeout could admit twice.
+            self.redis = self.pinger = aioredis.Redis.from_url(
+                s.redis_url,
+                decode_responses=True,
+                socket_timeout=timeout_s,
+                socket_connect_timeout=timeout_s,
+                retry=Retry(NoBackoff(), 0),
+                max_connections=64,
+            )
+            self.batcher = RedisBatcher(
+                self.redis,
+                Breaker(s.breaker_failures, s.breaker_cooldown_ms / 1000),
+                timeout_s=timeout_s,
+                observe=self.metrics.observe_redis,
+            )
         self.scripts = Scripts()
         self.admission = AdmissionClient(self.batcher, self.scripts, idem_ttl_s=s.idem_ttl_s)
         self.handoff = Handoff(
@@ -105,10 +120,13 @@ class Gate:
     async def start(self) -> None:
         self.handoff.start(asyncio.get_running_loop())
         await self.records.start()
-        with contextlib.suppress(RedisError, OSError):
-            for name, source in self.scripts.source.items():
-                await self.redis.script_load(source)
-                log.debug("loaded %s.lua", name)
+        if self.cluster is not None:
+            await self.cluster.start()  # each node loads the scripts on its first NOSCRIPT
+        elif self.redis is not None:
+            with contextlib.suppress(RedisError, OSError):
+                for name, source in self.scripts.source.items():
+                    await self.redis.script_load(source)
+                    log.debug("loaded %s.lua", name)
         if self.settings.relay_enabled:
             self._relay_task = asyncio.create_task(self.relay.run(self.settings.relay_interval_ms / 1000))
         self._publish_task = asyncio.create_task(self._publish_metrics())
@@ -123,7 +141,7 @@ class Gate:
     def publish_metrics(self) -> None:
         """Gauges read now, then every tally into the Prometheus metrics (the order path only counts)."""
         self.metrics.inflight = self.inflight
-        self.metrics.breaker_open = self.batcher.breaker.is_open
+        self.metrics.breaker_open = self.batcher.breaker_open
         self.metrics.publish()
 
     async def stop(self, flush_timeout_s: float = 10.0) -> None:
@@ -140,7 +158,8 @@ class Gate:
             log.warning("%d message(s) not delivered at shutdown; they stay in the outbox for the relay", left)
         await self.acker.drain()
         await self.batcher.close()
-        await self.redis.aclose()
+        if self.redis is not None:
+            await self.redis.aclose()
         await self.records.close()
         self.publish_metrics()
 
@@ -151,7 +170,7 @@ class Gate:
         if self._health is not None and time.monotonic() - self._health[0] < 1.0:
             return self._health[1]
         redis, kafka = await asyncio.gather(
-            probe_redis(self.redis, self.settings.redis_timeout_ms / 1000),
+            probe_redis(self.pinger, self.settings.redis_timeout_ms / 1000),
             probe_kafka(self.handoff, self.settings.topic, timeout_s=1.0),
         )
         health = judge(started=self.started, stopping=self.stopping, redis=redis, kafka=kafka)

@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable
 
 from flashgate import names
-from gate.redis_batch import RedisBatcher
+from gate.redis_batch import RoundTrips
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +46,7 @@ def limit_field(wait_ms: int) -> bytes:
 class RatePolicies:
     """`await headers(sku, wait_ms)` → the RateLimit fields of a 429 for that SKU."""
 
-    def __init__(self, batcher: RedisBatcher, *, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, batcher: RoundTrips, *, clock: Callable[[], float] = time.monotonic) -> None:
         self._batcher = batcher
         self._clock = clock
         self._known: dict[str, tuple[float, bytes | None]] = {}

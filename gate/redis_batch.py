@@ -14,6 +14,13 @@ serve that now", and the scripts' `#!lua` shebang makes Redis refuse a write scr
 runs, so nothing was consumed. NOSCRIPT alone is handed back as it is (gate/scripts.py loads the
 script and calls again). What Redis said is logged, at most once per `LOG_EVERY_S` per kind,
 never put in an answer: problem details do not carry hosts, ports or exception text.
+
+With `wait_ms` (a cluster's primaries, which have replicas), a round trip that runs a script ends
+with `WAIT 1 <wait_ms>`: its replies are read only once a replica has every write of the connection,
+so an admission answered 202 is on two Redis nodes and survives a failover. A replica that does not
+acknowledge in time leaves the answers as they are (the stock is taken; a 503 would hide an
+admission), relying on the Kafka ack and the reconciler, is logged, and pauses WAIT for
+`WAIT_PAUSE_S` (a primary whose replica is gone; README, Redis Cluster).
 """
 
 from __future__ import annotations
@@ -22,12 +29,20 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 import hiredis
 import redis.asyncio as aioredis
 from redis.asyncio.connection import Connection
-from redis.exceptions import NoScriptError, RedisError, ResponseError
+from redis.exceptions import (
+    AskError,
+    ClusterDownError,
+    MovedError,
+    NoScriptError,
+    RedisError,
+    ResponseError,
+    TryAgainError,
+)
 
 from gate.breaker import Breaker
 from gate.errors import RedisUnavailable
@@ -36,6 +51,20 @@ from gate.throttled_log import ThrottledLog
 Command = tuple[Any, ...]
 log = logging.getLogger(__name__)
 LOG_EVERY_S = 10.0
+# After a WAIT no replica answered (a primary whose replica is gone), the next ones are skipped this
+# long: otherwise every admission on that shard would pay the whole WAIT timeout until a replica is back.
+WAIT_PAUSE_S = 5.0
+
+
+class RoundTrips(Protocol):
+    """The seam every Redis caller of the gate uses: one Redis (RedisBatcher) or a cluster (ClusterBatcher)."""
+
+    def call(self, *command: Any, route: str | None = None) -> asyncio.Future[Any]: ...
+
+    @property
+    def breaker_open(self) -> bool: ...
+
+    async def close(self) -> None: ...
 
 
 class RedisBatcher:
@@ -51,8 +80,11 @@ class RedisBatcher:
         max_batch: int = 512,
         clock: Callable[[], float] = time.monotonic,
         observe: Callable[[int, float], None] | None = None,
+        wait_ms: int = 0,
     ) -> None:
         self._breaker = breaker
+        self._wait_ms = wait_ms
+        self._wait_paused_until = -float("inf")
         self._timeout_s = timeout_s
         self._max_pipelines = max_pipelines
         self._max_batch = max_batch
@@ -75,8 +107,15 @@ class RedisBatcher:
     def breaker(self) -> Breaker:
         return self._breaker
 
-    def call(self, *command: Any) -> asyncio.Future[Any]:
-        """Queue one command for this tick's pipeline; fails at once while the breaker is open."""
+    @property
+    def breaker_open(self) -> bool:
+        return self._breaker.is_open
+
+    def call(self, *command: Any, route: str | None = None) -> asyncio.Future[Any]:
+        """Queue one command for this tick's pipeline; fails at once while the breaker is open.
+
+        `route` (which key's node to ask) matters on a cluster only (gate/redis_cluster.py).
+        """
         if not self._breaker.allow(self._clock()):
             raise RedisUnavailable()  # the breaker is open: fail fast
         loop = asyncio.get_running_loop()
@@ -106,8 +145,11 @@ class RedisBatcher:
         began = time.perf_counter()
         conn = self._idle.pop() if self._idle else self._new_connection()
         try:
+            commands = [command for command, _ in batch]
+            wait = self._wait_ms > 0 and self._clock() >= self._wait_paused_until
+            wait = wait and any(command[0] == "EVALSHA" for command in commands)
             async with asyncio.timeout(self._timeout_s):
-                results = await _round_trip(conn, [command for command, _ in batch])
+                results = await _round_trip(conn, [*commands, ("WAIT", 1, self._wait_ms)] if wait else commands)
             self._idle.append(conn)
         except BaseException as e:
             # Every caller gets its answer first, whatever happens to the connection below.
@@ -120,11 +162,16 @@ class RedisBatcher:
                 raise
             return
         self._observed(len(batch), began)
+        if wait:
+            self._waited(results.pop())
         refused = False
         for (_, fut), result in zip(batch, results, strict=True):
             if isinstance(result, ResponseError) and not isinstance(result, NoScriptError):
                 refused = True
-                self._log.warning(_reply_kind(result), "Redis refused a command: %s", result)
+                kind = _reply_kind(result)
+                self._log.warning(
+                    kind, "Redis refused a command: %s", result if str(result).startswith(kind) else f"{kind} {result}"
+                )
                 result = _unavailable(result)
             if fut.done():
                 continue
@@ -136,6 +183,16 @@ class RedisBatcher:
             self._breaker.failure(self._clock())
         else:
             self._breaker.success()
+
+    def _waited(self, replicas: Any) -> None:
+        if isinstance(replicas, Exception):
+            self._log.warning("WAIT", "WAIT failed after a script (its answers stand): %s", replicas)
+        elif int(replicas) < 1:
+            self._wait_paused_until = self._clock() + WAIT_PAUSE_S
+            self._log.warning(
+                "WAIT", "no replica acknowledged within %d ms: admissions are on one node for %.0f s",
+                self._wait_ms, WAIT_PAUSE_S,
+            )  # fmt: skip
 
     def _new_connection(self) -> Connection:
         conn: Connection = self._pool.make_connection()  # type: ignore[no-untyped-call]
@@ -170,8 +227,20 @@ def _unavailable(cause: BaseException) -> RedisUnavailable:
     return err
 
 
+# Error replies redis-py parses into their own classes, dropping the reply's first word.
+_CLUSTER_REPLIES = (
+    (MovedError, "MOVED"),
+    (AskError, "ASK"),
+    (TryAgainError, "TRYAGAIN"),
+    (ClusterDownError, "CLUSTERDOWN"),
+)
+
+
 def _reply_kind(e: ResponseError) -> str:
-    """An error reply's first word (OOM, MISCONF, READONLY…): what the log throttles by."""
+    """An error reply's first word (OOM, MISCONF, READONLY, MOVED…): what the log throttles by."""
+    for cls, word in _CLUSTER_REPLIES:
+        if isinstance(e, cls):
+            return word
     return str(e.status_code or str(e).split(" ", 1)[0] or "ERR")
 
 

@@ -19,7 +19,7 @@ from collections.abc import Callable
 from functools import partial
 
 from gate.admission import AdmissionClient
-from gate.errors import GateError, HandoffError
+from gate.errors import GateError, HandoffError, RedisUnavailable
 from gate.handoff import Handoff
 from gate.metrics import GateMetrics
 from gate.outbox import OutboxAcker, event_of
@@ -68,32 +68,43 @@ class Relay:
         self.skus.add(sku)
 
     async def tick(self) -> int:
-        """One pass over every known outbox; returns how many entries were handed to the producer."""
+        """One pass over every known outbox; returns how many entries were handed to the producer.
+
+        A SKU whose Redis cannot answer is passed over, and the others are relayed all the same (on a
+        Redis Cluster one shard down must not hold up the rest); the tick then raises its error.
+        """
         try:
-            sent = await self._tick()
+            sent, failed = await self._tick()
         except Exception:
             self._metrics.relay_ticks["failed"] += 1
             raise
-        self._metrics.relay_ticks["ok"] += 1
         self._metrics.events["relay_republished"] += sent
+        if failed is not None:
+            self._metrics.relay_ticks["failed"] += 1
+            raise failed
+        self._metrics.relay_ticks["ok"] += 1
         return sent
 
-    async def _tick(self) -> int:
+    async def _tick(self) -> tuple[int, RedisUnavailable | None]:
         now = self._clock()
         due = self._discovered_at is None or now - self._discovered_at >= self._discover_s
         if self._discover_s > 0 and due:
             self.skus.update(await self._admission.sale_skus())
             self._discovered_at = now
         skus = sorted(self.skus)
-        lengths = await self._admission.outbox_lengths(skus)
-        sent = 0
-        for sku, length in zip(skus, lengths, strict=True):
-            if length:
-                sent += await self._relay_sku(sku)
+        sent, failed = 0, None
+        for sku, length in zip(skus, await self._admission.outbox_lengths(skus), strict=True):
+            try:
+                if isinstance(length, RedisUnavailable):
+                    raise length  # this SKU's Redis (its shard, on a cluster) did not answer
+                if length:
+                    sent += await self._relay_sku(sku)
+            except RedisUnavailable as e:
+                failed = failed or e
         self.republished += sent
         if sent:
             log.info("relay republished %d outbox entries", sent)
-        return sent
+        return sent, failed
 
     async def _relay_sku(self, sku: str) -> int:
         sent, cursor = 0, "0-0"

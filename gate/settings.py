@@ -13,6 +13,8 @@ from msgspec import Meta
 from flashgate.fingerprint import DEFAULT_IDEM_TTL_S
 from flashgate.kafka_client import PLAINTEXT, KafkaSecurity
 from flashgate.names import ORDERS_TOPIC
+from flashgate.redis_url import RedisUrlError, is_cluster
+from flashgate.redis_url import check as check_redis_url
 from flashgate.settings import ConfigError, check, field_value, load, variable
 
 COMPRESSIONS = ("none", "gzip", "snappy", "lz4", "zstd")
@@ -109,6 +111,8 @@ class GateSettings:
     idem_ttl_s: AtLeast1 = DEFAULT_IDEM_TTL_S
     # Bounds are inclusive and checked on construction too (flashgate.settings.check).
     redis_timeout_ms: Annotated[int, Meta(ge=50, le=1000)] = 250  # per pipeline; a busy event loop eats into it
+    # Redis Cluster only: a script's round trip ends with WAIT 1 <this> (a replica has it); 0: no WAIT.
+    redis_wait_ms: Annotated[int, Meta(ge=0, le=1000)] = 100
     breaker_failures: int = 3
     breaker_cooldown_ms: int = 500
     max_inflight: AtLeast1 = 2048  # admissions in flight per process before 503
@@ -143,6 +147,12 @@ class GateSettings:
 
     def __post_init__(self) -> None:
         check(self)
+        try:
+            check_redis_url(self.redis_url)
+        except RedisUrlError as e:
+            raise ConfigError(str(e)) from e
+        if is_cluster(self.redis_url) and self.redis_wait_ms >= self.redis_timeout_ms:
+            raise ConfigError(f"{_name('redis_wait_ms')} must be below {_name('redis_timeout_ms')}")
         # A relay must not republish while the first producer may still deliver the message.
         if self.relay_stale_ms <= self.message_timeout_ms:
             raise ConfigError(f"{_name('relay_stale_ms')} must exceed {_name('message_timeout_ms')}")

@@ -10,8 +10,8 @@ import asyncio
 import os
 
 import asyncpg
-import redis.asyncio as aioredis
 
+from flashgate.redis_url import connect
 from ops.sale import store
 from ops.sale.spec import SaleError, SaleSpec
 from reconcile.redis_state import SaleRedis
@@ -24,7 +24,7 @@ DEMO = SaleSpec("demo-sku", "Demo", stock=1000, per_user_limit=5, rate_per_s=5.0
 async def open_demo_sale(settings: ReconcileSettings) -> int:
     """Ensure the demo sale exists in PostgreSQL and Redis; return the units left."""
     conn = await asyncpg.connect(settings.database_url)
-    client = aioredis.from_url(settings.redis_url)
+    client = connect(settings.redis_url)
     try:
         try:
             await store.create(conn, SaleRedis(client), DEMO)

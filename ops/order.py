@@ -23,10 +23,10 @@ from typing import Any
 
 import asyncpg
 import click
-import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from flashgate import names, orderindex
+from flashgate.redis_url import RedisUrlError, connect
 
 ROW = (
     "SELECT sku, user_id, qty, idempotency_key, accepted_at, persisted_at, kafka_partition, kafka_offset "
@@ -92,7 +92,7 @@ async def _from_postgres(w: Whereabouts, oid: uuid.UUID, database_url: str) -> N
 
 
 async def _from_redis(w: Whereabouts, oid: uuid.UUID, redis_url: str) -> None:
-    client = aioredis.from_url(redis_url, socket_timeout=TIMEOUT_S, socket_connect_timeout=TIMEOUT_S)
+    client = connect(redis_url, socket_timeout=TIMEOUT_S, socket_connect_timeout=TIMEOUT_S)  # one Redis or a cluster
     try:
         value = await client.hget(orderindex.index_key(oid), str(oid))
         if value is None:
@@ -118,6 +118,8 @@ async def whereabouts(order_id: uuid.UUID, *, database_url: str, redis_url: str)
         w.unreachable.append(f"PostgreSQL: {type(e).__name__}: {e}")
     try:
         await _from_redis(w, order_id, redis_url)
+    except RedisUrlError as e:
+        w.unreachable.append(str(e))
     except (RedisError, OSError, TimeoutError, ValueError) as e:
         w.unreachable.append(f"Redis: {type(e).__name__}: {e}")
     return w

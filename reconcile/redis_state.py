@@ -7,12 +7,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import redis.asyncio as aioredis
-
 from flashgate import names, orderindex
 from flashgate.fingerprint import StoredAnswer, request_fingerprint
 from flashgate.orderindex import IndexEntry
 from flashgate.outbox import OutboxEntry
+from flashgate.redis_url import AnyRedis
 from flashgate.saleconfig import SaleConfig
 from reconcile.model import OrderRef, RedisSnapshot
 
@@ -44,7 +43,7 @@ class Applied:
 class SaleRedis:
     """The three scripts, registered once on one client (redis-py reloads them on NOSCRIPT)."""
 
-    def __init__(self, client: aioredis.Redis) -> None:
+    def __init__(self, client: AnyRedis) -> None:
         self._client = client
         self._snapshot = client.register_script(names.lua_source(names.SALE_SNAPSHOT_SCRIPT))
         self._apply = client.register_script(names.lua_source(names.SALE_APPLY_SCRIPT))

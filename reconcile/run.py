@@ -8,8 +8,8 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
 import asyncpg
-import redis.asyncio as aioredis
 
+from flashgate.redis_url import AnyRedis, connect
 from reconcile.backlog import read_backlog
 from reconcile.diff import diff
 from reconcile.errors import ReconcileError
@@ -35,10 +35,10 @@ class Outcome:
 
 
 @asynccontextmanager
-async def connections(settings: ReconcileSettings) -> AsyncIterator[tuple[asyncpg.Connection, aioredis.Redis]]:
+async def connections(settings: ReconcileSettings) -> AsyncIterator[tuple[asyncpg.Connection, AnyRedis]]:
     """One PostgreSQL connection and one Redis client for the run, closed afterwards."""
     conn = await asyncpg.connect(settings.database_url, timeout=10)
-    client = aioredis.from_url(settings.redis_url, socket_timeout=10, socket_connect_timeout=5)
+    client = connect(settings.redis_url, socket_timeout=10, socket_connect_timeout=5)
     try:
         yield conn, client
     finally:

@@ -1,3 +1,4 @@
+#!lua
 -- idem_restore.lua: put back the stored answers of admitted orders after Redis lost its data,
 -- so a buyer retrying an order that is already recorded gets it replayed instead of buying again.
 -- Existing answers are never overwritten.

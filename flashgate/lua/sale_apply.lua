@@ -1,3 +1,4 @@
+#!lua
 -- sale_apply.lua: write a sale into Redis, or repair it, in one atomic call.
 --
 -- Two modes:

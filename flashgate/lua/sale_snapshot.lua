@@ -1,3 +1,4 @@
+#!lua flags=no-writes
 -- sale_snapshot.lua: one SKU's whole Redis state, read atomically with Redis server time.
 --
 -- The reconciler compares this with PostgreSQL and Kafka; the time lets it count only orders

@@ -13,10 +13,10 @@ import signal
 from collections.abc import Awaitable, Callable, Mapping
 
 import click
-import redis.asyncio as aioredis
 from prometheus_client import CollectorRegistry, ProcessCollector, start_http_server
 
 from flashgate import logs
+from flashgate.redis_url import connect
 from flashgate.settings import ConfigError, option_help
 from ops.monitor.drift import ReconcilerDrift
 from ops.monitor.errors import SourceUnavailable
@@ -113,7 +113,7 @@ async def serve(settings: MonitorSettings, drift_check: DriftCheck | None = None
     ProcessCollector(registry=registry)  # process_*: CPU, memory, open files of the monitor
     metrics = MonitorMetrics(registry)
     timeout_s = settings.timeout_ms / 1000
-    redis = aioredis.Redis.from_url(
+    redis = connect(
         settings.redis_url, decode_responses=True, socket_timeout=timeout_s, socket_connect_timeout=timeout_s
     )
     lag = GroupLag(

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from flashgate import names
+from flashgate.redis_url import AnyRedis
 from ops.monitor.errors import SourceUnavailable
 
 
@@ -36,26 +36,27 @@ class OutboxProbe:
     SKUs come from the sale registry (`names.SALE_REGISTRY`), never from a keyspace SCAN.
     """
 
-    def __init__(self, client: aioredis.Redis) -> None:
+    def __init__(self, client: AnyRedis) -> None:
         self._client = client
 
     async def read(self) -> dict[str, OutboxState]:
         try:
             skus = sorted(_text(s) for s in await self._client.smembers(names.SALE_REGISTRY))
             keys = [names.outbox_key(sku) for sku in skus]
+            # Ages by Redis's clock, the one that stamped the entry ids (on a cluster: a node's, taken
+            # apart, since a cluster pipeline refuses keyless commands; the nodes' clocks agree via NTP).
+            seconds, micros = await self._client.time()
             async with self._client.pipeline(transaction=False) as pipe:
-                pipe.time()  # ages by Redis's clock, the one that stamped the entry ids
                 for key in keys:
                     pipe.xlen(key)
                     pipe.xrange(key, count=1)
                 replies = await pipe.execute()
         except (RedisError, OSError, TimeoutError) as e:
             raise SourceUnavailable(f"redis: {type(e).__name__}: {e}") from e
-        seconds, micros = replies[0]
         now_ms = int(seconds) * 1000 + int(micros) // 1000
         out = {}
         for i, key in enumerate(keys):
-            length, first = replies[1 + 2 * i], replies[2 + 2 * i]
+            length, first = replies[2 * i], replies[1 + 2 * i]
             oldest = first[0][0] if first else None
             out[names.sku_of_outbox(key)] = OutboxState(int(length), entry_age_s(oldest, now_ms))
         return out

@@ -11,7 +11,9 @@ from msgspec import Meta
 
 from flashgate.kafka_client import PLAINTEXT, KafkaSecurity
 from flashgate.names import ORDERS_TOPIC, WRITERS_GROUP
-from flashgate.settings import check, load
+from flashgate.redis_url import RedisUrlError
+from flashgate.redis_url import check as check_redis_url
+from flashgate.settings import ConfigError, check, load
 
 DEFAULT_PORT = 9102
 AtLeast100 = Annotated[int, Meta(ge=100)]
@@ -54,4 +56,9 @@ class MonitorSettings:
     ) -> MonitorSettings:
         """Read settings; explicit `overrides` (CLI options) win over the environment."""
         e = os.environ if env is None else env
-        return load(cls, e, given={"kafka_security": KafkaSecurity.from_env(e)}, overrides=overrides)
+        settings = load(cls, e, given={"kafka_security": KafkaSecurity.from_env(e)}, overrides=overrides)
+        try:
+            check_redis_url(settings.redis_url)
+        except RedisUrlError as err:
+            raise ConfigError(str(err)) from err
+        return settings

@@ -10,17 +10,17 @@ from typing import Any, TypeVar
 
 import asyncpg
 import click
-import redis.asyncio as aioredis
 from click.core import ParameterSource
 from redis.exceptions import RedisError
 
+from flashgate.redis_url import AnyRedis, RedisUrlError, check, connect
 from ops.sale import store
 from ops.sale.spec import SaleError, SaleSpec, parse_time
 from reconcile.products import Product
 from reconcile.redis_state import SaleRedis
 
 T = TypeVar("T")
-Work = Callable[[asyncpg.Connection, aioredis.Redis], Coroutine[Any, Any, T]]
+Work = Callable[[asyncpg.Connection, AnyRedis], Coroutine[Any, Any, T]]
 
 
 def _urls(f: Callable[..., Any]) -> Callable[..., Any]:
@@ -60,10 +60,14 @@ def _run(work: Work[T]) -> T:
 
     ctx = click.get_current_context()
     database_url, redis_url = _url(ctx, "database_url", "DATABASE_URL"), _url(ctx, "redis_url", "REDIS_URL")
+    try:
+        check(redis_url)
+    except RedisUrlError as e:
+        raise click.ClickException(str(e)) from e
 
     async def main() -> T:
         conn = await asyncpg.connect(database_url, timeout=10)
-        client = aioredis.from_url(redis_url, socket_timeout=5, socket_connect_timeout=5)
+        client = connect(redis_url, socket_timeout=5, socket_connect_timeout=5)
         try:
             return await work(conn, client)
         finally:

@@ -10,10 +10,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
-import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from flashgate import names
+from flashgate.redis_url import AnyRedis
 from ops.sale.spec import SaleError, SaleSpec, check_sku
 from reconcile.products import Product, fetch_products, sku_lock
 from reconcile.redis_state import SaleRedis
@@ -109,7 +109,7 @@ class SaleView:
     buyers: int | None
 
 
-async def views(conn: asyncpg.Connection, client: aioredis.Redis, skus: list[str] | None) -> list[SaleView]:
+async def views(conn: asyncpg.Connection, client: AnyRedis, skus: list[str] | None) -> list[SaleView]:
     products = await fetch_products(conn, skus)
     if skus and not products:
         raise SaleError(f"unknown SKU {skus[0]!r}")

@@ -42,11 +42,12 @@ def build_stack(
     with_prometheus: bool = False,
     kafka_brokers: int | None = None,
     kafka_fast_start: bool = False,
+    redis_cluster: bool = False,
 ) -> Stack:
     try:
         settings = stack_settings.resolve(
             state_dir, ports, free_ports=free_ports, prometheus=prometheus, with_prometheus=with_prometheus,
-            kafka_brokers=kafka_brokers, kafka_fast_start=kafka_fast_start,
+            kafka_brokers=kafka_brokers, kafka_fast_start=kafka_fast_start, redis_cluster=redis_cluster,
         )  # fmt: skip
         return Stack(settings)
     except StackError as e:
@@ -79,6 +80,11 @@ def stack_group() -> None:
     is_flag=True,
     help="Test stacks: Kafka JVMs with the C1 compiler only (half the CPU to start, less throughput).",
 )
+@click.option(
+    "--redis-cluster",
+    is_flag=True,
+    help="A Redis Cluster of 3 primaries and 3 replicas (redis-p1..p3, redis-r1..r3) instead of one Redis.",
+)
 @click.option("--with-prometheus", is_flag=True, help="Also run Prometheus (scrapes gate, worker, monitor; alerts).")
 @click.option("--gate-port", type=int, help="Port of the gate Prometheus scrapes (default 8000).")
 @click.option("--worker-metrics-port", type=int, help="Worker's --metrics-port Prometheus scrapes (default 9101).")
@@ -94,6 +100,7 @@ def up(
     free_ports: bool,
     kafka_brokers: int | None,
     kafka_fast_start: bool,
+    redis_cluster: bool,
     with_prometheus: bool,
     gate_port: int | None,
     worker_metrics_port: int | None,
@@ -110,9 +117,13 @@ def up(
         "prometheus_interval_s": prometheus_interval_s,
         "prometheus_alert_for_s": prometheus_alert_for_s,
     }
-    stack = build_stack(state_dir, ports, free_ports, prometheus, with_prometheus, kafka_brokers, kafka_fast_start)
+    stack = build_stack(
+        state_dir, ports, free_ports, prometheus, with_prometheus, kafka_brokers, kafka_fast_start, redis_cluster
+    )
     took = run(stack.up)
     click.echo(f"stack up in {took:.1f} s ({stack.settings.state_dir})")
+    if stack.redis_cluster_s is not None:
+        click.echo(f"redis cluster ok ({stack.redis_cluster_s:.1f} s of it)")
     if stack.settings.with_prometheus:
         click.echo(f"prometheus: http://127.0.0.1:{stack.settings.prometheus_port}")
 
@@ -162,7 +173,10 @@ def _one_service_command(verb: str, doc: str) -> None:
         click.echo(f"{service} {verb}{'ed' if verb != 'stop' else 'ped'}")
 
 
-_NODES = "SERVICE: redis, postgres, kafka (kafka-1 … kafka-N for one node of a cluster, kafka for all), prometheus."
+_NODES = (
+    "SERVICE: redis (redis-p1 … redis-r3 for one node of a Redis Cluster, redis for all), postgres, "
+    "kafka (kafka-1 … kafka-N for one node of a cluster, kafka for all), prometheus."
+)
 _one_service_command("start", f"Start one service and wait until it answers. {_NODES}")
 _one_service_command("stop", f"Stop one service gracefully (it flushes its data). {_NODES}")
 _one_service_command("kill", f"SIGKILL one service and its children, as a crash would. {_NODES}")

@@ -8,6 +8,11 @@ Kafka runs one node (the default) or a KRaft cluster (`--kafka-brokers 3`). Node
 `kafka_port`/`kafka_controller_port`; nodes 2..N on `kafka_node_ports`, picked free with
 `--free-ports`, else 2 above the previous node's (19094/19095, 19096/19097 by default). The
 broker count is fixed when the state folder is first used: its storage is formatted for it.
+
+Redis runs one node (the default) or a Redis Cluster (`--redis-cluster`): 3 primaries and 3
+replicas, `redis-p1` on `redis_port`, every node with a cluster bus port of its own
+(`redis_cluster_ports`: (client, bus) of p1..p3, r1..r3), picked free with `--free-ports`, else
+`redis_port + i` and `redis_port + 100 + i`. Like the broker count, it is fixed for the folder.
 """
 
 from __future__ import annotations
@@ -59,6 +64,8 @@ PROMETHEUS_DEFAULTS: Mapping[str, int] = {
 }
 # A KRaft quorum of N voters survives (N - 1) // 2 failures: an even count adds a node, no safety.
 KAFKA_BROKER_COUNTS = (1, 3, 5)
+# Redis Cluster nodes, in the order of `redis_cluster_ports`: the primaries as created, then their replicas.
+REDIS_CLUSTER_NODES = ("redis-p1", "redis-p2", "redis-p3", "redis-r1", "redis-r2", "redis-r3")
 
 
 @dataclass(frozen=True)
@@ -84,6 +91,8 @@ class StackSettings:
     kafka_node_ports: tuple[tuple[int, int], ...] = ()  # (broker, controller) of nodes 2..N
     # Test stacks: JVMs with the C1 compiler only, about half the CPU to start, less throughput after.
     kafka_fast_start: bool = False
+    redis_cluster: bool = False
+    redis_cluster_ports: tuple[tuple[int, int], ...] = ()  # (client, bus) per REDIS_CLUSTER_NODES
 
     def kafka_node(self, node_id: int) -> tuple[int, int]:
         """(broker port, controller port) of KRaft node `node_id` (1-based)."""
@@ -93,6 +102,9 @@ class StackSettings:
 
     @property
     def redis_url(self) -> str:
+        """`redis://` of the one node, or `redis+cluster://` listing every cluster node as a seed."""
+        if self.redis_cluster:
+            return "redis+cluster://" + ",".join(f"127.0.0.1:{client}" for client, _ in self.redis_cluster_ports)
         return f"redis://127.0.0.1:{self.redis_port}/0"
 
     @property
@@ -128,13 +140,15 @@ def resolve(
     with_prometheus: bool = False,
     kafka_brokers: int | None = None,
     kafka_fast_start: bool = False,
+    redis_cluster: bool = False,
 ) -> StackSettings:
     """Build settings by precedence; `free_ports` picks unused ports for anything not given.
 
     `prometheus`: PROMETHEUS_DEFAULTS keys given as options (None: saved, else default);
     `with_prometheus` turns the optional Prometheus on (it stays on in the saved settings);
     `kafka_brokers`: KRaft nodes (None: saved, else 1); a state folder keeps its first count;
-    `kafka_fast_start` turns the quick-starting JVMs on (saved, like `with_prometheus`).
+    `kafka_fast_start` turns the quick-starting JVMs on (saved, like `with_prometheus`);
+    `redis_cluster` asks for a Redis Cluster; a state folder keeps its first choice.
     """
     env = os.environ if env is None else env
     root = Path(state_dir or env.get("FLASHGATE_STACK_DIR") or DEFAULT_STATE_DIR).resolve()
@@ -147,9 +161,16 @@ def resolve(
         chosen[name] = _check_port(name, value)
     brokers = _kafka_brokers(kafka_brokers, saved, root)
     node_ports = _kafka_node_ports(brokers, chosen, saved, free_ports=free_ports)
+    cluster = _redis_cluster(redis_cluster, saved, root)
+    used = {*chosen.values(), *(p for pair in node_ports for p in pair)}
+    redis_ports = _redis_cluster_ports(cluster, chosen["redis_port"], used, saved, free_ports=free_ports)
     taken = [*chosen.values(), *(p for pair in node_ports for p in pair)]
+    taken += [*(p for pair in redis_ports[1:] for p in pair), *(pair[1] for pair in redis_ports[:1])]
     if len(set(taken)) != len(taken):
-        raise StackConfigError(f"two services were given the same port: {chosen}, kafka nodes 2+: {list(node_ports)}")
+        raise StackConfigError(
+            f"two services were given the same port: {chosen}, kafka nodes 2+: {list(node_ports)}, "
+            f"redis cluster nodes: {list(redis_ports)}"
+        )
     return StackSettings(
         state_dir=root,
         redis_port=chosen["redis_port"],
@@ -165,7 +186,46 @@ def resolve(
         kafka_brokers=brokers,
         kafka_node_ports=node_ports,
         kafka_fast_start=kafka_fast_start or saved.get("kafka_fast_start") is True,
+        redis_cluster=cluster,
+        redis_cluster_ports=redis_ports,
     )
+
+
+def _redis_cluster(given: bool, saved: Mapping[str, object], root: Path) -> bool:
+    before = saved.get("redis_cluster", False if saved else None)
+    if given and before is False:
+        raise StackConfigError(
+            f"the stack in {root} was made with one Redis, not a Redis Cluster: "
+            "run `flashgate stack down` and remove the folder (or use another --state-dir)"
+        )
+    return given or before is True
+
+
+def _redis_cluster_ports(
+    cluster: bool, redis_port: int, used: set[int], saved: Mapping[str, object], *, free_ports: bool
+) -> tuple[tuple[int, int], ...]:
+    """(client, bus) of every cluster node, p1's client port being `redis_port`: saved, else free, else offsets."""
+    if not cluster:
+        return ()
+    count = len(REDIS_CLUSTER_NODES)
+    raw = saved.get("redis_cluster_ports")
+    if isinstance(raw, list) and len(raw) == count:
+        pairs = [(int(c), int(b)) for c, b in raw]
+    elif free_ports:
+        taken = set(used)
+        pairs = []
+        for i in range(count):
+            c = redis_port if i == 0 else free_port(exclude=taken)
+            b = free_port(exclude=taken | {c})
+            taken |= {c, b}
+            pairs.append((c, b))
+    else:
+        pairs = [(redis_port + i, redis_port + 100 + i) for i in range(count)]
+    pairs[0] = (redis_port, pairs[0][1])  # p1 follows --redis-port
+    for c, b in pairs:
+        if not (1 <= c <= 65535 and 1 <= b <= 65535):
+            raise StackConfigError(f"redis cluster ports {c}/{b} are outside 1-65535; choose a lower --redis-port")
+    return tuple(pairs)
 
 
 def _kafka_brokers(given: int | None, saved: Mapping[str, object], root: Path) -> int:

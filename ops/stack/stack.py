@@ -11,7 +11,8 @@ from ops.stack.errors import ServiceFailed, StackConfigError, StackError
 from ops.stack.kafka_service import KafkaNode, admin_client
 from ops.stack.postgres_service import PostgresService
 from ops.stack.prometheus_service import PrometheusService
-from ops.stack.redis_service import RedisService
+from ops.stack.redis_cluster import ensure_cluster, wait_ok
+from ops.stack.redis_service import RedisClusterNode, RedisService
 from ops.stack.service import Service
 from ops.stack.settings import StackSettings
 from ops.topics.admin import ensure
@@ -19,6 +20,7 @@ from ops.topics.errors import TopicsError
 from ops.topics.spec import stack_specs
 
 KAFKA = "kafka"  # one node, or every node of the cluster when it has several
+REDIS = "redis"  # one node, or every node of the Redis Cluster
 # A cluster stopping as a whole: each broker waits for the controller quorum to approve its controlled
 # shutdown, and a node whose approval was not in before the other controllers exited waits for good
 # (Kafka's limit is 5 minutes; seen here: one node of three at `down`, the other two gone in 1 s). A
@@ -45,15 +47,21 @@ class Stack:
 
     Kafka is one service (`kafka`) or one per KRaft node (`kafka-1` … `kafka-N`); `kafka` then
     names the whole cluster, whose nodes start and stop together (a node alone cannot become
-    ready without a quorum). Prometheus is optional: part of `up` and `status` once turned on
-    (`with_prometheus`, saved), always stopped by `down`, and startable by name.
+    ready without a quorum). Redis likewise is one service or six (`redis-p1` … `redis-r3`) with
+    `redis` naming them all; a node started alone is waited on until it reports `cluster_state:ok`,
+    the whole cluster until every node does with every slot served. Prometheus is optional: part of
+    `up` and `status` once turned on (`with_prometheus`, saved), always stopped by `down`, and
+    startable by name.
     """
 
     def __init__(self, settings: StackSettings) -> None:
         self.settings = settings
         self.kafka_nodes = [KafkaNode(settings, n) for n in range(1, settings.kafka_brokers + 1)]
+        self.redis_nodes = [RedisClusterNode(settings, i) for i in range(len(settings.redis_cluster_ports))]
+        redis: dict[str, Service] = {n.name: n for n in self.redis_nodes} or {REDIS: RedisService(settings)}
+        self.redis_cluster_s: float | None = None  # how long `up` took to make or check the Redis Cluster
         self.all_services: dict[str, Service] = {
-            "redis": RedisService(settings),
+            **redis,
             "postgres": PostgresService(settings),
             **{node.name: node for node in self.kafka_nodes},
             "prometheus": PrometheusService(settings),
@@ -63,6 +71,7 @@ class Stack:
     def names(self) -> list[str]:
         """Every name `start`, `stop` and `kill` accept."""
         group = [KAFKA] if len(self.kafka_nodes) > 1 else []
+        group += [REDIS] if self.redis_nodes else []
         return [*self.all_services, *group]
 
     @property
@@ -74,6 +83,8 @@ class Stack:
         """The services one name addresses: itself, or every Kafka node for `kafka` on a cluster."""
         if name == KAFKA and len(self.kafka_nodes) > 1:
             return list(self.kafka_nodes)
+        if name == REDIS and self.redis_nodes:
+            return list(self.redis_nodes)
         try:
             return [self.all_services[name]]
         except KeyError as e:
@@ -84,6 +95,10 @@ class Stack:
         _each(self.select(name), lambda s: s.start())
         if name == KAFKA:
             self.ensure_topics()
+        if name == REDIS and self.redis_nodes:
+            ensure_cluster(self.redis_nodes)
+        elif name.startswith("redis-"):
+            wait_ok([n for n in self.redis_nodes if n.name == name], timeout_s=60, whole=False)
 
     def stop(self, name: str) -> None:
         whole_cluster = name == KAFKA and len(self.kafka_nodes) > 1
@@ -99,6 +114,8 @@ class Stack:
             svc.preflight()
         self.settings.save()
         _each(list(self.services.values()), lambda s: s.start())
+        if self.redis_nodes:
+            self.redis_cluster_s = ensure_cluster(self.redis_nodes)
         self.ensure_topics()
         return time.monotonic() - began
 

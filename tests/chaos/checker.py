@@ -17,9 +17,9 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
-import redis.asyncio as aioredis
 
 from flashgate import names
+from flashgate.redis_url import connect
 from reconcile.verify import SkuVerdict
 from tests.chaos.load import Load
 from tests.kafkautil import group_lag
@@ -71,7 +71,7 @@ async def drain_state(stack: StackHandle, sku: str) -> tuple[int, int, int, int,
     finally:
         await conn.close()
     assert row is not None, f"no product row for {sku}"
-    r = aioredis.Redis.from_url(stack.redis_url, decode_responses=True, socket_timeout=5)
+    r = connect(stack.redis_url, decode_responses=True, socket_timeout=5)
     try:
         stock, outbox = await r.get(names.stock_key(sku)), await r.xlen(names.outbox_key(sku))
     finally:

@@ -144,7 +144,7 @@ async def _assert_refused(post: Post, label: str, gate: Gate, server: ScratchRed
         assert body["code"] == "redis_unavailable"
         for internal in ("127.0.0.1", str(server.port), "MISCONF", "READONLY", "Error"):
             assert internal not in res.text, res.text
-    assert gate.batcher.breaker.is_open
+    assert gate.batcher.breaker_open
     assert await r.dbsize() == keys_before
     await r.aclose()
 

@@ -5,9 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-import redis.asyncio as aioredis
-
 from flashgate import names
+from flashgate.redis_url import AnyRedis
 from flashgate.saleconfig import SaleConfig
 
 
@@ -18,7 +17,7 @@ class Sale(SaleConfig):
     sku: str = field(kw_only=True)
 
 
-async def put_sale(client: aioredis.Redis, sale: Sale) -> None:
+async def put_sale(client: AnyRedis, sale: Sale) -> None:
     """Write `stock:{sku}` and `sale:{sku}` and register the SKU (the outbox stream comes with the first order).
 
     Overwrites stock: use it to create a sale, not to change one that is selling.

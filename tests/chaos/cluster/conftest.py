@@ -1,8 +1,10 @@
-"""The cluster scenarios' rig: a stack of three KRaft brokers, one gate and one worker, started once for this folder.
+"""The cluster scenarios' rig: three KRaft brokers and a Redis Cluster (3 primaries, 3 replicas), one gate and
+one worker, started once for this folder.
 
 It overrides the chaos stack (tests/chaos/conftest.py) here; the chaos fixtures (sales, the
 invariant check) run on it unchanged. What keeps the folder's wall time small on the 2-core box:
-- the stack starts once, its nodes with `--kafka-fast-start` (C1-only JVMs: half the CPU to
+- the stack starts once (both clusters: the Kafka scenarios run on a Redis Cluster too, the Redis
+  ones on three brokers), its Kafka nodes with `--kafka-fast-start` (C1-only JVMs: half the CPU to
   start, paid three times at `up` and once per restart);
 - one gate and one worker serve every scenario (each scenario sells its own SKU), and that they
   live through every fault in a row is part of what is tested;
@@ -31,16 +33,19 @@ from tests.stackctl import StackHandle
 
 @pytest.fixture(scope="package")
 def stack() -> Iterator[StackHandle]:
-    """A 3-broker stack for the cluster scenarios alone (replication 3, min.insync.replicas 2)."""
+    """A stack for the cluster scenarios alone: 3 brokers (replication 3, min.insync.replicas 2), a Redis Cluster."""
 
     def stop(handle: StackHandle) -> None:
         began = time.monotonic()
         run = launcher(handle)
         run.kill("kafka")
+        run.kill("redis")
         run.down()
         print(f"cluster stack down in {time.monotonic() - began:.1f} s")
 
-    yield from own_stack("cluster stack", "-chaos-cluster", "--kafka-brokers", "3", "--kafka-fast-start", stop=stop)
+    yield from own_stack(
+        "cluster stack", "-chaos-cluster", "--kafka-brokers", "3", "--kafka-fast-start", "--redis-cluster", stop=stop
+    )
 
 
 @pytest.fixture(scope="package")

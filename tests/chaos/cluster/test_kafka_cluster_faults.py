@@ -10,25 +10,22 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
 
 import pytest
 from click.testing import CliRunner
-from confluent_kafka.admin import AdminClient, NewPartitions  # type: ignore[attr-defined]
 
 from flashgate import names
-from ops.stack.errors import ServiceFailed
 from ops.topics.cli import topics_group
 from tests.chaos.checker import Invariants
 from tests.chaos.cluster.kraft import (
     CONSUMER_OFFSETS,
     active_controller,
-    launcher,
     led_by,
     live_nodes,
     node_down,
     partitions,
 )
+from tests.chaos.cluster.rig import Phases, eventually, start_load
 from tests.chaos.conftest import OpenSale
 from tests.chaos.load import Load, until
 from tests.pipeline import WorkerProcess
@@ -40,46 +37,10 @@ pytestmark = pytest.mark.chaos
 FAULT_S = 10.0  # how long a broker stays down (issue 14: ~10 s)
 
 
-class Phases:
-    """Seconds each phase of a scenario took, printed as one line (where a slow run spent its time)."""
-
-    def __init__(self) -> None:
-        self._last = time.monotonic()
-        self.took: list[str] = []
-
-    def done(self, name: str) -> None:
-        now = time.monotonic()
-        self.took.append(f"{name} {now - self._last:.1f}")
-        self._last = now
-
-    def __str__(self) -> str:
-        return f"phases (s): {', '.join(self.took)}"
-
-
-async def eventually(check: Callable[[], bool], *, timeout_s: float, what: str) -> float:
-    """Poll a blocking check in a thread (the load keeps running); seconds it took, or fail at the deadline."""
-    began = time.monotonic()
-    while not await asyncio.to_thread(check):
-        if time.monotonic() - began > timeout_s:
-            raise AssertionError(f"{what}: not within {timeout_s:.0f} s")
-        await asyncio.sleep(0.25)
-    return time.monotonic() - began
-
-
 async def settled(stack: StackHandle) -> None:
     """Every partition of the pipeline's topics fully in sync and led by its preferred replica."""
     topics = (names.ORDERS_TOPIC, names.DLQ_TOPIC, CONSUMER_OFFSETS)
     await eventually(lambda: all(p.settled for p in partitions(stack, *topics)), timeout_s=90, what="cluster settled")
-
-
-async def start_load(gate: GateProcess, open_sale: OpenSale) -> Load:
-    """A fresh SKU and buyers at 150/s through the shared gate, once orders flow."""
-    sku = await open_sale(100_000)
-    # More buyers than a run needs at 150/s: the load is stopped once orders flow again.
-    load = Load(gate.base_url, sku, buyers=20_000, concurrency=32, rate_per_s=150, timeout_s=10)
-    load.start()
-    await until(lambda: load.accepted >= 100, what="orders flowing before the fault")
-    return load
 
 
 async def finish_load(load: Load, after: int) -> None:
@@ -194,14 +155,3 @@ async def test_c2_active_controller_leading_partitions_killed(
     )
     phases.done("drain, verify")
     print(phases)
-
-
-def test_stack_up_refuses_topic_drift_it_must_not_fix(stack: StackHandle) -> None:
-    """Last here, since it leaves `orders` with more partitions than the spec: `up` fails in one line."""
-    # log_level 0: the traceback pytest keeps holds this client past the stack's end, when its
-    # brokers are gone and it would report every refused reconnect.
-    admin = AdminClient({"bootstrap.servers": stack.kafka_bootstrap, "log_level": 0})
-    admin.create_partitions([NewPartitions(names.ORDERS_TOPIC, 8)])[names.ORDERS_TOPIC].result(timeout=30)
-    with pytest.raises(ServiceFailed) as refused:
-        launcher(stack).up()
-    assert str(refused.value).startswith("kafka topics: orders: 8 partitions, the spec says 6; Kafka cannot remove")

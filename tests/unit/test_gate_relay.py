@@ -1,0 +1,65 @@
+"""gate/relay.py against fakes: one SKU's Redis down does not hold up the others' outboxes."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, cast
+
+import pytest
+
+from flashgate.outbox import OutboxEntry
+from gate.admission import AdmissionClient
+from gate.errors import RedisUnavailable
+from gate.handoff import Handoff
+from gate.metrics import GateMetrics
+from gate.outbox import OutboxAcker
+from gate.relay import Relay
+
+
+class FakeAdmission:
+    """Outboxes by SKU; a SKU in `down` answers as a dead Redis Cluster shard would."""
+
+    def __init__(self, outboxes: dict[str, list[OutboxEntry]], down: set[str]) -> None:
+        self.outboxes, self.down = outboxes, down
+
+    async def sale_skus(self) -> set[str]:
+        return set(self.outboxes)
+
+    async def outbox_lengths(self, skus: list[str]) -> list[int | RedisUnavailable]:
+        return [RedisUnavailable() if sku in self.down else len(self.outboxes[sku]) for sku in skus]
+
+    async def claim(self, sku: str, **_: Any) -> tuple[str, list[OutboxEntry]]:
+        if sku in self.down:
+            raise RedisUnavailable()
+        return "0-0", self.outboxes[sku]
+
+
+class FakeHandoff:
+    def __init__(self) -> None:
+        self.sent: list[Any] = []
+
+    def in_flight(self, order_id: str) -> bool:
+        return False
+
+    def send(self, event: Any, on_delivery: Callable[..., None]) -> None:
+        self.sent.append(event)
+
+
+def entry(n: int) -> OutboxEntry:
+    return OutboxEntry(f"{n}-0", f"0190a0e0-0000-7000-8000-00000000000{n}", f"u{n}", 1, f"k{n}", 1_700_000_000_000_000)
+
+
+async def test_a_shard_down_fails_the_tick_after_the_other_skus_are_relayed() -> None:
+    admission = FakeAdmission({"a": [entry(1)], "b": [entry(2)], "c": [entry(3)]}, down={"b"})
+    handoff, metrics = FakeHandoff(), GateMetrics(None)
+    relay = Relay(
+        cast(AdmissionClient, admission), cast(Handoff, handoff), cast(OutboxAcker, None),
+        metrics=metrics, stale_ms=1000, batch=10, discover_s=1.0,
+    )  # fmt: skip
+    with pytest.raises(RedisUnavailable):
+        await relay.tick()
+    assert sorted(e.sku for e in handoff.sent) == ["a", "c"]
+    assert (metrics.relay_ticks["failed"], metrics.events["relay_republished"]) == (1, 2)
+    admission.down.clear()
+    assert await relay.tick() == 3  # nothing acked by the fakes: all three again, the tick ok
+    assert metrics.relay_ticks["ok"] == 1
