@@ -6,14 +6,18 @@ from collections.abc import Callable
 from typing import Any, cast
 
 import pytest
+import redis.asyncio as aioredis
 
 from flashgate.outbox import OutboxEntry
 from gate.admission import AdmissionClient
+from gate.breaker import Breaker
 from gate.errors import RedisUnavailable
 from gate.handoff import Handoff
 from gate.metrics import GateMetrics
 from gate.outbox import OutboxAcker
+from gate.redis_batch import RedisBatcher
 from gate.relay import Relay
+from gate.scripts import Scripts
 
 
 class FakeAdmission:
@@ -63,3 +67,19 @@ async def test_a_shard_down_fails_the_tick_after_the_other_skus_are_relayed() ->
     admission.down.clear()
     assert await relay.tick() == 3  # nothing acked by the fakes: all three again, the tick ok
     assert metrics.relay_ticks["ok"] == 1
+
+
+async def test_outbox_lengths_put_each_unreachable_sku_s_error_in_its_place() -> None:
+    """A Redis that does not answer (then a breaker open without a round trip) is RedisUnavailable per SKU."""
+    client = aioredis.Redis(host="127.0.0.1", port=1, socket_connect_timeout=1)
+    batcher = RedisBatcher(client, Breaker(failures_to_open=1, cooldown_s=60), timeout_s=2)
+    admission = AdmissionClient(batcher, Scripts(), idem_ttl_s=60)
+    try:
+        first = await admission.outbox_lengths(["a", "b"])  # the round trip fails: both in place
+        assert [type(x) for x in first] == [RedisUnavailable, RedisUnavailable]
+        assert batcher.breaker_open
+        again = await admission.outbox_lengths(["a"])  # the breaker refuses at once, no round trip
+        assert [type(x) for x in again] == [RedisUnavailable]
+    finally:
+        await batcher.close()
+        await client.aclose()
