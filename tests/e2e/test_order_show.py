@@ -102,3 +102,13 @@ def test_a_missing_url_is_one_line() -> None:
     result = CliRunner().invoke(cli, ["order", "show", str(uuid.uuid4())], env={"DATABASE_URL": "", "REDIS_URL": ""})
     assert result.exit_code == 1
     assert result.output.strip() == "Error: DATABASE_URL is not set (--database-url or env DATABASE_URL)"
+
+
+def test_a_bad_redis_url_is_named_and_the_row_still_shown(stack: StackHandle, name: str) -> None:
+    order_id = str(uuid.uuid4())
+    asyncio.run(_insert(stack, "orders", order_id, name))
+    result = show(stack, order_id, redis_url="redis+cluster://:secret@127.0.0.1:1/5")
+    assert result.exit_code == 1
+    assert f"order {order_id}: persisted" in result.output
+    assert "flashgate order show: REDIS_URL: a Redis Cluster has database 0 only" in result.output
+    assert "secret" not in result.output
