@@ -217,7 +217,7 @@ class ServerProcesses(Collector):
 
 
 def live_processes(path: str) -> list[int]:
-    """The processes with live-gauge files in the shared folder (after `forget_dead_processes`)."""
+    """The processes with live-gauge files in the shared folder (only live ones after `forget_dead_processes`)."""
     found = (_LIVE_GAUGE_FILE.match(f.name) for f in Path(path).glob("gauge_live*.db"))
     return sorted({int(m.group(1)) for m in found if m})
 
@@ -253,14 +253,10 @@ class HistogramTally:
 
 def forget_dead_processes(path: str) -> list[int]:
     """Drop the live-gauge files of processes that are gone (counters stay: they only add up)."""
-    dead = []
-    for file in Path(path).glob("gauge_live*.db"):
-        m = _LIVE_GAUGE_FILE.match(file.name)
-        if m and not _alive(int(m.group(1))):
-            dead.append(int(m.group(1)))
-    for pid in sorted(set(dead)):
+    dead = [pid for pid in live_processes(path) if not _alive(pid)]
+    for pid in dead:
         multiprocess.mark_process_dead(pid, path)  # type: ignore[no-untyped-call]
-    return sorted(set(dead))
+    return dead
 
 
 def _alive(pid: int) -> bool:
