@@ -18,12 +18,16 @@ from urllib.parse import unquote, urlsplit
 import redis.asyncio as aioredis
 from redis.asyncio.cluster import ClusterNode, RedisCluster
 
+from flashgate.settings import ConfigError
+
 CLUSTER_SCHEMES = {"redis+cluster": False, "rediss+cluster": True}  # scheme → TLS
 AnyRedis = aioredis.Redis | RedisCluster
 
 
-class RedisUrlError(ValueError):
-    """REDIS_URL cannot be used; the message names the variable and never echoes a password."""
+class RedisUrlError(ConfigError):
+    """REDIS_URL cannot be used; the message names the variable and never echoes a password.
+
+    A ConfigError, so every process's settings refuse it in one line like any other setting."""
 
 
 @dataclass(frozen=True, slots=True)

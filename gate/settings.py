@@ -13,8 +13,8 @@ from msgspec import Meta
 from flashgate.fingerprint import DEFAULT_IDEM_TTL_S
 from flashgate.kafka_client import PLAINTEXT, KafkaSecurity
 from flashgate.names import ORDERS_TOPIC
-from flashgate.redis_url import RedisUrlError, is_cluster
 from flashgate.redis_url import check as check_redis_url
+from flashgate.redis_url import is_cluster
 from flashgate.settings import ConfigError, check, field_value, load, variable
 
 COMPRESSIONS = ("none", "gzip", "snappy", "lz4", "zstd")
@@ -147,10 +147,7 @@ class GateSettings:
 
     def __post_init__(self) -> None:
         check(self)
-        try:
-            check_redis_url(self.redis_url)
-        except RedisUrlError as e:
-            raise ConfigError(str(e)) from e
+        check_redis_url(self.redis_url)  # RedisUrlError, a ConfigError naming REDIS_URL
         if is_cluster(self.redis_url) and self.redis_wait_ms >= self.redis_timeout_ms:
             raise ConfigError(f"{_name('redis_wait_ms')} must be below {_name('redis_timeout_ms')}")
         # A relay must not republish while the first producer may still deliver the message.

@@ -12,9 +12,8 @@ from msgspec import Meta
 from flashgate.fingerprint import DEFAULT_IDEM_TTL_S
 from flashgate.kafka_client import PLAINTEXT, KafkaSecurity
 from flashgate.names import ORDERS_TOPIC, WRITERS_GROUP
-from flashgate.redis_url import RedisUrlError
 from flashgate.redis_url import check as check_redis_url
-from flashgate.settings import ConfigError, check, load
+from flashgate.settings import check, load
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,10 +41,7 @@ class ReconcileSettings:
 
     def __post_init__(self) -> None:
         check(self)
-        try:
-            check_redis_url(self.redis_url)
-        except RedisUrlError as e:
-            raise ConfigError(str(e)) from e
+        check_redis_url(self.redis_url)  # RedisUrlError, a ConfigError naming REDIS_URL
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> ReconcileSettings:

@@ -11,9 +11,8 @@ from msgspec import Meta
 
 from flashgate.kafka_client import PLAINTEXT, KafkaSecurity
 from flashgate.names import ORDERS_TOPIC, WRITERS_GROUP
-from flashgate.redis_url import RedisUrlError
 from flashgate.redis_url import check as check_redis_url
-from flashgate.settings import ConfigError, check, load
+from flashgate.settings import check, load
 
 DEFAULT_PORT = 9102
 AtLeast100 = Annotated[int, Meta(ge=100)]
@@ -57,8 +56,5 @@ class MonitorSettings:
         """Read settings; explicit `overrides` (CLI options) win over the environment."""
         e = os.environ if env is None else env
         settings = load(cls, e, given={"kafka_security": KafkaSecurity.from_env(e)}, overrides=overrides)
-        try:
-            check_redis_url(settings.redis_url)
-        except RedisUrlError as err:
-            raise ConfigError(str(err)) from err
+        check_redis_url(settings.redis_url)  # RedisUrlError, a ConfigError naming REDIS_URL
         return settings
