@@ -23,12 +23,22 @@ from gate.redis_batch import RedisBatcher
 from gate.scripts import Scripts
 from gate.settings import AuthSettings, GateSettings
 from tests.stackctl import StackHandle
+from tests.support.sales import Sale, put_sale
 
 SECRET = "test-secret-that-is-long-enough-for-hs256"
 
 
 def redis_client(stack: StackHandle) -> aioredis.Redis:
     return aioredis.Redis.from_url(stack.redis_url, decode_responses=True, socket_timeout=5)
+
+
+async def open_sale(stack: StackHandle, sale: Sale) -> None:
+    """Put one sale on the stack's Redis (tests/support/sales.put_sale) with a client of its own."""
+    r = redis_client(stack)
+    try:
+        await put_sale(r, sale)
+    finally:
+        await r.aclose()
 
 
 @asynccontextmanager

@@ -6,24 +6,16 @@ import asyncio
 import subprocess
 from pathlib import Path
 
-from tests.gatekit import redis_client
+from tests.gatekit import open_sale
 from tests.procs import GateProcess
 from tests.stackctl import FLASHGATE, StackHandle
-from tests.support.sales import Sale, put_sale
-
-
-async def _sale(stack: StackHandle, sku: str) -> None:
-    r = redis_client(stack)
-    try:
-        await put_sale(r, Sale(sku=sku, units=100_000))
-    finally:
-        await r.aclose()
+from tests.support.sales import Sale
 
 
 def test_open_loop_meets_loose_thresholds_and_fails_on_a_missed_one(
     stack: StackHandle, name: str, tmp_path: Path
 ) -> None:
-    asyncio.run(_sale(stack, name))
+    asyncio.run(open_sale(stack, Sale(sku=name, units=100_000)))
     gate = GateProcess.start(stack, tmp_path / "gate.log", workers=1)
     try:
         base = [FLASHGATE, "bench", "open-loop", "--gate-url", gate.base_url, "--sku", name, "--rate", "50",

@@ -5,9 +5,9 @@ from __future__ import annotations
 import logging
 
 from ops.stack.ports import free_port
-from tests.gatekit import gate_settings, order_headers, redis_client, running_gate
+from tests.gatekit import gate_settings, open_sale, order_headers, running_gate
 from tests.stackctl import StackHandle
-from tests.support.sales import Sale, put_sale
+from tests.support.sales import Sale
 
 PROBLEM = "application/problem+json"
 
@@ -43,11 +43,7 @@ class Lines(logging.Handler):
 
 
 async def test_kafka_unreachable_is_degraded_not_unready(stack: StackHandle, name: str) -> None:
-    r = redis_client(stack)
-    try:
-        await put_sale(r, Sale(sku=name, units=5))
-    finally:
-        await r.aclose()
+    await open_sale(stack, Sale(sku=name, units=5))
     # Short producer timeouts, so the undelivered order does not hold the lifespan's flush for long.
     settings = gate_settings(
         stack, name, kafka_bootstrap=nothing_listens(), delivery_budget_ms=200, message_timeout_ms=1000,

@@ -7,9 +7,9 @@ import asyncio
 import pytest
 
 from bench.app_only import AppBenchError, run_app
-from tests.gatekit import create_topic, redis_client
+from tests.gatekit import create_topic, open_sale
 from tests.stackctl import StackHandle
-from tests.support.sales import Sale, put_sale
+from tests.support.sales import Sale
 
 
 @pytest.fixture
@@ -24,17 +24,9 @@ def app_env(stack: StackHandle, name: str, monkeypatch: pytest.MonkeyPatch) -> N
         monkeypatch.setenv(key, value)
 
 
-async def _put_sale(stack: StackHandle, sku: str, units: int) -> None:
-    r = redis_client(stack)
-    try:
-        await put_sale(r, Sale(sku=sku, units=units))
-    finally:
-        await r.aclose()
-
-
 @pytest.mark.usefixtures("app_env")
 def test_bench_app_places_every_order_and_reports_cpu_per_order(stack: StackHandle, name: str) -> None:
-    asyncio.run(_put_sale(stack, name, 10_000))
+    asyncio.run(open_sale(stack, Sale(sku=name, units=10_000)))
     run = run_app(name, orders=200, concurrency=8)
     assert run.statuses == {202: 200}
     assert run.loop_thread_us > 0
