@@ -35,7 +35,7 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import IO, Any
 
@@ -112,11 +112,13 @@ def percentile(values: list[float], q: float) -> float:
 
 def whole_seconds(hits: list[Hit], rate: int) -> list[Counter[int]]:
     """Status counts per second of the schedule (by seq), whole seconds only: a partial last second is dropped."""
-    seconds = [Counter[int]() for _ in range(max(hits, key=lambda h: h.seq).seq // rate + 1)] if hits else []
+    if not hits:
+        return []
+    last = max(h.seq for h in hits)
+    seconds: list[Counter[int]] = [Counter() for _ in range(last // rate + 1)]
     for h in hits:
         seconds[h.seq // rate][h.code] += 1
-    last_complete = (max(h.seq for h in hits) + 1) // rate if hits else 0
-    return seconds[:last_complete]
+    return seconds[: (last + 1) // rate]
 
 
 def summarize(hits: list[Hit], s: OpenLoopSettings) -> dict[str, Any]:
@@ -216,7 +218,7 @@ def run_open_loop(s: OpenLoopSettings, progress: Callable[[str], None] = print) 
     if not hits:
         raise OpenLoopError("vegeta returned no results")
     summary = summarize(hits, s)
-    return {"settings": {k: v for k, v in vars(s).items()}, "summary": summary, "missed": verdict(summary, s)}
+    return {"settings": asdict(s), "summary": summary, "missed": verdict(summary, s)}
 
 
 def report_lines(result: dict[str, Any]) -> list[str]:
