@@ -180,39 +180,38 @@ def run_open_loop(s: OpenLoopSettings, progress: Callable[[str], None] = print) 
         raise OpenLoopError("rate and duration must be >= 1")
     binary = vegeta()
     run = uuid.uuid4().hex[:8]
-    errors = tempfile.TemporaryFile()  # noqa: SIM115 - read and closed below
-    attack = subprocess.Popen(
-        [binary, "attack", "-format=json", "-lazy", f"-rate={s.rate}/1s", f"-duration={s.duration_s}s",
-         f"-max-workers={s.max_workers}", "-workers=64", f"-timeout={s.timeout_s}s", "-max-body=0",
-         "-keepalive=true"],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=errors,
-    )  # fmt: skip
-    assert attack.stdin is not None
-    assert attack.stdout is not None
-    encode = subprocess.Popen([binary, "encode", "--to", "csv"], stdin=attack.stdout, stdout=subprocess.PIPE,
-                              stderr=subprocess.DEVNULL)  # fmt: skip
-    attack.stdout.close()  # encode owns it now
-    stop = threading.Event()
-    feeder = threading.Thread(target=_feed, args=(attack.stdin, s, run, stop), daemon=True)
-    feeder.start()
-    hits: list[Hit] = []
-    began, shown, reported = time.monotonic(), 0, 0
-    assert encode.stdout is not None
-    for row in csv.reader(io.TextIOWrapper(encode.stdout, encoding="utf-8", newline="")):
-        if row[5] == "no targets to attack":  # only if the feeder stopped early
-            continue
-        hits.append(parse_hit(row))
-        second = int(time.monotonic() - began)
-        if second > shown:
-            progress(_progress_line(second, hits, reported))
-            shown, reported = second, len(hits)
-    stop.set()
-    attack.wait()
-    encode.wait()
-    feeder.join(5)
-    errors.seek(0)
-    attack_err = errors.read().decode(errors="replace").strip()
-    errors.close()
+    with tempfile.TemporaryFile() as errors:  # vegeta attack's stderr, read once it exits
+        attack = subprocess.Popen(
+            [binary, "attack", "-format=json", "-lazy", f"-rate={s.rate}/1s", f"-duration={s.duration_s}s",
+             f"-max-workers={s.max_workers}", "-workers=64", f"-timeout={s.timeout_s}s", "-max-body=0",
+             "-keepalive=true"],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=errors,
+        )  # fmt: skip
+        assert attack.stdin is not None
+        assert attack.stdout is not None
+        encode = subprocess.Popen([binary, "encode", "--to", "csv"], stdin=attack.stdout, stdout=subprocess.PIPE,
+                                  stderr=subprocess.DEVNULL)  # fmt: skip
+        attack.stdout.close()  # encode owns it now
+        stop = threading.Event()
+        feeder = threading.Thread(target=_feed, args=(attack.stdin, s, run, stop), daemon=True)
+        feeder.start()
+        hits: list[Hit] = []
+        began, shown, reported = time.monotonic(), 0, 0
+        assert encode.stdout is not None
+        for row in csv.reader(io.TextIOWrapper(encode.stdout, encoding="utf-8", newline="")):
+            if row[5] == "no targets to attack":  # only if the feeder stopped early
+                continue
+            hits.append(parse_hit(row))
+            second = int(time.monotonic() - began)
+            if second > shown:
+                progress(_progress_line(second, hits, reported))
+                shown, reported = second, len(hits)
+        stop.set()
+        attack.wait()
+        encode.wait()
+        feeder.join(5)
+        errors.seek(0)
+        attack_err = errors.read().decode(errors="replace").strip()
     if attack.returncode != 0:
         raise OpenLoopError(f"vegeta attack exited {attack.returncode}: {attack_err[-500:]}")
     if not hits:
