@@ -4,14 +4,34 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from typing import TypeVar
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
-_COORDINATOR_NOT_READY = {
+T = TypeVar("T")
+
+# Errors of a cluster that is moving a coordinator or a partition leader (a broker just died or
+# restarted; a new leader's high watermark not caught up yet): asking again shortly gets the answer.
+_MOVING = {
+    KafkaError.OFFSET_NOT_AVAILABLE,
     KafkaError.NOT_COORDINATOR,
     KafkaError.COORDINATOR_LOAD_IN_PROGRESS,
     KafkaError.COORDINATOR_NOT_AVAILABLE,
+    KafkaError.NOT_LEADER_FOR_PARTITION,
+    KafkaError.LEADER_NOT_AVAILABLE,
 }
+
+
+def _until_settled(deadline: float, call: Callable[..., T], *args: object, **kwargs: object) -> T:
+    """`call(*args, **kwargs)`, asked again every 0.2 s while the cluster moves a leader, until `deadline`."""
+    while True:
+        try:
+            return call(*args, **kwargs)
+        except KafkaException as e:
+            error = e.args[0]
+            if not (error.code() in _MOVING or error.retriable()) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
 
 
 def consume(bootstrap: str, topic: str, count: int, *, timeout_s: float = 30) -> list[Message]:
@@ -42,18 +62,10 @@ def group_lag(bootstrap: str, group: str, topic: str, *, timeout_s: float = 10) 
     try:
         meta = consumer.list_topics(topic, timeout=timeout_s).topics[topic]
         parts = [TopicPartition(topic, p) for p in meta.partitions]
-        while True:
-            try:
-                committed = consumer.committed(parts, timeout=timeout_s)
-                break
-            except KafkaException as e:
-                # A broker that just started (or restarted) is still electing/loading the coordinator.
-                if e.args[0].code() not in _COORDINATOR_NOT_READY or time.monotonic() > deadline:
-                    raise
-                time.sleep(0.2)
+        committed = _until_settled(deadline, consumer.committed, parts, timeout=timeout_s)
         lag = 0
         for tp in committed:
-            low, high = consumer.get_watermark_offsets(tp, timeout=timeout_s)
+            low, high = _until_settled(deadline, consumer.get_watermark_offsets, tp, timeout=timeout_s)
             lag += high - (tp.offset if tp.offset >= 0 else low)
         return lag
     finally:
