@@ -40,6 +40,7 @@ class AdmitRequest:
     user: str
     key: str
     qty: int
+    trace: str = ""  # the client's traceparent, if valid (flashgate/tracecontext.py), else ""
 
     @property
     def fingerprint(self) -> str:
@@ -135,7 +136,8 @@ class AdmissionClient:
             sku,
         ]
         for req, order_id in zip(reqs, order_ids, strict=True):
-            args += (req.fingerprint, req.qty, order_id, req.user, req.key, names.idem_field(req.user, req.key))
+            field = names.idem_field(req.user, req.key)
+            args += (req.fingerprint, req.qty, order_id, req.user, req.key, field, req.trace)
         raw = await self._scripts.call(self._batcher, names.ADMIT_SCRIPT, keys, args)
         return parse_admit(raw, order_ids)
 

@@ -8,7 +8,9 @@ to it before Litestar's router and middleware. Litestar also routes to it (other
 path), through a route that declares the contract for the OpenAPI description and parses nothing
 itself (gate/openapi.py `order_route`). Order of checks: in-flight bound (503), identity
 (401), body size (413), body complete within FLASHGATE_GATE_BODY_TIMEOUT_MS (408), body (400),
-Idempotency-Key (400), then the order path (gate/orders.py). ROUTE_PROBLEMS lists what this
+Idempotency-Key (400), then the order path (gate/orders.py). A valid W3C `traceparent` goes with
+the order to its outbox entry, its Kafka message and its row (flashgate/tracecontext.py); an
+invalid one is ignored, as W3C says. ROUTE_PROBLEMS lists what this
 route answers besides the admission outcomes; tests/unit/test_openapi.py holds it to the handler.
 """
 
@@ -23,6 +25,7 @@ from typing import Any
 
 import msgspec
 
+from flashgate import tracecontext
 from flashgate.events import Qty, Sku
 from gate.admission import AdmitRequest
 from gate.answers import Answer, error_answer, problem
@@ -44,7 +47,7 @@ Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
 Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 
 IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,128}$")
-_WANTED = {b"idempotency-key", b"x-user-id", b"authorization", b"content-length", b"x-request-id"}
+_WANTED = {b"idempotency-key", b"x-user-id", b"authorization", b"content-length", b"x-request-id", b"traceparent"}
 _ALLOW = ((b"allow", b"POST"),)
 
 # (status, code) of every problem this route answers besides the admission outcomes
@@ -181,7 +184,8 @@ def order_handler(gate: Any) -> OrderHandler:
             except TimeoutError:
                 raise BodyTimeout from None
             order = parse_order(body, key)
-            result: Answer = await desk.place(AdmitRequest(sku=order.sku, user=user, key=str(key), qty=order.qty))
+            trace = tracecontext.parse(headers.get("traceparent"))
+            result: Answer = await desk.place(AdmitRequest(order.sku, user, str(key), order.qty, trace))
         except GateError as e:
             result = error_answer(e)
         finally:

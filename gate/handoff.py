@@ -21,7 +21,7 @@ from typing import Any, Protocol, cast
 
 from confluent_kafka import KafkaError, KafkaException, Producer
 
-from flashgate import events
+from flashgate import events, tracecontext
 from flashgate.events import OrderAccepted
 from flashgate.kafka_client import PLAINTEXT, KafkaSecurity, client_config
 from gate.errors import HandoffError
@@ -36,7 +36,9 @@ OnDelivered = Callable[[HandoffError | None], None]
 class ProducerLike(Protocol):
     """What the handoff uses of confluent_kafka.Producer (a double stands in for it in unit tests)."""
 
-    def produce(self, topic: str, value: bytes, on_delivery: Callable[[Any, Any], None]) -> None: ...
+    def produce(
+        self, topic: str, value: bytes, on_delivery: Callable[[Any, Any], None], headers: Any = None
+    ) -> None: ...
     def poll(self, timeout: float) -> int: ...
     def flush(self, timeout: float) -> int: ...
     def purge(self) -> None: ...
@@ -102,14 +104,20 @@ class Handoff:
         since = self.inflight.get(order_id)
         return since is not None and time.monotonic() - since < self._timeout_s + 1
 
-    def send(self, event: OrderAccepted, on_delivered: OnDelivered) -> None:
-        """Hand one event to the producer; raises HandoffError if it refuses it."""
+    def send(self, event: OrderAccepted, on_delivered: OnDelivered, *, trace: str = "") -> None:
+        """Hand one event to the producer; raises HandoffError if it refuses it.
+
+        `trace`, the order's traceparent, goes in the message's `traceparent` header (none if "").
+        """
         order_id = str(event.order_id)
         began = time.perf_counter()
+        delivered = partial(self._on_delivery, order_id, began, on_delivered)
         try:
-            self._producer.produce(
-                self._topic, events.encode(event), on_delivery=partial(self._on_delivery, order_id, began, on_delivered)
-            )
+            if trace:
+                headers = [(tracecontext.HEADER, trace.encode())]
+                self._producer.produce(self._topic, events.encode(event), on_delivery=delivered, headers=headers)
+            else:
+                self._producer.produce(self._topic, events.encode(event), on_delivery=delivered)
         except (BufferError, KafkaException) as e:
             self._metrics.kafka_deliveries["refused"] += 1
             raise HandoffError(f"producer refused the message: {e}") from e

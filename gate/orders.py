@@ -196,9 +196,9 @@ class OrderDesk:
         """Produce; False when the producer refused (the order stays in the outbox: answered `queued`)."""
         self._relay.note_sku(sku)
         req = w.req
-        entry = OutboxEntry(adm.stream_id, adm.order_id, req.user, req.qty, req.key, adm.accepted_at_us)
+        entry = OutboxEntry(adm.stream_id, adm.order_id, req.user, req.qty, req.key, adm.accepted_at_us, req.trace)
         try:
-            self._handoff.send(event_of(sku, entry), lambda err: self._delivered(sku, w, err))
+            self._handoff.send(event_of(sku, entry), lambda err: self._delivered(sku, w, err), trace=req.trace)
         except HandoffError:
             self._answer_queued(w)
             return False

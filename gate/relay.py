@@ -121,7 +121,9 @@ class Relay:
                 if self._handoff.in_flight(entry.order_id):
                     continue
                 try:
-                    self._handoff.send(event_of(sku, entry), partial(self._delivered, sku, entry.stream_id))
+                    self._handoff.send(
+                        event_of(sku, entry), partial(self._delivered, sku, entry.stream_id), trace=entry.trace
+                    )
                 except HandoffError as e:
                     log.warning("relay: producer refused a message, next tick retries: %s", e)
                     return sent

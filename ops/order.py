@@ -7,6 +7,9 @@ the others' answer:
 - Redis's order index (`flashgate.orderindex`, kept for the idempotency TTL + 1 day): admitted;
   its outbox entry still there means `queued` (not yet known to be in Kafka), gone means `accepted`.
 
+It also shows the trace id of the traceparent the order came with (the row's, or the outbox
+entry's while it waits there), to find the order's trace (flashgate/tracecontext.py).
+
 The stage is the furthest one found: persisted or refused, else accepted, else queued. Exit 0 when
 the order was found; 1 when it was found nowhere or a store could not be asked (what the others
 said is still printed, and stderr names the store); 2 for an id that is not a UUID.
@@ -25,16 +28,16 @@ import asyncpg
 import click
 from redis.exceptions import RedisError
 
-from flashgate import names, orderindex
+from flashgate import names, orderindex, tracecontext
 from flashgate.redis_url import RedisUrlError, connect
 
 ROW = (
-    "SELECT sku, user_id, qty, idempotency_key, accepted_at, persisted_at, kafka_partition, kafka_offset "
+    "SELECT sku, user_id, qty, idempotency_key, accepted_at, persisted_at, kafka_partition, kafka_offset, trace_id "
     "FROM orders WHERE order_id = $1"
 )
 REFUSED = (
-    "SELECT sku, user_id, qty, idempotency_key, accepted_at, refused_at, reason, kafka_partition, kafka_offset "
-    "FROM refused_orders WHERE order_id = $1"
+    "SELECT sku, user_id, qty, idempotency_key, accepted_at, refused_at, reason, kafka_partition, kafka_offset, "
+    "trace_id FROM refused_orders WHERE order_id = $1"
 )
 TIMEOUT_S = 5.0
 
@@ -54,6 +57,7 @@ class Whereabouts:
     refused_at: str | None = None
     refused_reason: str | None = None
     kafka: str | None = None  # "partition/offset" of the message the worker recorded
+    trace_id: str | None = None  # W3C trace id (32 hex) of the traceparent the order came with; None: none
     outbox_entry: str | None = None  # the stream id, while the entry waits in the SKU's outbox
     indexed: bool = False  # Redis's order index knows it
     unreachable: list[str] = field(default_factory=list)  # "PostgreSQL: …", "Redis: …"
@@ -64,6 +68,8 @@ class Whereabouts:
 
     def lines(self) -> list[str]:
         shown = {k: v for k, v in asdict(self).items() if k not in ("order_id", "stage", "unreachable")}
+        if self.found and self.trace_id is None:
+            shown["trace_id"] = "none (sent without a traceparent: the order id is its trace key)"
         return [f"order {self.order_id}: {self.stage}"] + [
             f"  {k.replace('_', ' ')}: {v}" for k, v in shown.items() if v not in (None, False)
         ]
@@ -85,6 +91,7 @@ async def _from_postgres(w: Whereabouts, oid: uuid.UUID, database_url: str) -> N
         return
     w.sku, w.user, w.qty, w.idempotency_key = found["sku"], found["user_id"], found["qty"], found["idempotency_key"]
     w.accepted_at, w.kafka = _iso(found["accepted_at"]), f"{found['kafka_partition']}/{found['kafka_offset']}"
+    w.trace_id = None if found["trace_id"] is None else found["trace_id"].hex
     if row is not None:
         w.stage, w.persisted_at = "persisted", _iso(row["persisted_at"])
     else:
@@ -105,6 +112,8 @@ async def _from_redis(w: Whereabouts, oid: uuid.UUID, redis_url: str) -> None:
     w.sku, w.user, w.qty = w.sku or entry.sku, w.user or entry.user, w.qty or entry.qty
     if waiting:
         w.outbox_entry = entry.stream_id
+        trace = tracecontext.trace_id(waiting[0][1].get(b"p"))  # the entry's traceparent, if any
+        w.trace_id = w.trace_id or (None if trace is None else trace.hex)
     if w.stage == "unknown":
         w.stage = "queued" if waiting else "accepted"
 

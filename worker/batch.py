@@ -12,6 +12,7 @@ from datetime import datetime
 
 import msgspec
 
+from flashgate import tracecontext
 from flashgate.events import EventDecodeError, decode_many
 
 
@@ -26,6 +27,7 @@ class Incoming(msgspec.Struct, frozen=True):
     offset: int
     key: bytes | None
     value: bytes | None
+    traceparent: bytes | None = None  # its `traceparent` header, if it has one
 
 
 class OrderRow(msgspec.Struct, frozen=True):
@@ -39,6 +41,7 @@ class OrderRow(msgspec.Struct, frozen=True):
     accepted_at: datetime
     partition: int
     offset: int
+    trace_id: uuid.UUID | None = None  # from the message's traceparent; None when it came without one
 
 
 @dataclass(frozen=True)
@@ -87,9 +90,25 @@ def plan_batch(messages: Iterable[Incoming]) -> BatchPlan:
                 accepted_at=event.accepted_at,
                 partition=msg.partition,
                 offset=msg.offset,
+                trace_id=None if msg.traceparent is None else tracecontext.trace_id(msg.traceparent),
             )
         )
     return BatchPlan(orders=orders, poison=poison, redelivered=redelivered)
+
+
+TRACES_LOGGED = 10  # trace ids a batch line names at most
+
+
+def traced(plan: BatchPlan) -> str:
+    """The batch line's ` traces=<id>,…` for the batch's orders that came with a trace context ("" if none).
+
+    Trace ids in W3C form (32 hex digits), at most TRACES_LOGGED, then `+N` for the rest.
+    """
+    ids = [o.trace_id.hex for o in plan.orders if o.trace_id is not None]
+    if not ids:
+        return ""
+    more = len(ids) - TRACES_LOGGED
+    return " traces=" + ",".join(ids[:TRACES_LOGGED]) + (f",+{more}" if more > 0 else "")
 
 
 @dataclass(frozen=True)

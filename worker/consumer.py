@@ -18,9 +18,10 @@ from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
 
-from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
-from worker.batch import BatchPlan, Incoming, batches_in_flight, commit_positions, plan_batch
+from flashgate import tracecontext
+from worker.batch import BatchPlan, Incoming, batches_in_flight, commit_positions, plan_batch, traced
 from worker.dlq import DeadLetters
 from worker.metrics import WorkerMetrics
 from worker.pool import InstrumentedPool
@@ -28,6 +29,19 @@ from worker.settings import WorkerSettings
 from worker.writer import PersistResult, persist
 
 T = TypeVar("T")
+
+
+def _traceparent(m: Message) -> bytes | None:
+    """A consumed message's `traceparent` header, if it has one (librdkafka gives a list of pairs)."""
+    headers = m.headers()
+    if not isinstance(headers, list):
+        return None
+    for name, value in headers:
+        if name == tracecontext.HEADER and isinstance(value, bytes):
+            return value
+    return None
+
+
 Fetched = tuple[list[Incoming], BatchPlan]
 log = logging.getLogger("flashgate.worker")
 
@@ -144,13 +158,15 @@ class OrderWriter:
         positions = commit_positions(messages)
         await self._retry("commit", lambda: self._on_kafka_thread(self._commit, positions), stop)
         took = time.perf_counter() - began
-        self._observe(len(messages), len(plan.poison), plan.redelivered, result, took)
+        self._observe(len(messages), len(plan.poison), plan.redelivered, result, took, traced(plan))
 
     async def _persist(self, plan: BatchPlan) -> PersistResult:
         async with self.pool.acquire() as conn:
             return await persist(conn, plan.orders)
 
-    def _observe(self, count: int, poison: int, redelivered: int, result: PersistResult, took: float) -> None:
+    def _observe(
+        self, count: int, poison: int, redelivered: int, result: PersistResult, took: float, traces: str
+    ) -> None:
         m = self.metrics
         m.batch_size.observe(count)
         m.batch_seconds.observe(took)
@@ -162,8 +178,8 @@ class OrderWriter:
         if result.refused_total:
             log.error("refused %d orders the stock cannot cover: %s", result.refused_total, result.refused)
         log.info(
-            "batch messages=%d inserted=%d duplicates=%d refused=%d dlq=%d took_ms=%.1f",
-            count, result.inserted, result.duplicates + redelivered, result.refused_total, poison, took * 1000,
+            "batch messages=%d inserted=%d duplicates=%d refused=%d dlq=%d took_ms=%.1f%s",
+            count, result.inserted, result.duplicates + redelivered, result.refused_total, poison, took * 1000, traces,
         )  # fmt: skip
 
     async def _retry(self, stage: str, step: Callable[[], Awaitable[T]], stop: asyncio.Event) -> T:
@@ -207,7 +223,7 @@ class OrderWriter:
             assert topic is not None
             assert partition is not None
             assert offset is not None
-            out.append(Incoming(topic, partition, offset, m.key(), m.value()))
+            out.append(Incoming(topic, partition, offset, m.key(), m.value(), _traceparent(m)))
         return out, plan_batch(out)
 
     def _commit(self, positions: dict[tuple[str, int], int]) -> None:

@@ -1,5 +1,7 @@
 """The dead-letter queue: poison messages go to `orders.dlq` with their origin in headers.
 
+A poison message's `traceparent` header goes with it, so its trace leads to the DLQ.
+
 `send` blocks until Kafka confirms every message (acks=all), so the caller may commit the
 source offsets afterwards. At-least-once: a retried batch can dead-letter a message twice.
 """
@@ -8,6 +10,7 @@ from __future__ import annotations
 
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
+from flashgate import tracecontext
 from worker.batch import Poison
 from worker.errors import DeliveryFailed
 
@@ -40,6 +43,7 @@ class DeadLetters:
                         ("source_topic", m.topic.encode()),
                         ("source_partition", str(m.partition).encode()),
                         ("source_offset", str(m.offset).encode()),
+                        *([] if m.traceparent is None else [(tracecontext.HEADER, m.traceparent)]),
                     ],
                     on_delivery=on_delivery,
                 )

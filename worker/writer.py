@@ -47,28 +47,32 @@ UNION ALL
 SELECT order_id FROM refused_orders WHERE order_id = ANY($1::uuid[])"""
 
 _INSERT_ORDERS = """
-INSERT INTO orders (order_id, sku, user_id, qty, idempotency_key, accepted_at, kafka_partition, kafka_offset)
+INSERT INTO orders (order_id, sku, user_id, qty, idempotency_key, accepted_at, kafka_partition, kafka_offset,
+                    trace_id)
 SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::int[], $5::text[], $6::timestamptz[], $7::int[],
-                     $8::bigint[])
+                     $8::bigint[], $9::uuid[])
 ON CONFLICT DO NOTHING
 RETURNING sku, qty"""
 
 # The new path's staging table: one per session, emptied by every commit. Created inside each
 # transaction (IF NOT EXISTS is a catalog lookup), so a pooler that hands the transaction to
 # another server session still finds it. Columns in OrderRow's field order (COPY sends tuples).
+# The name changes with the columns (`_v2`: trace_id): a pooled server session may still hold the
+# table an older worker created.
 _STAGING_TABLE = """
-CREATE TEMP TABLE IF NOT EXISTS flashgate_batch (
+CREATE TEMP TABLE IF NOT EXISTS flashgate_batch_v2 (
     order_id uuid, sku text, user_id text, qty integer, idempotency_key text, accepted_at timestamptz,
-    kafka_partition integer, kafka_offset bigint
+    kafka_partition integer, kafka_offset bigint, trace_id uuid
 ) ON COMMIT DELETE ROWS"""
-_STAGING = "flashgate_batch"
+_STAGING = "flashgate_batch_v2"
 
 # The new path in one statement. NOT EXISTS keeps a refused order refused when it comes again
 # in a batch that now fits (refused_orders is empty unless the gate oversold).
 _INSERT_NEW = """
 WITH inserted AS (
-    INSERT INTO orders (order_id, sku, user_id, qty, idempotency_key, accepted_at, kafka_partition, kafka_offset)
-    SELECT * FROM flashgate_batch b
+    INSERT INTO orders (order_id, sku, user_id, qty, idempotency_key, accepted_at, kafka_partition, kafka_offset,
+                        trace_id)
+    SELECT * FROM flashgate_batch_v2 b
     WHERE NOT EXISTS (SELECT 1 FROM refused_orders r WHERE r.order_id = b.order_id)
     RETURNING sku, qty
 ), sold AS (SELECT sku, sum(qty)::int AS qty, count(*)::int AS n FROM inserted GROUP BY sku)
@@ -82,9 +86,9 @@ FROM unnest($1::text[], $2::int[]) AS d(sku, qty) WHERE p.sku = d.sku"""
 
 _INSERT_REFUSED = """
 INSERT INTO refused_orders (order_id, sku, user_id, qty, idempotency_key, accepted_at, reason, kafka_partition,
-                            kafka_offset)
+                            kafka_offset, trace_id)
 SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::int[], $5::text[], $6::timestamptz[], $7::text[],
-                     $8::int[], $9::bigint[])
+                     $8::int[], $9::bigint[], $10::uuid[])
 ON CONFLICT DO NOTHING"""
 
 
@@ -177,6 +181,7 @@ def _order_columns(rows: list[OrderRow]) -> list[list[object]]:
         [r.accepted_at for r in rows],
         [r.partition for r in rows],
         [r.offset for r in rows],
+        [r.trace_id for r in rows],
     ]
 
 

@@ -28,7 +28,8 @@
 -- KEYS[1] sale:{sku}       hash: units, starts_at_ms, ends_at_ms, per_user_limit, rate_per_s, burst
 -- KEYS[2] stock:{sku}      integer units left
 -- KEYS[3] bought:{sku}     hash: user id → units admitted to that user
--- KEYS[4] outbox:{sku}     stream: o order id, u user, q qty, k idempotency key, t accepted_at µs
+-- KEYS[4] outbox:{sku}     stream: o order id, u user, q qty, k idempotency key, t accepted_at µs,
+--                          and p traceparent only when the order came with one (flashgate/outbox.py)
 -- KEYS[5] oidx:{tag}:<day> hash: order id → "sku␟user␟qty␟stream id" (tag in the SKU's slot)
 -- KEYS[6] idem:{sku}       prefix of the answer buckets idem:{sku}:<bucket>, hash: answer field
 --                          (flashgate.names.idem_field) → "f␟c␟o␟t␟x": fingerprint, code, order
@@ -37,8 +38,8 @@
 --                          theoretical arrival time, µs
 --
 -- ARGV[1] idempotency TTL, s   ARGV[2] order-index TTL, s   ARGV[3] SKU
--- ARGV[6i-2..6i+3] of order i (i = 1..n): fingerprint, qty (>= 1), order id (uuid7, new), user
---                  id, idempotency key, answer field
+-- ARGV[7i-3..7i+3] of order i (i = 1..n): fingerprint, qty (>= 1), order id (uuid7, new), user
+--                  id, idempotency key, answer field, traceparent ('' for none)
 --
 -- Returns a flat array, 5 slots per order, in ARGV order:
 --   0 ACCEPTED     accepted_at_us, stream_id, stock_left, 0      (answer stored)
@@ -53,7 +54,7 @@
 -- Unused slots are 0.
 
 local idem_ttl, index_ttl, sku = tonumber(ARGV[1]), ARGV[2], ARGV[3]
-local WIDTH = 6
+local WIDTH = 7
 local n = (#ARGV - 3) / WIDTH
 local out = {}
 
@@ -78,7 +79,7 @@ end
 -- What the batch reads, once: the answers, per-user units and GCRA states of its orders.
 local users, fields = {}, {}
 for i = 1, n do
-  local a = WIDTH * i - 2
+  local a = WIDTH * i - 3
   users[i], fields[i] = ARGV[a + 3], ARGV[a + 5]
 end
 local idem_cur, idem_prev, idem_expiry = buckets(KEYS[6], idem_ttl * 1000)
@@ -127,7 +128,7 @@ end
 
 -- Judge order i; every return path adds exactly one reply.
 local function judge(i)
-  local a = WIDTH * i - 2
+  local a = WIDTH * i - 3
   local fingerprint, qty, order_id, user, key, field =
     ARGV[a], tonumber(ARGV[a + 1]), ARGV[a + 2], ARGV[a + 3], ARGV[a + 4], ARGV[a + 5]
 
@@ -165,7 +166,13 @@ local function judge(i)
     return refuse(field, fingerprint, 8, left, buyers_before + new_buyers)
   end
 
-  local id = redis.call('XADD', KEYS[4], '*', 'o', order_id, 'u', user, 'q', qty, 'k', key, 't', now_text)
+  local id
+  local trace = ARGV[a + 6]
+  if trace == '' then
+    id = redis.call('XADD', KEYS[4], '*', 'o', order_id, 'u', user, 'q', qty, 'k', key, 't', now_text)
+  else
+    id = redis.call('XADD', KEYS[4], '*', 'o', order_id, 'u', user, 'q', qty, 'k', key, 't', now_text, 'p', trace)
+  end
   taken = taken + qty
   if not units[user] then
     unit_users[#unit_users + 1] = user

@@ -225,6 +225,21 @@ async def test_claim_gives_stale_entries_to_the_lease_holder_only(stack: StackHa
                                   count=10) == ("0-0", [])  # fmt: skip
 
 
+async def test_a_trace_context_rides_in_the_outbox_entry_of_its_order_only(stack: StackHandle, name: str) -> None:
+    traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+    async with admission_client(stack) as (client, r):
+        await put_sale(r, Sale(sku=name, units=5))
+        slot = sku_slot(name)
+        ids = [str(new_order_id(slot)) for _ in range(2)]
+        traced, plain = await client.admit_batch(
+            name, [AdmitRequest(name, "u1", "a", 1, traceparent), req(name, key="b")], ids
+        )
+        entries: list[tuple[str, dict[str, str]]] = await r.xrange(names.outbox_key(name))  # type: ignore[assignment]
+        assert [fields.get("p") for _, fields in entries] == [traceparent, None]
+        _, claimed = await client.claim(name, relay="r", min_age_ms=0, lease_ms=1000, cursor="0-0", count=10)
+        assert [(e.order_id, e.trace) for e in claimed] == [(traced.order_id, traceparent), (plain.order_id, "")]
+
+
 async def test_claim_skips_malformed_entries(stack: StackHandle, name: str) -> None:
     async with admission_client(stack) as (client, r):
         await put_sale(r, Sale(sku=name, units=5))
@@ -385,7 +400,7 @@ async def test_relay_claims_only_from_outboxes_that_hold_entries(stack: StackHan
         client.claim = spy  # type: ignore[method-assign]
         sent: list[str] = []
         handoff = SimpleNamespace(
-            in_flight=lambda _oid: False, send=lambda event, _cb: sent.append(str(event.order_id))
+            in_flight=lambda _oid: False, send=lambda event, _cb, **_: sent.append(str(event.order_id))
         )
         relay = Relay(client, handoff, OutboxAcker(client), metrics=GateMetrics(),  # type: ignore[arg-type]
                       stale_ms=1, batch=10, discover_s=0)  # fmt: skip

@@ -22,12 +22,14 @@ class FakeProducer:
 
     def __init__(self, _config: dict[str, Any]) -> None:
         self.pending: list[Any] = []
+        self.headers: list[Any] = []  # each message's headers, in produce order
         self.refuse = False
 
-    def produce(self, _topic: str, _value: bytes, on_delivery: Any) -> None:
+    def produce(self, _topic: str, _value: bytes, on_delivery: Any, headers: Any = None) -> None:
         if self.refuse:
             raise BufferError("queue full")
         self.pending.append(on_delivery)
+        self.headers.append(headers)
 
     def poll(self, _timeout: float) -> int:
         return 0
@@ -104,6 +106,16 @@ async def test_a_failing_callback_does_not_stop_the_other_reports() -> None:
     handoff.send(event(), got.append)
     made[0].deliver_all()
     assert got == [None]
+    await handoff.close(1)
+
+
+async def test_a_trace_context_goes_in_the_message_s_traceparent_header() -> None:
+    producer = FakeProducer({})
+    handoff = Handoff({"message.timeout.ms": 1000}, "t", metrics=GateMetrics(), producer_factory=lambda _: producer)
+    traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+    handoff.send(event(), lambda _: None, trace=traceparent)
+    handoff.send(event(), lambda _: None)
+    assert producer.headers == [[("traceparent", traceparent.encode())], None]
     await handoff.close(1)
 
 

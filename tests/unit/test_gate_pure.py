@@ -85,6 +85,11 @@ def test_outbox_entry_round_trip() -> None:
     e = OutboxEntry.decode("1-0", ["o", "id", "u", "user", "q", "2", "k", "key", "t", "17"])
     assert e == OutboxEntry("1-0", "id", "user", 2, "key", 17)
     assert OutboxEntry.decode(b"1-0", [x.encode() for kv in e.fields().items() for x in kv]) == e
+    traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+    traced = OutboxEntry("1-0", "id", "user", 2, "key", 17, trace=traceparent)
+    assert traced.fields()["p"] == traced.trace
+    assert "p" not in e.fields()  # an order without a trace context writes no `p`
+    assert OutboxEntry.decode("1-0", [x for kv in traced.fields().items() for x in kv]) == traced
     with pytest.raises(KeyError):
         OutboxEntry.decode("1-0", ["o", "only-an-id"])
     with pytest.raises(ValueError, match="odd"):

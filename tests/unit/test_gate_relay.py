@@ -41,12 +41,14 @@ class FakeAdmission:
 class FakeHandoff:
     def __init__(self) -> None:
         self.sent: list[Any] = []
+        self.traces: list[str] = []
 
     def in_flight(self, order_id: str) -> bool:
         return False
 
-    def send(self, event: Any, on_delivery: Callable[..., None]) -> None:
+    def send(self, event: Any, on_delivery: Callable[..., None], *, trace: str = "") -> None:
         self.sent.append(event)
+        self.traces.append(trace)
 
 
 def entry(n: int) -> OutboxEntry:
@@ -83,3 +85,16 @@ async def test_outbox_lengths_put_each_unreachable_sku_s_error_in_its_place() ->
     finally:
         await batcher.close()
         await client.aclose()
+
+
+async def test_a_republished_order_keeps_its_trace_context() -> None:
+    traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+    traced = OutboxEntry("9-0", "0190a0e0-0000-7000-8000-000000000009", "u9", 1, "k9", 1, trace=traceparent)
+    admission = FakeAdmission({"a": [entry(1), traced]}, down=set())
+    handoff = FakeHandoff()
+    relay = Relay(
+        cast(AdmissionClient, admission), cast(Handoff, handoff), cast(OutboxAcker, None),
+        metrics=GateMetrics(None), stale_ms=1000, batch=10, discover_s=1.0,
+    )  # fmt: skip
+    assert await relay.tick() == 2
+    assert handoff.traces == ["", traceparent]

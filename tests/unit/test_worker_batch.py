@@ -11,7 +11,16 @@ import pytest
 
 from flashgate.events import SCHEMA_VERSION, OrderAccepted, encode
 from flashgate.settings import ConfigError
-from worker.batch import Incoming, OrderRow, commit_positions, fit_to_stock, fits_whole, plan_batch
+from worker.batch import (
+    TRACES_LOGGED,
+    Incoming,
+    OrderRow,
+    commit_positions,
+    fit_to_stock,
+    fits_whole,
+    plan_batch,
+    traced,
+)
 from worker.main import consumer_config
 from worker.settings import WorkerSettings
 
@@ -50,6 +59,29 @@ def test_plan_keeps_first_copy_of_a_redelivered_order() -> None:
     assert len(plan.orders) == 1
     assert plan.orders[0].offset == 5
     assert plan.redelivered == 1
+
+
+def test_plan_takes_the_trace_id_from_a_valid_traceparent_header() -> None:
+    trace = "4bf92f3577b34da6a3ce929d0e0e4736"
+    header = f"00-{trace}-00f067aa0ba902b7-01".encode()
+    a, b, c = event(), event(), event()
+    plan = plan_batch([
+        Incoming("orders", 0, 0, None, encode(a), header),
+        Incoming("orders", 0, 1, None, encode(b)),
+        Incoming("orders", 0, 2, None, encode(c), b"00-not-a-traceparent"),
+    ])  # fmt: skip
+    assert [o.trace_id for o in plan.orders] == [uuid.UUID(hex=trace), None, None]
+    assert traced(plan) == f" traces={trace}"
+
+
+def test_the_batch_line_names_a_few_trace_ids_and_counts_the_rest() -> None:
+    ids = [uuid.uuid4() for _ in range(TRACES_LOGGED + 3)]
+    plan = plan_batch([
+        Incoming("orders", 0, n, None, encode(event()), f"00-{t.hex}-00f067aa0ba902b7-01".encode())
+        for n, t in enumerate(ids)
+    ])  # fmt: skip
+    assert traced(plan) == " traces=" + ",".join(t.hex for t in ids[:TRACES_LOGGED]) + ",+3"
+    assert traced(plan_batch([msg(encode(event()))])) == ""
 
 
 def test_plan_flags_unknown_schema_version() -> None:

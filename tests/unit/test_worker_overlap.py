@@ -57,6 +57,9 @@ class FakeMessage:
     def value(self) -> bytes:
         return self._value
 
+    def headers(self) -> None:
+        return None
+
 
 class FakeConsumer:
     """Hands out the scripted batches, then nothing; records every commit as {partition: offset}."""
