@@ -265,6 +265,16 @@ _REQUEST_ID_PARAM = Parameter(
     description="Your id for this request, 1-128 of `A-Z a-z 0-9 . _ ~ -`; anything else is replaced by the gate's.",
     schema=Schema(type=OpenAPIType.STRING),
 )
+_TRACEPARENT_PARAM = Parameter(
+    name="traceparent",
+    param_in="header",
+    required=False,
+    description=(
+        "W3C Trace Context. A valid one is kept with the order: in its Kafka message's `traceparent` header "
+        "and as the trace id of its row (`flashgate order show`). An invalid one is ignored, as W3C says."
+    ),
+    schema=Schema(type=OpenAPIType.STRING),
+)
 CREATE_ORDER = (
     "Admits the order, or says why not. The first answer for an Idempotency-Key is stored (except 429 and "
     "5xx, which consumed nothing): a retry with the same key and body gets the same status and order id with "
@@ -290,7 +300,7 @@ def create_order_operation(route_problems: Iterable[tuple[int, str]]) -> type[Op
     ok = {202: _json_response("Admitted: the order will be persisted exactly once.", OrderAnswer, 202)}
     return documented(
         responses(ok, [*route_problems, *admission]),
-        parameters=[idempotency_key, _REQUEST_ID_PARAM],
+        parameters=[idempotency_key, _REQUEST_ID_PARAM, _TRACEPARENT_PARAM],
         request_body=body,
     )
 

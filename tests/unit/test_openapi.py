@@ -160,6 +160,8 @@ def test_the_order_body_and_key_are_the_handlers_own() -> None:
     assert body["additionalProperties"] is False
     [key] = [p for p in operation["parameters"] if p["name"] == "Idempotency-Key"]
     assert (key["in"], key["required"], key["schema"]["pattern"]) == ("header", True, IDEMPOTENCY_KEY.pattern)
+    [trace] = [p for p in operation["parameters"] if p["name"] == "traceparent"]
+    assert (trace["in"], trace["required"]) == ("header", False)
 
 
 def test_every_answer_of_every_operation_documents_x_request_id() -> None:
