@@ -11,7 +11,7 @@ per order here; it is the same for every checkout, so A/B ratios are the app's.
 
 Why: the served gate's CPU per order mixes the app with the server and a box shared with Redis,
 Kafka and wrk. This isolates the app, so a change to the order path can be weighed in seconds,
-and the concurrency shows how much of an order's cost is per batch (README, Benchmarks).
+and the concurrency shows how much of an order's cost is per batch (docs/benchmarks.md).
 
 Run: `flashgate bench app --sku S --orders 8000 --concurrency 128` with the stack's environment,
 and a sale S with enough stock; the app runs with auth off (the generator names buyers with

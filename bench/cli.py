@@ -1,4 +1,4 @@
-"""`flashgate bench …`: flash sale, A/B of two checkouts, soak run, worker drain (README, Benchmarks)."""
+"""`flashgate bench …`: flash sale, A/B of two checkouts, soak run, worker drain (docs/benchmarks.md)."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """The flash-sale benchmark: one sale, wrk against the running gate, drain, invariants, bare baseline.
 
-What it measures (`flashgate bench flash-sale`, README "Benchmarks"): the offered rate, 202/409/429
+What it measures (`flashgate bench flash-sale`, docs/benchmarks.md): the offered rate, 202/409/429
 answers per second, errors, latency p50/p90/p99/max, time to sell out and the sold-out answer
 rate of a gate that is already running (with its worker); then the end-to-end persistence lag
 (accepted_at → persisted_at, from PostgreSQL) once the worker drained the sale, the invariant

@@ -6,7 +6,7 @@ outbox ack. Each request is a distinct user and key, so every one is admitted un
 stock runs out. The load generator is a minimal HTTP/1.1 keep-alive client on asyncio/uvloop
 in ONE process, which shares the machine's cores with the gate: the figures are a floor.
 
-How to run (stack up, gate served with auth off, as in README "Gate"):
+How to run (stack up, gate served with auth off, as in docs/operations.md "Gate"):
 
     eval "$(flashgate stack env)"
     FLASHGATE_GATE_AUTH=off flashgate gate --workers 2 --port 8000 &

@@ -2,7 +2,7 @@
 
 A minimal client on purpose: a request is one preformatted write and an answer is a status line,
 headers and a Content-Length body, so a Python generator costs ~30 µs of CPU per request
-(bench/README.md) where a general client costs several times that. The gate answers with
+(docs/benchmarks.md, Running them) where a general client costs several times that. The gate answers with
 Content-Length; chunked bodies are not read.
 """
 

@@ -1,6 +1,6 @@
 """Open-loop load at a constant arrival rate (vegeta), with corrected percentiles and thresholds that fail the run.
 
-What it measures (`flashgate bench open-loop`, README "Benchmarks"): buyers arrive at `rate` per
+What it measures (`flashgate bench open-loop`, docs/benchmarks.md): buyers arrive at `rate` per
 second whatever the gate does, as in a flash sale, for `duration_s`. Each one is one
 `POST /v1/orders` with its own buyer (X-User-Id, so the gate runs with auth off) and
 Idempotency-Key, written lazily to vegeta's `attack` (vegeta v12, pinned and built by

@@ -1,6 +1,6 @@
 """The soak run: a steady open-loop order rate for a long time, sampling memory, keyspace and outbox.
 
-What it measures (`flashgate bench soak`, bench/README.md "Soak"): against a gate and worker that
+What it measures (`flashgate bench soak`, docs/benchmarks.md "Soak run"): against a gate and worker that
 are already running, it opens its own sale (stock for the whole run), sends `rate_per_s` orders a
 second of distinct buyers with fresh idempotency keys for `duration_s`, and every `sample_every_s`
 records the RSS of every gate process (the server parent and its workers) and every worker, Redis

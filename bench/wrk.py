@@ -1,7 +1,7 @@
 """Run wrk with bench/flash_sale.lua under a progress bar; parse its JSON and measure its CPU share.
 
 wrk (Debian package `wrk`, C + LuaJIT) is the load generator because it costs about half the
-CPU per request of our asyncio generator on this box (bench/README.md), so more of the two
+CPU per request of our asyncio generator on this box (docs/benchmarks.md), so more of the two
 cores go to the server under test. Its CPU time is read from the kernel's accounting of
 reaped children (getrusage), so the share it took from the box is reported with every run.
 Other counters (the pipeline's CPU per process group, Redis INFO: bench/budget.py) are read by a

@@ -21,7 +21,7 @@ SEPARATOR = "\x1f"
 
 # How long a stored answer is replayed at least (FLASHGATE_IDEM_TTL_S): the gate writes answers
 # with it and the reconciler restores and reads them with it, so both take this one default.
-# admit.lua keeps an answer between this and twice this (README, Redis keys).
+# admit.lua keeps an answer between this and twice this (docs/architecture.md, Redis keys).
 DEFAULT_IDEM_TTL_S = 86_400
 
 

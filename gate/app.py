@@ -1,4 +1,4 @@
-"""The Litestar app: HTTP contract of DESIGN.md, problem+json errors, wired in the lifespan.
+"""The Litestar app: HTTP contract of docs/http-api.md, problem+json errors, wired in the lifespan.
 
 `create_app(settings)` is the factory; `app_from_env()` builds settings from the environment
 (used by the ASGI servers `flashgate gate` starts).

@@ -1,6 +1,6 @@
 """The HTTP server's connection limits per gate process, and the file descriptors they take.
 
-Why each limit (issue 13; README, Gate, "Connection limits"). granian used to take its defaults:
+Why each limit (issue 13; docs/http-api.md, "Connection limits"). granian used to take its defaults:
 backpressure = backlog ÷ workers (512 connections per process) and, in its `auto` HTTP mode, no
 timeout at all on a connection that never sends a byte (hyper-util reads the first bytes to tell
 HTTP/1 from HTTP/2 with no deadline). ~1,000 silent sockets held every permit, and every buyer

@@ -16,7 +16,7 @@
         ▼ ack done ──────────────────────────────────────────────────────────────▶ 202 accepted
 
 An order's stage only moves forward, and no answer reports an earlier stage than one already
-given (README, "Stages"): queued (in the outbox) → accepted (in Kafka, gone from the outbox) →
+given (docs/http-api.md, "Stages"): queued (in the outbox) → accepted (in Kafka, gone from the outbox) →
 persisted (a row). So the 202 `accepted` waits for the ack: a replay reads the outbox, and the
 entry is gone before `accepted` is said. A failed ack answers `queued` (the entry stays until a
 relay republishes it; the worker drops the duplicate). A replay of an order still in the outbox

@@ -20,7 +20,7 @@ with `WAIT 1 <wait_ms>`: its replies are read only once a replica has every writ
 so an admission answered 202 is on two Redis nodes and survives a failover. A replica that does not
 acknowledge in time leaves the answers as they are (the stock is taken; a 503 would hide an
 admission), relying on the Kafka ack and the reconciler, is logged, and pauses WAIT for
-`WAIT_PAUSE_S` (a primary whose replica is gone; README, Redis Cluster).
+`WAIT_PAUSE_S` (a primary whose replica is gone; docs/architecture.md, Redis Cluster).
 """
 
 from __future__ import annotations

@@ -67,7 +67,7 @@ def _env_option(*decls: str, envvar: str, old: str, **kwargs: Any) -> Callable[[
     default="granian",
     envvar="FLASHGATE_GATE_SERVER",
     old="FLASHGATE_SERVER",
-    help="ASGI server (granian measured faster here; see README).",
+    help="ASGI server (granian measured faster here; see docs/benchmarks.md).",
 )
 @click.option(
     "--graceful-timeout", default=30, show_default=True, help="Seconds to finish in-flight requests on SIGTERM."
@@ -113,7 +113,7 @@ def _serve(host: str, port: int, workers: int, server: str, graceful_timeout: in
 
         # uvicorn (0.54, h11) starts its keep-alive timer only after a response: a socket that
         # sends nothing, or its head a byte at a time, stays open for good. It cannot keep idle
-        # connections from locking buyers out (README, Gate); granian can.
+        # connections from locking buyers out (docs/http-api.md, Connection limits); granian can.
         log.warning("uvicorn never closes a connection that sends no request: use granian in production")
         uvicorn.run(
             APP_FACTORY,

@@ -119,7 +119,7 @@ class GateSettings:
     soldout_cache_ms: int = 500
     body_limit_bytes: Annotated[int, Meta(ge=64)] = 4096
     kafka_compression: str = "lz4"  # librdkafka compression.type: none, gzip, snappy, lz4, zstd
-    linger_ms: int = 10  # keyless batches the broker pays for per batch; see README (Gate) for the measurement
+    linger_ms: int = 10  # keyless batches the broker pays for per batch; docs/benchmarks.md has the measurement
     message_timeout_ms: int = 10_000  # librdkafka gives up on a message after this
     relay_enabled: bool = True
     relay_interval_ms: int = 1000
@@ -134,7 +134,7 @@ class GateSettings:
     # For a request head, from the accept; also the keep-alive idle timeout.
     header_read_timeout_ms: Annotated[int, Meta(ge=100, le=60_000)] = 10_000
     # The body of POST /v1/orders, from its head: an admission slot is held while it is read, so a
-    # body that never completes must not hold one for good (408 body_timeout; README, Gate).
+    # body that never completes must not hold one for good (408 body_timeout; docs/http-api.md).
     body_timeout_ms: Annotated[int, Meta(ge=100, le=60_000)] = 5_000
     # Request line and headers (a connection's read buffer); 431 beyond. hyper refuses a smaller buffer.
     head_limit_bytes: Annotated[int, Meta(ge=8192)] = 16_384

@@ -3,7 +3,7 @@
 It asks every place an admitted order can be, each on its own, so one store down still leaves
 the others' answer:
 - PostgreSQL `orders`: persisted (with its Kafka partition and offset);
-- PostgreSQL `refused_orders`: reached the database but refused (an incident: README, On-call);
+- PostgreSQL `refused_orders`: reached the database but refused (an incident: docs/runbooks.md, OversellRefused);
 - Redis's order index (`flashgate.orderindex`, kept for the idempotency TTL + 1 day): admitted;
   its outbox entry still there means `queued` (not yet known to be in Kafka), gone means `accepted`.
 

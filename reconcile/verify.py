@@ -1,4 +1,4 @@
-"""`verify`: check invariants I1–I4 of DESIGN.md per SKU on a drained pipeline (the shared checker)."""
+"""`verify`: check invariants I1–I4 (docs/architecture.md) per SKU on a drained pipeline (the shared checker)."""
 
 from __future__ import annotations
 

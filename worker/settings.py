@@ -43,7 +43,7 @@ class WorkerSettings:
     # The broker holds a fetch until this many bytes are there or this long passed (librdkafka:
     # fetch.min.bytes 1 and fetch.wait.max.ms 500 by default, i.e. a fetch per produce request
     # under load). Shorter than batch_max_wait_ms, so a batch waits no longer than it already
-    # may; README (Worker) has the measurement.
+    # may; docs/benchmarks.md has the measurement.
     fetch_min_bytes: AtLeast1 = 65_536
     fetch_wait_max_ms: AtLeast0 = 25
     pool_min_size: AtLeast1 = 1

@@ -18,8 +18,8 @@ from ops.stack.errors import StackConfigError
 
 SOURCE_DIR = Path(__file__).resolve().parents[1] / "prometheus"
 REPO_DIR = SOURCE_DIR.parents[1]
-# Where the rules' runbook links (`README.md#<alert>`, relative to the repository) point: e.g.
-# the README on the team's Git host. Default: this checkout's README, as a file:// URL.
+# Where the rules' runbook links (`docs/runbooks.md#<alert>`, relative to the repository) point: e.g.
+# the repository on the team's Git host. Default: this checkout, as a file:// URL.
 RUNBOOK_BASE_ENV = "FLASHGATE_RUNBOOK_BASE_URL"
 JOB_PORTS = {
     "flashgate-gate": "gate_port",

@@ -67,7 +67,7 @@ def ensure_command(
 ) -> None:
     """Create the topics, add partitions and set configs to match the spec; refuse what needs a person.
 
-    Kafka TLS/SASL from FLASHGATE_KAFKA_* (README, Kafka security).
+    Kafka TLS/SASL from FLASHGATE_KAFKA_* (docs/kafka.md, Kafka security).
     """
     if not bootstrap:
         _fail('KAFKA_BOOTSTRAP is not set (hint: eval "$(flashgate stack env)")', EXIT_ERROR)

@@ -2,7 +2,7 @@
 
 Real `flashgate gate` processes on the test stack, raw sockets against them. What the server
 answers by itself, before the app sees a request (431, 400), is pinned here too: granian has no
-hook to make those answers problem+json (README, Gate, "Connection limits").
+hook to make those answers problem+json (docs/http-api.md, "Connection limits").
 """
 
 from __future__ import annotations

@@ -188,7 +188,7 @@ async def test_stopped_worker_fires_the_lag_alert_through_prometheus(
         "topic": procs.topics.orders,
         "severity": "warning",
     }
-    assert alert["annotations"]["runbook_url"] == f"{runbook_base_url(os.environ)}README.md#consumerlaghigh"
+    assert alert["annotations"]["runbook_url"] == f"{runbook_base_url(os.environ)}docs/runbooks.md#consumerlaghigh"
     assert float(alert["value"]) == more
     assert (
         alert["annotations"]["summary"]

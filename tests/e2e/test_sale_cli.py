@@ -128,7 +128,7 @@ def test_help_works_without_any_url(command: str) -> None:
     ],
 )
 def test_shell_completion_offers_commands_and_options(words: str, expected: set[str]) -> None:
-    """What the README's `eval "$(_FLASHGATE_COMPLETE=bash_source flashgate)"` line asks for on each Tab."""
+    """What docs/operations.md's `eval "$(_FLASHGATE_COMPLETE=bash_source flashgate)"` line asks for on each Tab."""
     env = {**bare_env(), "COMP_WORDS": words, "COMP_CWORD": str(len(words.split()) - 1),
            "_FLASHGATE_COMPLETE": "bash_complete"}  # fmt: skip
     done = subprocess.run([FLASHGATE], capture_output=True, text=True, env=env, check=False)

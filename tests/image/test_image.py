@@ -1,7 +1,7 @@
 """The container image against the test stack: migrate, sale, worker and gate from the image, one order.
 
 Run by `make test-image` (FLASHGATE_TEST_IMAGE names the image `make image` built), not by
-`make test`: README (Deploying) gives the cost. Containers share the host's network, since the
+`make test`: docs/deploy.md (Building) gives the cost. Containers share the host's network, since the
 test stack listens on loopback; runc and the explicit ulimits are what podman needs on this box.
 """
 

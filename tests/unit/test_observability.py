@@ -68,12 +68,12 @@ def test_rendered_rules_make_runbook_links_absolute() -> None:
     rules = render_rules(source("alerts.yml"), alert_for_s=0, runbook_base=base)
     links = [r["annotations"]["runbook_url"] for g in rules["groups"] for r in g["rules"]]
     assert links
-    assert all(link.startswith(f"{base}README.md#") for link in links)
+    assert all(link.startswith(f"{base}docs/runbooks.md#") for link in links)
     assert render_rules(rules, alert_for_s=0, runbook_base=base) == rules  # absolute links stay as they are
-    # By default, this checkout's README: a link that opens on this machine.
+    # By default, this checkout's docs/runbooks.md: a link that opens on this machine.
     local = runbook_base_url({})
     assert local.startswith("file:///")
-    assert Path(local.removeprefix("file://").rstrip("/"), "README.md").is_file()
+    assert Path(local.removeprefix("file://").rstrip("/"), "docs", "runbooks.md").is_file()
 
 
 @pytest.mark.parametrize("bad", ["README.md", "ftp://x/", "https://", "git.example.com/flashgate"])

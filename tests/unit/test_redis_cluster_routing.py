@@ -107,7 +107,10 @@ def test_every_key_of_an_admission_shares_the_skus_slot() -> None:
 
 
 def test_nothing_scans_the_keyspace() -> None:
-    """Discovery uses registries (DESIGN: Scale-out); HSCAN of one SKU's hash is fine, SCAN of the keyspace is not."""
+    """Discovery uses registries (docs/architecture.md, Scale-out).
+
+    HSCAN of one SKU's hash is fine, SCAN of the keyspace is not.
+    """
     pattern = re.compile(r"""(?<![hsz])scan_iter\(|\.scan\(|["']SCAN["']""", re.IGNORECASE)
     found = [
         f"{path.relative_to(ROOT)}:{n}"

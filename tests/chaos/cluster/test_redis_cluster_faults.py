@@ -4,7 +4,7 @@ shared invariant check and one summary line per SKU, the first after `reconcile 
 on the same cluster: every Lua script keeps to its declared slot, and the gate's cluster round trips
 answer MOVED and CLUSTERDOWN with RedisUnavailable (503), then find the slots again.
 
-The promise tested (README, Redis Cluster): a round trip that ran a script waits for a replica
+The promise tested (docs/architecture.md, Redis Cluster): a round trip that ran a script waits for a replica
 (`WAIT 1 <FLASHGATE_GATE_REDIS_WAIT_MS>`), so every order answered 202 before the kill is on the promoted
 replica: its index entry is there, and the reconciler finds no drift to repair.
 """
