@@ -41,17 +41,52 @@ def topics_group() -> None:
 
 
 @topics_group.command("ensure")
-@click.option("--bootstrap", envvar="KAFKA_BOOTSTRAP", help="Kafka brokers host:port[,…] (env KAFKA_BOOTSTRAP).")
-@click.option("--partitions", type=int, default=ORDERS_PARTITIONS, show_default=True,
-              envvar="FLASHGATE_TOPICS_PARTITIONS", help="Partitions of the orders topic (the DLQ has 1).")  # fmt: skip
-@click.option("--replication-factor", type=int, default=REPLICATION_FACTOR, show_default=True,
-              envvar="FLASHGATE_TOPICS_REPLICATION_FACTOR", help="Replicas of every partition.")  # fmt: skip
-@click.option("--min-insync-replicas", type=int, envvar="FLASHGATE_TOPICS_MIN_INSYNC_REPLICAS",
-              help="Replicas a write needs before acks=all answers (default 2; 1 below 3 replicas).")  # fmt: skip
-@click.option("--retention-ms", type=int, default=ORDERS_RETENTION_MS, show_default=True,
-              envvar="FLASHGATE_TOPICS_RETENTION_MS", help="Retention of the orders topic.")  # fmt: skip
-@click.option("--topic", default=ORDERS_TOPIC, show_default=True, envvar="FLASHGATE_TOPIC", help="Orders topic.")
-@click.option("--dlq-topic", default=DLQ_TOPIC, show_default=True, envvar="FLASHGATE_WORKER_DLQ_TOPIC")
+@click.option("--bootstrap", envvar="KAFKA_BOOTSTRAP", show_envvar=True, help="Kafka brokers host:port[,…].")
+@click.option(
+    "--partitions",
+    type=int,
+    default=ORDERS_PARTITIONS,
+    show_default=True,
+    envvar="FLASHGATE_TOPICS_PARTITIONS",
+    show_envvar=True,
+    help="Partitions of the orders topic (the DLQ has 1).",
+)
+@click.option(
+    "--replication-factor",
+    type=int,
+    default=REPLICATION_FACTOR,
+    show_default=True,
+    envvar="FLASHGATE_TOPICS_REPLICATION_FACTOR",
+    show_envvar=True,
+    help="Replicas of every partition.",
+)
+@click.option(
+    "--min-insync-replicas",
+    type=int,
+    envvar="FLASHGATE_TOPICS_MIN_INSYNC_REPLICAS",
+    show_envvar=True,
+    help="Replicas a write needs before acks=all answers (default 2; 1 below 3 replicas).",
+)
+@click.option(
+    "--retention-ms",
+    type=int,
+    default=ORDERS_RETENTION_MS,
+    show_default=True,
+    envvar="FLASHGATE_TOPICS_RETENTION_MS",
+    show_envvar=True,
+    help="Retention of the orders topic.",
+)
+@click.option(
+    "--topic", default=ORDERS_TOPIC, show_default=True, envvar="FLASHGATE_TOPIC", show_envvar=True, help="Orders topic."
+)
+@click.option(
+    "--dlq-topic",
+    default=DLQ_TOPIC,
+    show_default=True,
+    envvar="FLASHGATE_WORKER_DLQ_TOPIC",
+    show_envvar=True,
+    help="Dead-letter topic.",
+)
 @click.option("--check", is_flag=True, help="Change nothing: report drift and exit 1 if there is any.")
 @click.option("--timeout-s", type=float, default=30, show_default=True, help="Per Kafka request.")
 def ensure_command(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 
 import click
@@ -187,3 +188,23 @@ def test_the_configuration_page_lists_every_variable_and_old_name() -> None:
     for cls in EVERY:
         for name, old in variables(cls).items():
             assert {name, *old} <= listed, (cls.__name__, name, old)
+
+
+def _commands(group: click.Command, path: tuple[str, ...] = ()) -> Iterator[tuple[tuple[str, ...], click.Command]]:
+    yield path, group
+    if isinstance(group, click.Group):
+        for name, sub in group.commands.items():
+            yield from _commands(sub, (*path, name))
+
+
+def test_every_option_read_from_the_environment_names_its_variable_in_help() -> None:
+    """Every command and subcommand: an option with an env variable shows it in `--help`, with no environment."""
+    missing = []
+    for path, command in _commands(cli):
+        done = CliRunner().invoke(cli, [*path, "--help"], env={}, terminal_width=400)
+        assert done.exit_code == 0, (path, done.output)
+        flat = " ".join(done.output.split())
+        for param in command.params:
+            names = [param.envvar] if isinstance(param.envvar, str) else list(param.envvar or [])
+            missing += [(" ".join(path), name) for name in names if name not in flat]
+    assert missing == []
