@@ -5,7 +5,8 @@ Each process has one frozen dataclass of settings (gate and relay: `GateSettings
 `load()` in its CLI or app factory, never at import. A field's variable follows one rule:
 
 - a setting of the whole pipeline has one name, read by every process with that field (SHARED):
-  REDIS_URL, DATABASE_URL, KAFKA_BOOTSTRAP, FLASHGATE_TOPIC, FLASHGATE_GROUP, FLASHGATE_IDEM_TTL_S;
+  REDIS_URL, DATABASE_URL, KAFKA_BOOTSTRAP, FLASHGATE_TOPIC, FLASHGATE_GROUP, FLASHGATE_IDEM_TTL_S,
+  FLASHGATE_OTLP_ENDPOINT;
 - any other is FLASHGATE_<SCOPE>_<FIELD>: FLASHGATE_GATE_LINGER_MS, FLASHGATE_WORKER_BATCH_MAX_ROWS,
   FLASHGATE_MONITOR_PORT, FLASHGATE_RECONCILE_BACKLOG_TIMEOUT_S (a class may name a few itself, `ENV`);
 - Kafka TLS/SASL is FLASHGATE_KAFKA_* for every process (flashgate/kafka_client.py).
@@ -39,6 +40,7 @@ SHARED: Mapping[str, str] = {
     "topic": "FLASHGATE_TOPIC",
     "group": "FLASHGATE_GROUP",
     "idem_ttl_s": "FLASHGATE_IDEM_TTL_S",
+    "otlp_endpoint": "FLASHGATE_OTLP_ENDPOINT",
 }
 HINT = 'hint: eval "$(flashgate stack env)"'
 

@@ -13,6 +13,7 @@ from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
 from flashgate import redis_url
+from flashgate.otel import Tracing
 from gate.admission import AdmissionClient
 from gate.auth import Identity
 from gate.breaker import Breaker
@@ -109,6 +110,7 @@ class Gate:
             metrics=self.metrics,
             budget_s=s.delivery_budget_ms / 1000,
         )
+        self.tracing: Tracing | None = None  # OpenTelemetry export, made in start() (its thread after any fork)
         self.inflight = 0
         self._relay_task: asyncio.Task[None] | None = None
         self._publish_task: asyncio.Task[None] | None = None
@@ -118,6 +120,8 @@ class Gate:
         self.stopping = False
 
     async def start(self) -> None:
+        if self.settings.otlp_endpoint:
+            self.tracing = Tracing("flashgate-gate", self.settings.otlp_endpoint)
         self.handoff.start(asyncio.get_running_loop())
         await self.records.start()
         if self.cluster is not None:
@@ -162,6 +166,8 @@ class Gate:
             await self.redis.aclose()
         await self.records.close()
         self.publish_metrics()
+        if self.tracing is not None:
+            await asyncio.to_thread(self.tracing.shutdown)  # the last spans out (blocking HTTP)
 
     async def health(self) -> Health:
         """Ready: started and Redis answers PING; Kafka unreachable only degrades (gate/health.py). Cached 1 s."""

@@ -21,7 +21,7 @@ import logging
 import re
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 
@@ -39,6 +39,9 @@ from gate.errors import (
     Unauthorized,
 )
 from gate.wire import Wire
+
+if TYPE_CHECKING:
+    from flashgate.otel import Tracing
 
 log = logging.getLogger(__name__)
 
@@ -196,14 +199,42 @@ def order_handler(gate: Any) -> OrderHandler:
     async def create_order(scope: Scope, receive: Receive, send: Send) -> None:
         headers = _headers(scope)
         rid = wire.request_id(headers.get("x-request-id"))
-        try:
-            result = await answer(scope, receive, headers)
-        except ClientGone:
-            return
-        except Exception:
-            log.exception("unhandled error")
-            result = Answer(500, problem(500, "internal", "Internal error"), "internal")
+        tracing: Tracing | None = gate.tracing
+        if tracing is None:
+            result = await _respond(answer, scope, receive, headers)
+        else:
+            result = await _traced(tracing, answer, scope, receive, headers, rid)
+        if result is None:
+            return  # the client is gone: nobody to answer
         metrics.requests[(str(result.status), result.code)] += 1
         await send_answer(send, wire, result, rid)
 
     return create_order
+
+
+Respond = Callable[[Scope, Receive, dict[str, str]], Awaitable[Answer]]
+
+
+async def _respond(answer: Respond, scope: Scope, receive: Receive, headers: dict[str, str]) -> Answer | None:
+    """The order's answer; None if the client left before its body arrived; 500 for a bug."""
+    try:
+        return await answer(scope, receive, headers)
+    except ClientGone:
+        return None
+    except Exception:
+        log.exception("unhandled error")
+        return Answer(500, problem(500, "internal", "Internal error"), "internal")
+
+
+async def _traced(
+    tracing: Tracing, answer: Respond, scope: Scope, receive: Receive, headers: dict[str, str], rid: bytes
+) -> Answer | None:
+    """`_respond` inside this request's span (OpenTelemetry export on); the order carries the span's context."""
+    span, headers["traceparent"] = tracing.start_order(tracecontext.parse(headers.get("traceparent")))
+    result = await _respond(answer, scope, receive, headers)
+    if result is None:
+        tracing.end_order(span, status=None, code="client_gone", order_id=None, request_id=rid.decode())
+    else:
+        order_id = result.body.get("order_id") if result.status == 202 else None
+        tracing.end_order(span, status=result.status, code=result.code, order_id=order_id, request_id=rid.decode())
+    return result

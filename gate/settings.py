@@ -10,6 +10,7 @@ from typing import Annotated, ClassVar
 
 from msgspec import Meta
 
+from flashgate import otel
 from flashgate.fingerprint import DEFAULT_IDEM_TTL_S
 from flashgate.kafka_client import PLAINTEXT, KafkaSecurity
 from flashgate.names import ORDERS_TOPIC
@@ -143,6 +144,7 @@ class GateSettings:
     # Problem `type` = this + "#" + code. The default is docs/problems.md as the gate itself serves
     # it (GET /problems), resolved against the request's URL; production points it at a docs site.
     problem_base_url: str = PROBLEM_BASE_URL
+    otlp_endpoint: str = ""  # OpenTelemetry export over OTLP/HTTP (flashgate/otel.py); "": off
     kafka_security: KafkaSecurity = PLAINTEXT  # TLS/SASL: FLASHGATE_KAFKA_* (flashgate/kafka_client.py)
 
     def __post_init__(self) -> None:
@@ -155,6 +157,7 @@ class GateSettings:
             raise ConfigError(f"{_name('relay_stale_ms')} must exceed {_name('message_timeout_ms')}")
         if not self.problem_base_url or any(c in self.problem_base_url for c in '# \t\r\n"\\'):
             raise ConfigError(f"{_name('problem_base_url')} must be a URL without a fragment, spaces or quotes")
+        otel.check_endpoint(self.otlp_endpoint)
         if self.kafka_compression not in COMPRESSIONS:
             raise ConfigError(f"{_name('kafka_compression')} must be one of {', '.join(COMPRESSIONS)}")
         # Every admission in flight holds a connection: at or below the bound the server would stop

@@ -148,6 +148,15 @@ def one_order_persisted(gate_url: str, database_url: str, sku: str, log: Callabl
     return state
 
 
+async def trace_ids(database_url: str, sku: str) -> dict[str, uuid.UUID | None]:
+    """order id → `trace_id` of every row of `sku`."""
+    conn = await asyncpg.connect(database_url)
+    try:
+        return {str(r["order_id"]): r["trace_id"] for r in await conn.fetch("SELECT * FROM orders WHERE sku = $1", sku)}
+    finally:
+        await conn.close()
+
+
 async def wait_persisted(database_url: str, sku: str, count: int, timeout_s: float = 60) -> Persisted:
     """Poll until `count` rows exist for `sku` (or the deadline passes); return what is there."""
     deadline = asyncio.get_running_loop().time() + timeout_s

@@ -21,6 +21,7 @@ from typing import TypeVar
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
 from flashgate import tracecontext
+from flashgate.otel import Tracing
 from worker.batch import BatchPlan, Incoming, batches_in_flight, commit_positions, plan_batch, traced
 from worker.dlq import DeadLetters
 from worker.metrics import WorkerMetrics
@@ -70,8 +71,10 @@ class OrderWriter:
         dead_letters: DeadLetters,
         pool: InstrumentedPool,
         metrics: WorkerMetrics,
+        tracing: Tracing | None = None,
     ) -> None:
         self.settings = settings
+        self.tracing = tracing  # OpenTelemetry export: a span per batch, linked to its orders' spans
         self.consumer = consumer
         self.dead_letters = dead_letters
         self.pool = pool
@@ -147,9 +150,12 @@ class OrderWriter:
         uncommitted orders in any partition the two share.
         """
         began = time.perf_counter()
-        if plan.poison:
-            await self._retry("dlq", lambda: self._on_thread(self.dead_letters.send, plan.poison), stop)
-        result = await self._retry("db", lambda: self._persist(plan), stop)
+        span = None if self.tracing is None else self.tracing.start_batch([m.traceparent for m in messages])
+        try:
+            result = await self._dead_letter_and_persist(plan, stop)
+        finally:
+            if span is not None:
+                span.end()
         if after is not None:
             try:
                 await asyncio.shield(after)
@@ -159,6 +165,11 @@ class OrderWriter:
         await self._retry("commit", lambda: self._on_kafka_thread(self._commit, positions), stop)
         took = time.perf_counter() - began
         self._observe(len(messages), len(plan.poison), plan.redelivered, result, took, traced(plan))
+
+    async def _dead_letter_and_persist(self, plan: BatchPlan, stop: asyncio.Event) -> PersistResult:
+        if plan.poison:
+            await self._retry("dlq", lambda: self._on_thread(self.dead_letters.send, plan.poison), stop)
+        return await self._retry("db", lambda: self._persist(plan), stop)
 
     async def _persist(self, plan: BatchPlan) -> PersistResult:
         async with self.pool.acquire() as conn:

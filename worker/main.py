@@ -12,6 +12,7 @@ from confluent_kafka import Consumer, Producer
 from prometheus_client import CollectorRegistry, ProcessCollector, start_http_server
 
 from flashgate.kafka_client import client_config
+from flashgate.otel import Tracing
 from worker.consumer import OrderWriter
 from worker.dlq import DeadLetters
 from worker.metrics import WorkerMetrics
@@ -75,12 +76,14 @@ async def serve(settings: WorkerSettings) -> None:
     if pool is None:
         return
     producer = Producer(dlq_producer_config(settings))
+    tracing = Tracing("flashgate-worker", settings.otlp_endpoint) if settings.otlp_endpoint else None
     writer = OrderWriter(
         settings=settings,
         consumer=Consumer(consumer_config(settings)),
         dead_letters=DeadLetters(producer, settings.dlq_topic, timeout_s=settings.dlq_timeout_s),
         pool=InstrumentedPool(pool, metrics, acquire_timeout_s=settings.pool_acquire_timeout_s),
         metrics=metrics,
+        tracing=tracing,
     )
     writer.subscribe()
     log.info("worker consuming %s as group %s", settings.topic, settings.group)
@@ -90,4 +93,6 @@ async def serve(settings: WorkerSettings) -> None:
         await writer.close()
         producer.flush(5)
         await pool.close()
+        if tracing is not None:
+            tracing.shutdown()  # the last batches' spans out
         log.info("worker stopped")

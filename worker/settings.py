@@ -9,6 +9,7 @@ from typing import Annotated, ClassVar
 
 from msgspec import Meta
 
+from flashgate import otel
 from flashgate.kafka_client import PLAINTEXT, KafkaSecurity
 from flashgate.names import DLQ_TOPIC, ORDERS_TOPIC, WRITERS_GROUP
 from flashgate.settings import ConfigError, check, load, variable
@@ -58,10 +59,12 @@ class WorkerSettings:
     max_poll_interval_ms: int = 600_000
     metrics_port: Annotated[int, Meta(ge=0, le=65535)] = 0  # 0 = no metrics endpoint
     metrics_host: str = "127.0.0.1"  # the image sets 0.0.0.0, so Prometheus can scrape a container
+    otlp_endpoint: str = ""  # OpenTelemetry export over OTLP/HTTP (flashgate/otel.py); "": off
     kafka_security: KafkaSecurity = PLAINTEXT  # TLS/SASL: FLASHGATE_KAFKA_* (flashgate/kafka_client.py)
 
     def __post_init__(self) -> None:
         check(self)
+        otel.check_endpoint(self.otlp_endpoint)
         if self.pool_min_size > self.pool_max_size:
             raise ConfigError(f"need {_name('pool_min_size')} <= {_name('pool_max_size')}")
         if self.retry_max_ms < self.retry_initial_ms:

@@ -6,13 +6,13 @@ import asyncio
 import uuid
 from pathlib import Path
 
-import asyncpg
 from click.testing import CliRunner
 
+from flashgate import events
 from ops.cli import cli
 from tests.gatekit import gate_settings, open_sale, order_headers, running_gate
 from tests.kafkautil import consume
-from tests.pipeline import add_product, create_topics, start_worker, wait_persisted
+from tests.pipeline import add_product, create_topics, start_worker, trace_ids, wait_persisted
 from tests.stackctl import StackHandle
 from tests.support.sales import Sale
 
@@ -41,20 +41,19 @@ async def test_a_traceparent_is_kept_from_the_202_to_the_row(stack: StackHandle,
                 order_ids[who] = uuid.UUID(answer.json()["order_id"])
         state = await wait_persisted(stack.database_url, name, 3)
         assert len(state.order_ids) == 3, worker.log()[-2000:]
-        conn = await asyncpg.connect(stack.database_url)
-        try:
-            rows = {r["order_id"]: r["trace_id"] for r in await conn.fetch("SELECT * FROM orders WHERE sku = $1", name)}
-        finally:
-            await conn.close()
-        assert rows == {
-            order_ids["traced"]: uuid.UUID(hex=TRACE),
-            order_ids["untraced"]: None,
-            order_ids["invalid"]: None,
+        rows = await trace_ids(stack.database_url, name)
+        assert {who: rows[str(order_id)] for who, order_id in order_ids.items()} == {
+            "traced": uuid.UUID(hex=TRACE),
+            "untraced": None,
+            "invalid": None,
         }
-        headers = {m.value(): m.headers() for m in consume(stack.kafka_bootstrap, topics.orders, 3)}
-        assert sorted(map(str, headers.values())) == sorted(
-            map(str, [[("traceparent", TRACEPARENT.encode())], None, None])
-        )
+        messages = consume(stack.kafka_bootstrap, topics.orders, 3)
+        headers = {events.decode(m.value() or b"").order_id: m.headers() for m in messages}
+        assert {who: headers[order_id] for who, order_id in order_ids.items()} == {
+            "traced": [("traceparent", TRACEPARENT.encode())],
+            "untraced": None,
+            "invalid": None,
+        }
         assert f"traces={TRACE}" in worker.log()
     finally:
         worker.close()

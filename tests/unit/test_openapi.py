@@ -116,6 +116,7 @@ async def every_answer_of_the_order_route() -> list[Sent]:
         identity=Identity(auth),
         wire=Wire(s.problem_base_url),
         inflight=0,
+        tracing=None,
     )
     post = drive(gate)
     ok = {"X-User-Id": "ann", "Idempotency-Key": "k"}

@@ -32,7 +32,7 @@ def test_one_scheme_shared_names_and_process_scopes() -> None:
     assert "FLASHGATE_WORKER_POOL_MAX_SIZE" in variables(WorkerSettings)
     for reader in (WorkerSettings, MonitorSettings, ReconcileSettings):
         assert {"FLASHGATE_TOPIC", "FLASHGATE_GROUP"} <= set(variables(reader))
-    shared = ("FLASHGATE_TOPIC", "FLASHGATE_GROUP", "FLASHGATE_IDEM_TTL_S")
+    shared = ("FLASHGATE_TOPIC", "FLASHGATE_GROUP", "FLASHGATE_IDEM_TTL_S", "FLASHGATE_OTLP_ENDPOINT")
     for cls in EVERY:
         scoped = [v for v in variables(cls) if v.startswith("FLASHGATE_") and v not in shared]
         assert all(v.startswith(f"FLASHGATE_{cls.SCOPE}_") for v in scoped), (cls, scoped)
