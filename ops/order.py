@@ -112,7 +112,7 @@ async def _from_redis(w: Whereabouts, oid: uuid.UUID, redis_url: str) -> None:
     w.sku, w.user, w.qty = w.sku or entry.sku, w.user or entry.user, w.qty or entry.qty
     if waiting:
         w.outbox_entry = entry.stream_id
-        trace = tracecontext.trace_id(waiting[0][1].get(b"p"))  # the entry's traceparent, if any
+        trace = tracecontext.trace_id((waiting[0][1] or {}).get(b"p"))  # the entry's traceparent, if any
         w.trace_id = w.trace_id or (None if trace is None else trace.hex)
     if w.stage == "unknown":
         w.stage = "queued" if waiting else "accepted"
