@@ -17,6 +17,8 @@ from tests.stackctl import StackHandle
 from tests.support.sales import Sale, put_sale
 
 DEAD_REDIS = "redis://127.0.0.1:1/0"
+TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
+TRACEPARENT = f"00-{TRACE}-00f067aa0ba902b7-01"
 
 
 def show(stack: StackHandle, order_id: str, *extra: str, redis_url: str | None = None) -> Result:
@@ -27,7 +29,7 @@ def show(stack: StackHandle, order_id: str, *extra: str, redis_url: str | None =
 async def _admit(stack: StackHandle, sku: str) -> tuple[str, str]:
     async with admission_client(stack) as (client, r):
         await put_sale(r, Sale(sku=sku, units=5))
-        a = await client.admit(AdmitRequest(sku=sku, user="buyer-1", key="k-1", qty=2))
+        a = await client.admit(AdmitRequest(sku=sku, user="buyer-1", key="k-1", qty=2, trace=TRACEPARENT))
         return a.order_id, a.stream_id
 
 
@@ -54,6 +56,7 @@ def test_an_order_is_followed_from_the_outbox_to_its_row(stack: StackHandle, nam
     assert queued.exit_code == 0, queued.output
     assert queued.output.splitlines()[0] == f"order {order_id}: queued"
     assert f"outbox entry: {stream_id}" in queued.output
+    assert f"trace id: {TRACE}" in queued.output  # from the outbox entry while it waits there
     assert "user: buyer-1" in queued.output
 
     asyncio.run(_ack(stack, name, stream_id))
