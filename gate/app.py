@@ -35,7 +35,11 @@ from gate.wire import REQUEST_ID, Wire
 log = logging.getLogger(__name__)
 
 HTTP_CODES = {400: "bad_request", 404: "not_found", 405: "method_not_allowed", 413: "body_too_large"}
-PROBLEMS_PAGE = Path(__file__).resolve().parent.parent / "docs" / "problems.md"
+# docs/problems.md: in the package when installed from the wheel (pyproject's force-include), else the checkout's.
+PROBLEMS_PAGES = (
+    Path(__file__).resolve().parent / "problems.md",
+    Path(__file__).resolve().parent.parent / "docs" / "problems.md",
+)
 _REQUEST_ID = REQUEST_ID.encode()
 
 
@@ -196,7 +200,7 @@ def create_app(settings: GateSettings) -> GateApp:
         ),
     )
     app.state.gate = gate
-    app.state.problems_page = PROBLEMS_PAGE.read_bytes() if PROBLEMS_PAGE.is_file() else None
+    app.state.problems_page = next((p.read_bytes() for p in PROBLEMS_PAGES if p.is_file()), None)
     return GateApp(app, orders)
 
 

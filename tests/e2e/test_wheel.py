@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import httpx
 import pytest
 
 from tests.pipeline import create_topics, new_database, one_order_persisted
@@ -131,6 +132,9 @@ def test_migrate_gate_and_worker_from_the_wheel(
     try:
         state = one_order_persisted(gate.base_url, database, name, worker.log)
         assert state.units_sold == 1
+        # The default base of problem `type` URIs resolves here too: the page ships in the wheel.
+        page = httpx.get(f"{gate.base_url}/problems", timeout=10)
+        assert (page.status_code, page.text) == (200, (ROOT / "docs" / "problems.md").read_text())
     finally:
         gate.close()
         worker.close()
