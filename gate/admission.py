@@ -60,6 +60,7 @@ class Admission:
     replayed: bool = False
     pending: bool = False  # replay of an accepted order still waiting in the outbox
     buyers: int = 0  # SOLD_OUT: how many buyers the SKU has (tells the sold-out cache its buyer set changed)
+    allowance: str = ""  # ACCEPTED on a rate-limited sale: "remaining,reset_s,rate,burst" (gate/ratelimit.py)
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,7 +89,8 @@ def parse_admit(raw: Sequence[Any], order_ids: Sequence[str]) -> list[Admission]
 
 def _admission(code: Code, order_id: str, a: Any, b: Any, c: Any, d: Any) -> Admission:
     if code is Code.ACCEPTED:
-        return Admission(code, order_id, int(a), str(b), stock_left=int(c))
+        allowance = "" if not d else d.decode() if isinstance(d, bytes) else str(d)
+        return Admission(code, order_id, int(a), str(b), stock_left=int(c), allowance=allowance)
     if code is Code.REPLAY:
         return Admission(Code(int(a)), str(b), int(c), replayed=True, pending=bool(int(d)))
     if code in (Code.NOT_STARTED, Code.RATE_LIMITED):

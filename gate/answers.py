@@ -12,6 +12,7 @@ from typing import Any
 
 from gate.admission import Admission, AdmitRequest, Code, IndexedOrder
 from gate.errors import GateError, NotFound
+from gate.ratelimit import allowance_fields
 from gate.records import PersistedOrder
 
 PROBLEM_JSON = "application/problem+json"
@@ -66,7 +67,8 @@ def order_answer(adm: Admission, req: AdmitRequest, *, delivered: bool = False, 
         queued = adm.pending if adm.replayed else not delivered
         status = "queued" if queued else "accepted"
         body = {"order_id": adm.order_id, "sku": req.sku, "qty": req.qty, "status": status}
-        return Answer(202, body, status, replayed=adm.replayed)
+        headers = allowance_fields(adm.allowance) if adm.allowance else ()
+        return Answer(202, body, status, replayed=adm.replayed, headers=headers)
     http_status, code, title = PROBLEMS[adm.code]
     body = problem(http_status, code, title)
     retry_after = None

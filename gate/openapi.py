@@ -171,6 +171,11 @@ RATELIMIT = _header(
     f'IETF RateLimit (draft-ietf-httpapi-ratelimit-headers): `"{POLICY}";r=0;t=<seconds>`.',
     Schema(type=OpenAPIType.STRING),
 )
+RATELIMIT_ADMITTED = _header(
+    f'Rate-limited sales only: `"{POLICY}";r=<orders you may still send now>;t=<seconds until the whole burst is '
+    "back>` (IETF RateLimit).",
+    Schema(type=OpenAPIType.STRING),
+)
 RATELIMIT_POLICY = _header(
     f'The sale\'s per-buyer limit: `"{POLICY}";q=<orders>;w=<seconds>` (left out if it cannot be read now).',
     Schema(type=OpenAPIType.STRING),
@@ -181,7 +186,7 @@ Headers = dict[str, OpenAPIHeader | Reference]
 Responses = dict[str, OpenAPIResponse | Reference]
 # Headers some answers carry, by status (X-Request-Id is on all of them).
 _HEADERS: dict[int, Headers] = {
-    202: {"Idempotent-Replayed": REPLAYED},
+    202: {"Idempotent-Replayed": REPLAYED, "RateLimit": RATELIMIT_ADMITTED, "RateLimit-Policy": RATELIMIT_POLICY},
     401: {"WWW-Authenticate": WWW_AUTHENTICATE},
     409: {"Idempotent-Replayed": REPLAYED, "Retry-After": RETRY_NOT_STARTED},
     429: {"Retry-After": RETRY_LIMITED, "RateLimit": RATELIMIT, "RateLimit-Policy": RATELIMIT_POLICY},

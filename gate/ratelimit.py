@@ -1,7 +1,12 @@
-"""IETF RateLimit fields for 429 answers (draft-ietf-httpapi-ratelimit-headers-11 syntax).
+"""IETF RateLimit fields for 429s and for 202s of rate-limited sales (draft-ietf-httpapi-ratelimit-headers-11).
 
     RateLimit-Policy: "buyer";q=<quota>;w=<window s>     the SKU's per-buyer GCRA, as a quota
-    RateLimit: "buyer";r=0;t=<s until the next order is let through>
+    RateLimit: "buyer";r=0;t=<s until the next order is let through>          (429)
+    RateLimit: "buyer";r=<orders the buyer may still send now>;t=<s until the whole burst is back>  (202)
+
+A 202 costs nothing more for them: admit.lua returns the accepted order's allowance and the
+sale's rate and burst in a reply slot it had free (`allowance_fields`); a sale without a rate
+limit returns nothing there, and its 202s carry no RateLimit fields.
 
 admit.lua says how long a limited buyer must wait; the policy (`rate_per_s`, `burst` of the
 sale) it does not return, so it is read from `sale:{sku}` on a 429 and kept POLICY_TTL_S per SKU
@@ -14,6 +19,7 @@ Redis failing here only leaves RateLimit-Policy out; the 429 is answered all the
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import math
 import time
@@ -41,6 +47,19 @@ def policy_field(rate_per_s: float, burst: int) -> bytes | None:
 def limit_field(wait_ms: int) -> bytes:
     """The RateLimit value of a limited buyer: nothing left for the next ⌈wait⌉ seconds."""
     return b'"%s";r=0;t=%d' % (POLICY.encode(), max(1, -(-wait_ms // 1000)))
+
+
+@functools.lru_cache(maxsize=1024)
+def _policy(rate: str, burst: str) -> bytes | None:
+    return policy_field(float(rate), int(burst))
+
+
+def allowance_fields(allowance: str) -> tuple[tuple[bytes, bytes], ...]:
+    """The RateLimit fields of a 202 from admit.lua's allowance, "remaining,reset_s,rate,burst"."""
+    remaining, reset_s, rate, burst = allowance.split(",")
+    limit = (b"ratelimit", b'"%s";r=%s;t=%s' % (POLICY.encode(), remaining.encode(), reset_s.encode()))
+    policy = _policy(rate, burst)
+    return (limit,) if policy is None else ((b"ratelimit-policy", policy), limit)
 
 
 class RatePolicies:

@@ -42,7 +42,9 @@
 --                  id, idempotency key, answer field, traceparent ('' for none)
 --
 -- Returns a flat array, 5 slots per order, in ARGV order:
---   0 ACCEPTED     accepted_at_us, stream_id, stock_left, 0      (answer stored)
+--   0 ACCEPTED     accepted_at_us, stream_id, stock_left, allowance (answer stored); allowance is 0
+--                  without a rate limit, else "remaining,reset_s,rate,burst": orders this user may
+--                  still send now, seconds until the full burst is back, the sale's policy
 --   1 REPLAY       stored_code, order_id, accepted_at_us, pending (pending=1 while in the outbox)
 --   2 MISMATCH     same key, different request fingerprint
 --   3 UNKNOWN_SKU  no sale config (not stored)
@@ -182,7 +184,13 @@ local function judge(i)
   store(field, fingerprint .. '\31' .. '0\31' .. order_id .. '\31' .. now_text .. '\31' .. id)
   index[#index + 1] = order_id
   index[#index + 1] = sku .. '\31' .. user .. '\31' .. qty .. '\31' .. id
-  return reply(0, now_us, id, left - qty)
+  local allowance = 0
+  if rate > 0 then
+    local tat = tats[user]
+    allowance = string.format('%d,%d,%s,%d', math.floor((now_us + burst * interval - tat) / interval),
+      math.ceil((tat - now_us) / 1000000), sale[5], burst)
+  end
+  return reply(0, now_us, id, left - qty, allowance)
 end
 
 for i = 1, n do judge(i) end

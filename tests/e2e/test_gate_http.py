@@ -169,7 +169,9 @@ async def test_business_refusals(stack: StackHandle, name: str) -> None:
             assert doc["instance"] == res.headers["x-request-id"]
             return res.status_code, doc["code"], dict(res.headers)
 
-        assert (await order(f"{name}-cap", "a"))[:2] == (202, "accepted")
+        capped = await order(f"{name}-cap", "a")
+        assert capped[:2] == (202, "accepted")
+        assert "ratelimit" not in capped[2]  # a sale without a rate limit: no RateLimit fields on its 202s
         assert (await order(f"{name}-cap", "b"))[:2] == (409, "user_limit")
         assert (await order(f"{name}-cap", "a", qty=3))[:2] == (422, "idempotency_key_reused")
         assert (await order(f"{name}-one", "a", qty=2))[:2] == (409, "sold_out")
@@ -188,7 +190,10 @@ async def test_business_refusals(stack: StackHandle, name: str) -> None:
         assert 55_000 <= soon.json()["starts_in_ms"] <= (now_ms + 60_000) - before_s * 1000 + 1000
         assert (await order(f"{name}-over", "a"))[:2] == (409, "sale_ended")
         assert (await order(f"{name}-none", "a"))[:2] == (404, "unknown_sku")
-        assert (await order(f"{name}-rl", "a"))[0] == 202
+        admitted = await order(f"{name}-rl", "a")
+        assert admitted[0] == 202
+        # A 202 of a rate-limited sale says what is left: burst 1 used, back in one interval (5 s).
+        assert (admitted[2]["ratelimit"], admitted[2]["ratelimit-policy"]) == ('"buyer";r=0;t=5', '"buyer";q=1;w=5')
         limited = await order(f"{name}-rl", "b")
         assert limited[:2] == (429, "rate_limited")
         assert 1 <= int(limited[2]["retry-after"]) <= 5

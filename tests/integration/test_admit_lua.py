@@ -133,8 +133,10 @@ async def test_sale_not_started_is_not_stored_and_ended_is(stack: StackHandle, n
 async def test_rate_limited_request_consumes_nothing(stack: StackHandle, name: str) -> None:
     async with admission_client(stack) as (client, r):
         await put_sale(r, Sale(sku=name, units=100, rate_per_s=0.5, burst=2))
-        assert (await admit(client, req(name, key="a")))[0] is Code.ACCEPTED
-        assert (await admit(client, req(name, key="b")))[0] is Code.ACCEPTED
+        a, b = await client.admit(req(name, key="a")), await client.admit(req(name, key="b"))
+        assert (a.code, b.code) == (Code.ACCEPTED, Code.ACCEPTED)
+        # What is left of the burst after each, and when all of it is back (one interval is 2 s).
+        assert (a.allowance, b.allowance) == ("1,2,0.5,2", "0,4,0.5,2")
         limited = await client.admit(req(name, key="c"))
         assert limited.code is Code.RATE_LIMITED
         assert 0 < limited.wait_ms <= 2000
@@ -142,8 +144,10 @@ async def test_rate_limited_request_consumes_nothing(stack: StackHandle, name: s
         assert await r.hget(names.bought_key(name), "u1") == "2"
         assert await stored(r, name, key="c") == (None, 0)
         assert await r.xlen(names.outbox_key(name)) == 2
-        # Another user has a bucket of their own.
-        assert (await admit(client, req(name, user="u2", key="c")))[0] is Code.ACCEPTED
+        # Another user has a bucket of their own; a sale without a rate limit returns no allowance.
+        assert (await client.admit(req(name, user="u2", key="c"))).allowance == "1,2,0.5,2"
+        await put_sale(r, Sale(sku=f"{name}-open", units=1))
+        assert (await client.admit(req(f"{name}-open"))).allowance == ""
 
 
 async def test_per_user_cap(stack: StackHandle, name: str) -> None:

@@ -26,6 +26,7 @@ from gate.admission import Admission, Code, IndexedOrder, parse_admit
 from gate.answers import status_answer
 from gate.breaker import Breaker
 from gate.errors import NotFound
+from gate.ratelimit import allowance_fields
 from gate.records import PersistedOrder
 from gate.settings import GateSettings
 from gate.throttled_log import ThrottledLog
@@ -230,3 +231,13 @@ def test_throttled_log_says_each_kind_once_per_interval_and_counts_the_rest() ->
         "refused: OOM (2 more like it in the last 10 s)",
         "refused: OOM",
     ]
+
+
+def test_a_202_of_a_rate_limited_sale_carries_what_is_left_of_the_burst() -> None:
+    assert allowance_fields("2,3,0.5,3") == (
+        (b"ratelimit-policy", b'"buyer";q=3;w=6'),
+        (b"ratelimit", b'"buyer";r=2;t=3'),
+    )
+    adm = parse_admit([0, 1_700_000_000_000_000, "1-0", 7, "0,2,1,1"], ["o"])[0]
+    assert adm.allowance == "0,2,1,1"
+    assert parse_admit([0, 1, "1-0", 7, 0], ["o"])[0].allowance == ""  # no rate limit
