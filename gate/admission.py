@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import uuid
 from collections.abc import Sequence
@@ -12,8 +11,6 @@ from typing import Any
 
 from flashgate import names, orderindex
 from flashgate.fingerprint import request_fingerprint
-from flashgate.outbox import OutboxEntry
-from gate.errors import RedisUnavailable
 from gate.redis_batch import RoundTrips
 from gate.scripts import Scripts
 
@@ -101,7 +98,10 @@ def _admission(code: Code, order_id: str, a: Any, b: Any, c: Any, d: Any) -> Adm
 
 
 class AdmissionClient:
-    """All Redis traffic of the gate; every call shares the current tick's pipeline."""
+    """The admission's Redis calls (admit.lua, the buyer set, the order index), in the current tick's pipeline.
+
+    The outbox's own calls (ack, claim, lengths) are gate/outbox.py's OutboxClient.
+    """
 
     def __init__(self, batcher: RoundTrips, scripts: Scripts, *, idem_ttl_s: int) -> None:
         self._batcher = batcher
@@ -156,53 +156,3 @@ class AdmissionClient:
         sid = entry.stream_id
         pending = bool(await self._batcher.call("XRANGE", names.outbox_key(entry.sku), sid, sid))
         return IndexedOrder(entry.sku, entry.user, entry.qty, pending)
-
-    async def ack(self, sku: str, stream_ids: Sequence[str]) -> int:
-        """outbox_ack.lua: forget delivered entries; returns how many this call deleted."""
-        return int(
-            await self._scripts.call(self._batcher, names.OUTBOX_ACK_SCRIPT, (names.outbox_key(sku),), stream_ids)
-        )
-
-    async def outbox_lengths(self, skus: Sequence[str]) -> list[int | RedisUnavailable]:
-        """XLEN of each SKU's outbox, all in this tick's round trip(s); a SKU whose Redis (its shard, on
-        a cluster) did not answer has its RedisUnavailable in its place. Any other error is raised."""
-        calls: list[asyncio.Future[Any]] = []
-        for sku in skus:
-            try:
-                calls.append(self._batcher.call("XLEN", names.outbox_key(sku)))
-            except RedisUnavailable as e:  # that node's breaker is open: failed without a round trip
-                failed: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-                failed.set_exception(e)
-                calls.append(failed)
-        lengths: list[int | RedisUnavailable] = []
-        for reply in await asyncio.gather(*calls, return_exceptions=True):  # every failure retrieved
-            if isinstance(reply, RedisUnavailable):
-                lengths.append(reply)
-            elif isinstance(reply, BaseException):
-                raise reply
-            else:
-                lengths.append(int(reply))
-        return lengths
-
-    async def claim(
-        self, sku: str, *, relay: str, min_age_ms: int, lease_ms: int, cursor: str, count: int
-    ) -> tuple[str, list[OutboxEntry]]:
-        """outbox_claim.lua: entries admitted more than `min_age_ms` ago → (next cursor, entries).
-
-        Nothing unless this relay holds (or now takes) the SKU's relay lease for `lease_ms`.
-        """
-        keys = (names.outbox_key(sku), names.relay_lease_key(sku))
-        raw = await self._scripts.call(
-            self._batcher, names.OUTBOX_CLAIM_SCRIPT, keys, (relay, min_age_ms, cursor, count, lease_ms)
-        )
-        entries = []
-        for sid, fields in raw[1]:
-            try:
-                entries.append(OutboxEntry.decode(sid, fields))
-            except (KeyError, ValueError):
-                log.error("outbox:{%s} entry %s is malformed, left in place: %r", sku, sid, fields)
-        return str(raw[0]), entries
-
-    async def sale_skus(self) -> set[str]:
-        """Every SKU of the sale registry (`names.SALE_REGISTRY`): where outboxes can be; never a SCAN."""
-        return set(await self._batcher.call("SMEMBERS", names.SALE_REGISTRY))

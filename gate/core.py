@@ -21,12 +21,11 @@ from gate.handoff import Handoff, producer_config
 from gate.health import Health, Pinger, judge, probe_kafka, probe_redis
 from gate.metrics import PUBLISH_INTERVAL_S, GateMetrics
 from gate.orders import OrderDesk
-from gate.outbox import OutboxAcker
+from gate.outbox import OutboxAcker, OutboxClient, Relay
 from gate.ratelimit import RatePolicies
 from gate.records import OrderRecords
 from gate.redis_batch import RedisBatcher, RoundTrips
 from gate.redis_cluster import ClusterBatcher
-from gate.relay import Relay
 from gate.scripts import Scripts
 from gate.settings import GateSettings
 from gate.soldout import SoldOutCache
@@ -85,9 +84,10 @@ class Gate:
             s.topic,
             metrics=self.metrics,
         )
-        self.acker = OutboxAcker(self.admission)
+        self.outbox = OutboxClient(self.batcher, self.scripts)
+        self.acker = OutboxAcker(self.outbox)
         self.relay = Relay(
-            self.admission,
+            self.outbox,
             self.handoff,
             self.acker,
             stale_ms=s.relay_stale_ms,

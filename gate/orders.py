@@ -40,10 +40,9 @@ from gate.answers import Answer, order_answer, status_answer
 from gate.errors import HandoffError, NotFound
 from gate.handoff import Handoff
 from gate.metrics import GateMetrics
-from gate.outbox import OutboxAcker, event_of
+from gate.outbox import OutboxAcker, Relay, event_of
 from gate.ratelimit import RatePolicies
 from gate.records import OrderRecords
-from gate.relay import Relay
 from gate.soldout import SoldOutCache
 
 log = logging.getLogger(__name__)

@@ -1,17 +1,100 @@
-"""The outbox seen from Python: events rebuilt from entries, and acks batched per SKU per tick."""
+"""The outbox on the gate's side: everything that reads or deletes `outbox:{sku}` entries after admit.lua wrote them.
+
+    admit.lua XADDs one entry per admitted order (gate/orders.py)
+        │
+        ▼ Handoff.send(event_of(entry)) ─▶ delivery report, on the loop
+    OutboxAcker: outbox_ack.lua (XDEL) of the tick's delivered entries, one call per SKU
+        ▲
+        │ delivered
+    Relay, every interval in every gate process (and `flashgate relay`):
+        XLEN of every known outbox in one round trip ─▶ outbox_claim.lua on the non-empty ones
+        (the SKU's lease, entries older than stale_ms) ─▶ Handoff.send ─▶ OutboxAcker
+
+`OutboxClient` makes the Redis calls (the outbox scripts, XLEN, the sale registry); the entry's
+format is `flashgate.outbox.OutboxEntry`, shared with the reconciler.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import socket
+import time
 import uuid
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
+from functools import partial
+from typing import Any
 
+from flashgate import names
 from flashgate.events import SCHEMA_VERSION, OrderAccepted
 from flashgate.outbox import OutboxEntry
-from gate.admission import AdmissionClient
+from gate.errors import GateError, HandoffError, RedisUnavailable
+from gate.handoff import Handoff
+from gate.metrics import GateMetrics
+from gate.redis_batch import RoundTrips
+from gate.scripts import Scripts
 
 log = logging.getLogger(__name__)
+
+
+class OutboxClient:
+    """The outbox's Redis calls; every call shares the current tick's round trip (gate/redis_batch.py)."""
+
+    def __init__(self, batcher: RoundTrips, scripts: Scripts) -> None:
+        self._batcher = batcher
+        self._scripts = scripts
+
+    async def ack(self, sku: str, stream_ids: Sequence[str]) -> int:
+        """outbox_ack.lua: forget delivered entries; returns how many this call deleted."""
+        return int(
+            await self._scripts.call(self._batcher, names.OUTBOX_ACK_SCRIPT, (names.outbox_key(sku),), stream_ids)
+        )
+
+    async def lengths(self, skus: Sequence[str]) -> list[int | RedisUnavailable]:
+        """XLEN of each SKU's outbox, all in this tick's round trip(s); a SKU whose Redis (its shard, on
+        a cluster) did not answer has its RedisUnavailable in its place. Any other error is raised."""
+        calls: list[asyncio.Future[Any]] = []
+        for sku in skus:
+            try:
+                calls.append(self._batcher.call("XLEN", names.outbox_key(sku)))
+            except RedisUnavailable as e:  # that node's breaker is open: failed without a round trip
+                failed: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+                failed.set_exception(e)
+                calls.append(failed)
+        lengths: list[int | RedisUnavailable] = []
+        for reply in await asyncio.gather(*calls, return_exceptions=True):  # every failure retrieved
+            if isinstance(reply, RedisUnavailable):
+                lengths.append(reply)
+            elif isinstance(reply, BaseException):
+                raise reply
+            else:
+                lengths.append(int(reply))
+        return lengths
+
+    async def claim(
+        self, sku: str, *, relay: str, min_age_ms: int, lease_ms: int, cursor: str, count: int
+    ) -> tuple[str, list[OutboxEntry]]:
+        """outbox_claim.lua: entries admitted more than `min_age_ms` ago → (next cursor, entries).
+
+        Nothing unless this relay holds (or now takes) the SKU's relay lease for `lease_ms`.
+        """
+        keys = (names.outbox_key(sku), names.relay_lease_key(sku))
+        raw = await self._scripts.call(
+            self._batcher, names.OUTBOX_CLAIM_SCRIPT, keys, (relay, min_age_ms, cursor, count, lease_ms)
+        )
+        entries = []
+        for sid, fields in raw[1]:
+            try:
+                entries.append(OutboxEntry.decode(sid, fields))
+            except (KeyError, ValueError):
+                log.error("outbox:{%s} entry %s is malformed, left in place: %r", sku, sid, fields)
+        return str(raw[0]), entries
+
+    async def sale_skus(self) -> set[str]:
+        """Every SKU of the sale registry (`names.SALE_REGISTRY`): where outboxes can be; never a SCAN."""
+        return set(await self._batcher.call("SMEMBERS", names.SALE_REGISTRY))
 
 
 def accepted_at(us: int) -> datetime:
@@ -41,8 +124,8 @@ class OutboxAcker:
     worker dedups by order id); until then the order reads `queued`, so its answer says so too.
     """
 
-    def __init__(self, admission: AdmissionClient) -> None:
-        self._admission = admission
+    def __init__(self, outbox: OutboxClient) -> None:
+        self._outbox = outbox
         self._pending: dict[str, tuple[list[str], asyncio.Future[bool]]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self.acked = 0
@@ -68,7 +151,7 @@ class OutboxAcker:
     async def _ack(self, sku: str, ids: list[str], done: asyncio.Future[bool]) -> None:
         ok = False
         try:
-            self.acked += await self._admission.ack(sku, ids)
+            self.acked += await self._outbox.ack(sku, ids)
             ok = True
         except Exception as e:  # Redis down, an error reply: the relay covers both
             log.warning("outbox ack of %d entries of %s failed, the relay will republish them: %s", len(ids), sku, e)
@@ -80,3 +163,123 @@ class OutboxAcker:
         await asyncio.sleep(0)
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
+
+
+class Relay:
+    """`await relay.tick()` republishes what is stale now; `run()` ticks every `interval_s`.
+
+    SKUs come from this process's admissions and, unless `discover_s` is 0, from the sale
+    registry every `discover_s` (so a relay also covers the outboxes of crashed gates). The
+    registry is one SMEMBERS: discovery never scans the keyspace. The registry keeps every SKU
+    ever put on sale, so a tick first asks the length of every known outbox in one round trip
+    and claims only from those that hold entries: an idle relay costs one round trip per tick,
+    not one script call per SKU ever sold.
+    """
+
+    def __init__(
+        self,
+        outbox: OutboxClient,
+        handoff: Handoff,
+        acker: OutboxAcker,
+        *,
+        metrics: GateMetrics,
+        stale_ms: int,
+        batch: int,
+        discover_s: float,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._outbox = outbox
+        self._metrics = metrics
+        self._handoff = handoff
+        self._acker = acker
+        self._stale_ms = stale_ms
+        self._batch = batch
+        self._discover_s = discover_s
+        self._clock = clock
+        self._discovered_at: float | None = None
+        self.skus: set[str] = set()
+        self.name = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"  # the lease holder's name
+        self.republished = 0
+
+    def note_sku(self, sku: str) -> None:
+        """An SKU this process admitted for: watch its outbox without waiting for discovery."""
+        self.skus.add(sku)
+
+    async def tick(self) -> int:
+        """One pass over every known outbox; returns how many entries were handed to the producer.
+
+        A SKU whose Redis cannot answer is passed over, and the others are relayed all the same (on a
+        Redis Cluster one shard down must not hold up the rest); the tick then raises its error.
+        """
+        try:
+            sent, failed = await self._tick()
+        except Exception:
+            self._metrics.relay_ticks["failed"] += 1
+            raise
+        self._metrics.events["relay_republished"] += sent
+        if failed is not None:
+            self._metrics.relay_ticks["failed"] += 1
+            raise failed
+        self._metrics.relay_ticks["ok"] += 1
+        return sent
+
+    async def _tick(self) -> tuple[int, RedisUnavailable | None]:
+        now = self._clock()
+        due = self._discovered_at is None or now - self._discovered_at >= self._discover_s
+        if self._discover_s > 0 and due:
+            self.skus.update(await self._outbox.sale_skus())
+            self._discovered_at = now
+        skus = sorted(self.skus)
+        sent, failed = 0, None
+        for sku, length in zip(skus, await self._outbox.lengths(skus), strict=True):
+            try:
+                if isinstance(length, RedisUnavailable):
+                    raise length  # this SKU's Redis (its shard, on a cluster) did not answer
+                if length:
+                    sent += await self._relay_sku(sku)
+            except RedisUnavailable as e:
+                failed = failed or e
+        self.republished += sent
+        if sent:
+            log.info("relay republished %d outbox entries", sent)
+        return sent, failed
+
+    async def _relay_sku(self, sku: str) -> int:
+        sent, cursor = 0, "0-0"
+        while True:
+            cursor, entries = await self._outbox.claim(
+                sku,
+                relay=self.name,
+                min_age_ms=self._stale_ms,
+                lease_ms=self._stale_ms,
+                cursor=cursor,
+                count=self._batch,
+            )
+            for entry in entries:
+                if self._handoff.in_flight(entry.order_id):
+                    continue
+                try:
+                    self._handoff.send(
+                        event_of(sku, entry), partial(self._delivered, sku, entry.stream_id), trace=entry.trace
+                    )
+                except HandoffError as e:
+                    log.warning("relay: producer refused a message, next tick retries: %s", e)
+                    return sent
+                sent += 1
+            if cursor == "0-0":
+                return sent
+
+    def _delivered(self, sku: str, stream_id: str, err: HandoffError | None) -> None:
+        if err is None:
+            self._acker.ack(sku, stream_id)
+
+    async def run(self, interval_s: float) -> None:
+        """Tick forever; a failed tick (Redis down) is logged and retried next interval."""
+        while True:
+            try:
+                await self.tick()
+            except (GateError, OSError) as e:
+                log.warning("relay tick failed: %s", e)
+            except Exception:
+                log.exception("relay tick crashed; retrying next interval")
+            await asyncio.sleep(interval_s)

@@ -19,6 +19,7 @@ from gate.admission import AdmissionClient
 from gate.app import create_app
 from gate.breaker import Breaker
 from gate.core import Gate
+from gate.outbox import OutboxClient
 from gate.redis_batch import RedisBatcher
 from gate.scripts import Scripts
 from gate.settings import AuthSettings, GateSettings
@@ -48,6 +49,18 @@ async def admission_client(stack: StackHandle) -> AsyncIterator[tuple[AdmissionC
     batcher = RedisBatcher(client, Breaker(failures_to_open=1000, cooldown_s=0.1), timeout_s=5)
     try:
         yield AdmissionClient(batcher, Scripts(), idem_ttl_s=60), client
+    finally:
+        await batcher.close()
+        await client.aclose()
+
+
+@asynccontextmanager
+async def outbox_client(stack: StackHandle) -> AsyncIterator[OutboxClient]:
+    """An OutboxClient (ack, claim, lengths) over a batcher of its own, with a generous timeout."""
+    client = redis_client(stack)
+    batcher = RedisBatcher(client, Breaker(failures_to_open=1000, cooldown_s=0.1), timeout_s=5)
+    try:
+        yield OutboxClient(batcher, Scripts())
     finally:
         await batcher.close()
         await client.aclose()

@@ -12,7 +12,7 @@ from click.testing import CliRunner, Result
 
 from gate.admission import AdmitRequest
 from ops.cli import cli
-from tests.gatekit import admission_client
+from tests.gatekit import admission_client, outbox_client
 from tests.stackctl import StackHandle
 from tests.support.sales import Sale, put_sale
 
@@ -34,8 +34,8 @@ async def _admit(stack: StackHandle, sku: str) -> tuple[str, str]:
 
 
 async def _ack(stack: StackHandle, sku: str, stream_id: str) -> None:
-    async with admission_client(stack) as (client, _r):
-        assert await client.ack(sku, [stream_id]) == 1
+    async with outbox_client(stack) as outbox:
+        assert await outbox.ack(sku, [stream_id]) == 1
 
 
 async def _insert(stack: StackHandle, table: str, order_id: str, sku: str, **extra: str) -> None:

@@ -20,11 +20,10 @@ from gate.admission import AdmissionClient, AdmitRequest, Code
 from gate.breaker import Breaker
 from gate.errors import RedisUnavailable
 from gate.metrics import GateMetrics
-from gate.outbox import OutboxAcker
+from gate.outbox import OutboxAcker, OutboxClient, Relay
 from gate.redis_batch import RedisBatcher
-from gate.relay import Relay
 from gate.scripts import Scripts
-from tests.gatekit import admission_client, redis_client
+from tests.gatekit import admission_client, outbox_client, redis_client
 from tests.stackctl import StackHandle
 from tests.support.sales import Sale, put_sale
 
@@ -83,7 +82,7 @@ async def test_accept_takes_stock_and_parks_the_order_in_the_outbox(stack: Stack
 
 
 async def test_replay_returns_the_stored_answer_and_takes_nothing(stack: StackHandle, name: str) -> None:
-    async with admission_client(stack) as (client, r):
+    async with admission_client(stack) as (client, r), outbox_client(stack) as outbox:
         await put_sale(r, Sale(sku=name, units=5))
         first = await client.admit(req(name))
         again = await client.admit(req(name))
@@ -95,7 +94,7 @@ async def test_replay_returns_the_stored_answer_and_takes_nothing(stack: StackHa
         )
         assert again.accepted_at_us == first.accepted_at_us
         assert await r.get(names.stock_key(name)) == "4"
-        assert await client.ack(name, [first.stream_id]) == 1
+        assert await outbox.ack(name, [first.stream_id]) == 1
         after_ack = await client.admit(req(name))
         assert (after_ack.code, after_ack.pending) == (Code.ACCEPTED, False)
 
@@ -193,30 +192,30 @@ async def test_noscript_after_script_flush_is_recovered(stack: StackHandle, name
 
 
 async def test_ack_is_idempotent(stack: StackHandle, name: str) -> None:
-    async with admission_client(stack) as (client, r):
+    async with admission_client(stack) as (client, r), outbox_client(stack) as outbox:
         await put_sale(r, Sale(sku=name, units=3))
         a = await client.admit(req(name))
-        assert await client.ack(name, [a.stream_id]) == 1
-        assert await client.ack(name, [a.stream_id]) == 0
+        assert await outbox.ack(name, [a.stream_id]) == 1
+        assert await outbox.ack(name, [a.stream_id]) == 0
         assert await r.xlen(names.outbox_key(name)) == 0
 
 
 async def test_claim_gives_stale_entries_to_the_lease_holder_only(stack: StackHandle, name: str) -> None:
-    async with admission_client(stack) as (client, r):
+    async with admission_client(stack) as (client, r), outbox_client(stack) as outbox:
         await put_sale(r, Sale(sku=name, units=5))
         a = await client.admit(req(name, key="a"))
         b = await client.admit(req(name, key="b"))
 
         async def claim(relay: str, min_age_ms: int, count: int = 10, cursor: str = "0-0") -> tuple[str, list[str]]:
-            got = await client.claim(name, relay=relay, min_age_ms=min_age_ms, lease_ms=60_000, cursor=cursor,
+            got = await outbox.claim(name, relay=relay, min_age_ms=min_age_ms, lease_ms=60_000, cursor=cursor,
                                      count=count)  # fmt: skip
             return got[0], [e.order_id for e in got[1]]
 
         assert await claim("r1", 60_000) == ("0-0", [])  # nothing that old; r1 holds the lease now
-        await client.ack(name, [b.stream_id])
+        await outbox.ack(name, [b.stream_id])
         assert await claim("r1", 0) == ("0-0", [a.order_id])
         assert await claim("r2", 0) == ("0-0", [])  # another relay waits for the lease
-        _cursor, entries = await client.claim(name, relay="r1", min_age_ms=0, lease_ms=60_000, cursor="0-0", count=10)
+        _cursor, entries = await outbox.claim(name, relay="r1", min_age_ms=0, lease_ms=60_000, cursor="0-0", count=10)
         assert [(e.order_id, e.user, e.qty, e.key) for e in entries] == [(a.order_id, "u1", 1, "a")]
         # Paging: a full page returns a cursor, the next page starts after it.
         c = await client.admit(req(name, key="c"))
@@ -225,13 +224,13 @@ async def test_claim_gives_stale_entries_to_the_lease_holder_only(stack: StackHa
         assert await claim("r1", 0, count=1, cursor=first[0]) == (c.stream_id, [c.order_id])
         await r.delete(names.relay_lease_key(name))  # the holder died and its lease lapsed
         assert (await claim("r2", 0))[1] == [a.order_id, c.order_id]
-        assert await client.claim(f"{name}-none", relay="r1", min_age_ms=0, lease_ms=1000, cursor="0-0",
+        assert await outbox.claim(f"{name}-none", relay="r1", min_age_ms=0, lease_ms=1000, cursor="0-0",
                                   count=10) == ("0-0", [])  # fmt: skip
 
 
 async def test_a_trace_context_rides_in_the_outbox_entry_of_its_order_only(stack: StackHandle, name: str) -> None:
     traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
-    async with admission_client(stack) as (client, r):
+    async with admission_client(stack) as (client, r), outbox_client(stack) as outbox:
         await put_sale(r, Sale(sku=name, units=5))
         slot = sku_slot(name)
         ids = [str(new_order_id(slot)) for _ in range(2)]
@@ -240,16 +239,16 @@ async def test_a_trace_context_rides_in_the_outbox_entry_of_its_order_only(stack
         )
         entries: list[tuple[str, dict[str, str]]] = await r.xrange(names.outbox_key(name))  # type: ignore[assignment]
         assert [fields.get("p") for _, fields in entries] == [traceparent, None]
-        _, claimed = await client.claim(name, relay="r", min_age_ms=0, lease_ms=1000, cursor="0-0", count=10)
+        _, claimed = await outbox.claim(name, relay="r", min_age_ms=0, lease_ms=1000, cursor="0-0", count=10)
         assert [(e.order_id, e.trace) for e in claimed] == [(traced.order_id, traceparent), (plain.order_id, "")]
 
 
 async def test_claim_skips_malformed_entries(stack: StackHandle, name: str) -> None:
-    async with admission_client(stack) as (client, r):
+    async with admission_client(stack) as (client, r), outbox_client(stack) as outbox:
         await put_sale(r, Sale(sku=name, units=5))
         await r.xadd(names.outbox_key(name), {"o": "only-an-id"})
         good = await client.admit(req(name))
-        _, entries = await client.claim(name, relay="r", min_age_ms=0, lease_ms=1000, cursor="0-0", count=10)
+        _, entries = await outbox.claim(name, relay="r", min_age_ms=0, lease_ms=1000, cursor="0-0", count=10)
         assert [e.order_id for e in entries] == [good.order_id]
 
 
@@ -293,7 +292,7 @@ async def test_one_call_judges_a_batch_in_order_as_separate_calls_would(stack: S
 
 
 async def test_the_order_index_lives_in_the_skus_slot(stack: StackHandle, name: str) -> None:
-    async with admission_client(stack) as (client, r):
+    async with admission_client(stack) as (client, r), outbox_client(stack) as outbox:
         await put_sale(r, Sale(sku=name, units=3))
         a = await client.admit(req(name, user="u:1"))
         oid = uuid.UUID(a.order_id)
@@ -302,7 +301,7 @@ async def test_the_order_index_lives_in_the_skus_slot(stack: StackHandle, name: 
         assert indexed is not None
         assert (indexed.sku, indexed.user, indexed.qty, indexed.pending) == (name, "u:1", 1, True)
         assert 0 < await r.ttl(orderindex.index_key(oid)) <= orderindex.index_ttl_s(60)
-        await client.ack(name, [a.stream_id])
+        await outbox.ack(name, [a.stream_id])
         indexed = await client.order(oid)
         assert indexed is not None
         assert not indexed.pending
@@ -389,24 +388,25 @@ async def test_relay_claims_only_from_outboxes_that_hold_entries(stack: StackHan
     batcher = RedisBatcher(r, Breaker(failures_to_open=1000, cooldown_s=0.1), timeout_s=5,
                            observe=lambda commands, _s: round_trips.append(commands))  # fmt: skip
     client = AdmissionClient(batcher, Scripts(), idem_ttl_s=60)
+    outbox = OutboxClient(batcher, Scripts())
     try:
         idle = [f"{name}-idle-{i}" for i in range(40)]
         for sku in (*idle, name):
             await put_sale(r, Sale(sku=sku, units=5))
         stranded = await client.admit(req(name))  # its gate "died": only the relay can publish it
         claimed: list[str] = []
-        real_claim = client.claim
+        real_claim = outbox.claim
 
         async def spy(sku: str, **kw: Any) -> Any:
             claimed.append(sku)
             return await real_claim(sku, **kw)
 
-        client.claim = spy  # type: ignore[method-assign]
+        outbox.claim = spy  # type: ignore[method-assign]
         sent: list[str] = []
         handoff = SimpleNamespace(
             in_flight=lambda _oid: False, send=lambda event, _cb, **_: sent.append(str(event.order_id))
         )
-        relay = Relay(client, handoff, OutboxAcker(client), metrics=GateMetrics(),  # type: ignore[arg-type]
+        relay = Relay(outbox, handoff, OutboxAcker(outbox), metrics=GateMetrics(),  # type: ignore[arg-type]
                       stale_ms=1, batch=10, discover_s=0)  # fmt: skip
         relay.skus.update((*idle, name))
         await asyncio.sleep(0.01)  # the entry is stale now
@@ -415,7 +415,7 @@ async def test_relay_claims_only_from_outboxes_that_hold_entries(stack: StackHan
         assert claimed == [name]
         assert sent == [stranded.order_id]
         assert round_trips == [41, 1]  # every XLEN in one round trip, then the one claim
-        assert await client.outbox_lengths([idle[0], name]) == [0, 1]
+        assert await outbox.lengths([idle[0], name]) == [0, 1]
     finally:
         await batcher.close()
         await r.aclose()

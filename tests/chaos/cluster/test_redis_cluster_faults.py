@@ -27,6 +27,7 @@ from flashgate.redis_url import connect, parse_cluster
 from gate.admission import AdmissionClient, AdmitRequest, Code
 from gate.breaker import Breaker
 from gate.errors import RedisUnavailable
+from gate.outbox import OutboxClient
 from gate.redis_cluster import ClusterBatcher, SlotMap
 from gate.scripts import Scripts
 from ops.monitor.outbox import OutboxProbe
@@ -97,9 +98,10 @@ async def test_every_script_keeps_to_its_declared_slot(stack: StackHandle, name:
         indexed = await admission.order(uuid.UUID(first.order_id))
         assert indexed is not None
         assert indexed.sku == sku
-        _, entries = await admission.claim(sku, relay=name, min_age_ms=0, lease_ms=1000, cursor="0-0", count=10)
+        outbox = OutboxClient(rt, Scripts())
+        _, entries = await outbox.claim(sku, relay=name, min_age_ms=0, lease_ms=1000, cursor="0-0", count=10)
         assert [e.order_id for e in entries] == [first.order_id]
-        assert await admission.ack(sku, [first.stream_id]) == 1
+        assert await outbox.ack(sku, [first.stream_id]) == 1
         # The reconciler's and sale tools' scripts.
         sales = SaleRedis(client)
         snap = await sales.snapshot(sku)
