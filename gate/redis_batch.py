@@ -8,12 +8,14 @@ batched). A round trip that fails or passes `timeout_s` fails all its commands w
 RedisUnavailable, drops its connection (replies may be half read) and is never retried: a
 retried admission could be admitted twice (the client retries with its Idempotency-Key).
 
-An error reply fails its command with RedisUnavailable too, and counts as a failure for the
-breaker: OOM, MISCONF, READONLY, BUSY, TRYAGAIN, CLUSTERDOWN, MOVED… all mean "this Redis cannot
-serve that now", and the scripts' `#!lua` shebang makes Redis refuse a write script before it
-runs, so nothing was consumed. NOSCRIPT alone is handed back as it is (gate/scripts.py loads the
-script and calls again). What Redis said is logged, at most once per `LOG_EVERY_S` per kind,
-never put in an answer: problem details do not carry hosts, ports or exception text.
+An error reply fails its command with RedisUnavailable too: OOM, MISCONF, READONLY, BUSY,
+TRYAGAIN, CLUSTERDOWN, MOVED… all mean "this Redis cannot serve that now", and the scripts'
+`#!lua` shebang makes Redis refuse a write script before it runs, so nothing was consumed. It
+counts as a failure for the breaker, except a redirection (MOVED, ASK, TRYAGAIN: the node is
+well, the slot is served elsewhere; gate/redis_cluster.py reads the slot map again). NOSCRIPT
+alone is handed back as it is (gate/scripts.py loads the script and calls again). What Redis
+said is logged, at most once per `LOG_EVERY_S` per kind, never put in an answer: problem details
+do not carry hosts, ports or exception text.
 
 With `wait_ms` (a cluster's primaries, which have replicas), a round trip that runs a script ends
 with `WAIT 1 <wait_ms>`: its replies are read only once a replica has every write of the connection,
@@ -167,7 +169,7 @@ class RedisBatcher:
         refused = False
         for (_, fut), result in zip(batch, results, strict=True):
             if isinstance(result, ResponseError) and not isinstance(result, NoScriptError):
-                refused = True
+                refused = refused or not isinstance(result, _REDIRECTIONS)
                 kind = _reply_kind(result)
                 self._log.warning(
                     kind, "Redis refused a command: %s", result if str(result).startswith(kind) else f"{kind} {result}"
@@ -226,6 +228,10 @@ def _unavailable(cause: BaseException) -> RedisUnavailable:
     err.__cause__ = cause
     return err
 
+
+# A slot served elsewhere (moved, or moving): this node is well, the gate's slot map is behind. Not a
+# breaker failure: a slot moving off a node would otherwise open its breaker, refusing its other slots.
+_REDIRECTIONS = (MovedError, AskError, TryAgainError)
 
 # Error replies redis-py parses into their own classes, dropping the reply's first word.
 _CLUSTER_REPLIES = (

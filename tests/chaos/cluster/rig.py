@@ -1,4 +1,4 @@
-"""What every cluster scenario shares: phase timings, polling a blocking check, a sale under buyer load."""
+"""What every cluster scenario shares: phase timings, polling a blocking check, sales under load."""
 
 from __future__ import annotations
 
@@ -6,9 +6,13 @@ import asyncio
 import time
 from collections.abc import Callable
 
+from tests.chaos.checker import cli
 from tests.chaos.conftest import OpenSale
 from tests.chaos.load import Load, until
 from tests.procs import GateProcess
+from tests.stackctl import StackHandle
+
+RATE_PER_S = 150
 
 
 class Phases:
@@ -45,3 +49,20 @@ async def start_load(gate: GateProcess, open_sale: OpenSale) -> Load:
     load.start()
     await until(lambda: load.accepted >= 100, what="orders flowing before the fault")
     return load
+
+
+async def selling(gate: GateProcess, stack: StackHandle, sku: str) -> Load:
+    """A sale of `sku` made with `flashgate sale create`, buyers at RATE_PER_S through the shared gate."""
+    await cli(stack, "sale", "create", "--sku", sku, "--name", f"cluster {sku}", "--stock", "100000")
+    load = Load(gate.base_url, sku, buyers=20_000, concurrency=32, rate_per_s=RATE_PER_S, timeout_s=10)
+    load.start()
+    await until(lambda: load.accepted >= 100, what=f"orders of {sku} flowing before the fault")
+    return load
+
+
+async def stop_all(*loads: Load) -> None:
+    """Stop the loads (buyers under way retry to a final answer): every buyer answered, and with a 202."""
+    await asyncio.gather(*(load.stop() for load in loads))
+    for load in loads:
+        assert not load.unanswered(), load.unanswered()[:3]
+        assert load.final_statuses() == {202: len(load.final)}, (load.final_statuses(), load.codes())

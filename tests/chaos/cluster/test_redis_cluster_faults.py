@@ -36,9 +36,9 @@ from reconcile.redis_state import SaleRedis
 from tests.chaos.checker import Invariants, cli
 from tests.chaos.cluster.kraft import launcher
 from tests.chaos.cluster.rcluster import node_client, node_ports, nodes_down, roles, settled, shard_of, sku_on
-from tests.chaos.cluster.rig import Phases, eventually
+from tests.chaos.cluster.rig import Phases, eventually, selling, stop_all
 from tests.chaos.faults import scratch_redis
-from tests.chaos.load import Load, until
+from tests.chaos.load import until
 from tests.pipeline import WorkerProcess
 from tests.procs import GateProcess
 from tests.stackctl import StackHandle
@@ -46,7 +46,6 @@ from tests.support.sales import Sale, put_sale
 
 pytestmark = pytest.mark.chaos
 
-RATE_PER_S = 150
 SETTLE_S = 2.0
 DOWN_S = 7.0  # a shard down this long: past the cluster's node timeout (5 s), so the cluster has marked it failed
 
@@ -167,27 +166,11 @@ async def test_moved_and_clusterdown_answer_unavailable_then_the_slots_are_found
         await rt.close()
 
 
-async def stop_all(*loads: Load) -> None:
-    await asyncio.gather(*(load.stop() for load in loads))
-    for load in loads:
-        assert not load.unanswered(), load.unanswered()[:3]
-        assert load.final_statuses() == {202: len(load.final)}, (load.final_statuses(), load.codes())
-
-
 async def reconcile_apply(stack: StackHandle, sku: str) -> tuple[int, str]:
     """`flashgate reconcile --sku S --apply`: (the drift it found, the repair's action: `none` when nothing)."""
     report = json.loads(await cli(stack, "reconcile", "--sku", sku, "--apply", "--json", ok=(0, 1)))
     (mine,) = report["skus"]
     return int(mine["drift"]), str((mine["repair"] or {"action": "none"})["action"])
-
-
-async def selling(gate: GateProcess, stack: StackHandle, sku: str) -> Load:
-    """A sale of `sku` made with `flashgate sale create`, buyers at RATE_PER_S through the shared gate."""
-    await cli(stack, "sale", "create", "--sku", sku, "--name", f"cluster {sku}", "--stock", "100000")
-    load = Load(gate.base_url, sku, buyers=20_000, concurrency=32, rate_per_s=RATE_PER_S, timeout_s=10)
-    load.start()
-    await until(lambda: load.accepted >= 100, what=f"orders of {sku} flowing before the fault")
-    return load
 
 
 async def test_r3_primary_killed_mid_sale(
