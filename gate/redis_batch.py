@@ -21,8 +21,9 @@ With `wait_ms` (a cluster's primaries, which have replicas), a round trip that r
 with `WAIT 1 <wait_ms>`: its replies are read only once a replica has every write of the connection,
 so an admission answered 202 is on two Redis nodes and survives a failover. A replica that does not
 acknowledge in time leaves the answers as they are (the stock is taken; a 503 would hide an
-admission), relying on the Kafka ack and the reconciler, is logged, and pauses WAIT for
-`WAIT_PAUSE_S` (a primary whose replica is gone; README, Redis Cluster).
+admission), relying on the Kafka ack and the reconciler, is logged, counted (`unacked`: the
+metric flashgate_gate_redis_wait_unacked_total) and pauses WAIT for `WAIT_PAUSE_S` (a primary
+whose replica is gone; README, Redis Cluster).
 """
 
 from __future__ import annotations
@@ -83,9 +84,11 @@ class RedisBatcher:
         clock: Callable[[], float] = time.monotonic,
         observe: Callable[[int, float], None] | None = None,
         wait_ms: int = 0,
+        unacked: Callable[[], None] | None = None,
     ) -> None:
         self._breaker = breaker
         self._wait_ms = wait_ms
+        self._unacked = unacked  # called once per WAIT that no replica acknowledged in time
         self._wait_paused_until = -float("inf")
         self._timeout_s = timeout_s
         self._max_pipelines = max_pipelines
@@ -191,6 +194,8 @@ class RedisBatcher:
             self._log.warning("WAIT", "WAIT failed after a script (its answers stand): %s", replicas)
         elif int(replicas) < 1:
             self._wait_paused_until = self._clock() + WAIT_PAUSE_S
+            if self._unacked is not None:
+                self._unacked()
             self._log.warning(
                 "WAIT", "no replica acknowledged within %d ms: admissions are on one node for %.0f s",
                 self._wait_ms, WAIT_PAUSE_S,

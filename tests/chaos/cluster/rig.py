@@ -1,10 +1,13 @@
-"""What every cluster scenario shares: phase timings, polling a blocking check, sales under load."""
+"""What every cluster scenario shares: phase timings, polling a blocking check, sales under load, gate counters."""
 
 from __future__ import annotations
 
 import asyncio
 import time
+import urllib.request
 from collections.abc import Callable
+
+from prometheus_client.parser import text_string_to_metric_families
 
 from tests.chaos.checker import cli
 from tests.chaos.conftest import OpenSale
@@ -66,3 +69,15 @@ async def stop_all(*loads: Load) -> None:
     for load in loads:
         assert not load.unanswered(), load.unanswered()[:3]
         assert load.final_statuses() == {202: len(load.final)}, (load.final_statuses(), load.codes())
+
+
+def gate_counter(gate: GateProcess, name: str, **labels: str) -> float:
+    """The sum of the gate's `name` samples (`…_total`) carrying these labels, from its /metrics now."""
+    with urllib.request.urlopen(f"{gate.base_url}/metrics", timeout=5) as res:
+        text = res.read().decode()
+    return sum(
+        s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+        if s.name == name and labels.items() <= s.labels.items()
+    )

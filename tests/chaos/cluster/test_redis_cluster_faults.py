@@ -36,7 +36,7 @@ from reconcile.redis_state import SaleRedis
 from tests.chaos.checker import Invariants, cli
 from tests.chaos.cluster.kraft import launcher
 from tests.chaos.cluster.rcluster import node_client, node_ports, nodes_down, roles, settled, shard_of, sku_on
-from tests.chaos.cluster.rig import Phases, eventually, selling, stop_all
+from tests.chaos.cluster.rig import Phases, eventually, gate_counter, selling, stop_all
 from tests.chaos.faults import scratch_redis
 from tests.chaos.load import until
 from tests.pipeline import WorkerProcess
@@ -216,6 +216,10 @@ async def test_r3_primary_killed_mid_sale(
     assert load.statuses()[503] > 0, since  # the failover was seen, as 503 + Retry-After
     assert set(load.statuses()) <= {202, 503}, since
     assert "no replica acknowledged" in cluster_gate.log()  # the new primary had no replica until the restart
+    unacked = gate_counter(
+        cluster_gate, "flashgate_gate_redis_wait_unacked_total", node=f"127.0.0.1:{node_ports(stack)[replica]}"
+    )
+    assert unacked >= 1, "the WAITs no replica acknowledged were not counted for the promoted primary"
     before, repair = await reconcile_apply(stack, load.sku)
     assert (before, repair) == (0, "none"), f"Redis stock off by {before} after the failover: {repair}"
     phases.done("stop, reconcile")
@@ -223,7 +227,7 @@ async def test_r3_primary_killed_mid_sale(
         load.sku,
         fault=f"r3 {primary} (primary) SIGKILLed: {replica} promoted after {promoted:.1f} s, 202s again after "
         f"{recovered:.1f} s; {load.statuses()[503]} answers 503, 0 answers 500; {len(acknowledged)} acknowledged "
-        f"before the kill all on {replica}; drift before reconcile {before}",
+        f"before the kill all on {replica}; {unacked:.0f} WAITs unacknowledged on it; drift before reconcile {before}",
         loads=[load],
     )
     phases.done("drain, verify")
