@@ -5,20 +5,20 @@ so the load keeps running: the same code as `flashgate stack kill|start kafka-N`
 `flashgate` process (2 CPU-s of imports) per command.
 
 The active controller (the quorum leader) is not in Kafka's client metadata (KRaft answers a
-DescribeCluster with any broker), so it is read from each node's `quorum-state` file, which the
-node rewrites at every election; the newest epoch among the live nodes wins.
+DescribeCluster with any broker), so it is read from each node's `quorum-state` file as
+`flashgate stack status` reads it (ops/stack/roles.py).
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
 from confluent_kafka.admin import AdminClient
 
+from ops.stack import roles
 from ops.stack.settings import resolve
 from ops.stack.stack import Stack
 from tests.stackctl import StackHandle
@@ -63,13 +63,9 @@ async def node_down(stack: StackHandle, node: int) -> AsyncIterator[None]:
 
 def active_controller(stack: StackHandle) -> int | None:
     """The node id of the quorum leader, as the live nodes last recorded it; None during an election."""
-    newest = (-1, -1)
-    for node in live_nodes(stack):
-        path = stack.state_dir / f"kafka-{node}" / "data" / "__cluster_metadata-0" / "quorum-state"
-        state = json.loads(path.read_text())
-        if state["leaderId"] >= 0:
-            newest = max(newest, (state["leaderEpoch"], state["leaderId"]))
-    return newest[1] if newest[1] >= 0 else None
+    return roles.active_controller(
+        {node.node_id: roles.quorum_state(node) for node in launcher(stack).kafka_nodes if node.pid() is not None}
+    )
 
 
 def partitions(stack: StackHandle, *topics: str) -> list[PartitionState]:

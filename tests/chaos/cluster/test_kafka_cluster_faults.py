@@ -15,6 +15,7 @@ import pytest
 from click.testing import CliRunner
 
 from flashgate import names
+from ops.stack.cli import stack_group
 from ops.topics.cli import topics_group
 from tests.chaos.checker import Invariants
 from tests.chaos.cluster.kraft import (
@@ -68,6 +69,15 @@ def test_cluster_stack_has_three_nodes_and_the_topic_spec(stack: StackHandle) ->
     # The production spec (replication 3, min.insync.replicas 2) is what the cluster stack made.
     result = CliRunner().invoke(topics_group, ["ensure", "--check"], env=stack.env)
     assert (result.exit_code, result.stdout.strip()) == (0, "topics in spec: orders, orders.dlq"), result.output
+    # `flashgate stack status` names the active controller (the quorum leader) in its ROLE column.
+    result = CliRunner().invoke(stack_group, ["status", "--state-dir", str(stack.state_dir)])
+    assert result.exit_code == 0, result.output
+    rows = {line.split()[0]: line.split(None, 4)[4] for line in result.stdout.splitlines()[1:]}
+    leader = active_controller(stack)
+    assert {n: rows[f"kafka-{n}"] for n in (1, 2, 3)} == {
+        n: "active controller" if n == leader else "controller" for n in (1, 2, 3)
+    }, result.stdout
+    assert rows["postgres"] == "-"
 
 
 async def test_c1_one_of_three_brokers_killed(

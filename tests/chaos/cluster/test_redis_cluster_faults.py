@@ -68,6 +68,13 @@ def test_redis_cluster_stack_has_three_shards(stack: StackHandle) -> None:
     assert [(r.name, r.state) for r in status if r.name.startswith("redis")] == [
         (f"redis-{x}", "running") for x in ("p1", "p2", "p3", "r1", "r2", "r3")
     ]
+    # Its ROLE column: what each node says of itself, slot ranges as `redis-cli --cluster create` split them.
+    assert {r.name: r.role for r in status if r.name.startswith("redis")} == {
+        "redis-p1": "primary 0-5460",
+        "redis-p2": "primary 5461-10922",
+        "redis-p3": "primary 10923-16383",
+        **{f"redis-r{n}": f"replica of redis-p{n}" for n in (1, 2, 3)},
+    }
 
 
 async def test_every_script_keeps_to_its_declared_slot(stack: StackHandle, name: str) -> None:
