@@ -12,6 +12,7 @@ _COORDINATOR_NOT_READY = {
     KafkaError.COORDINATOR_LOAD_IN_PROGRESS,
     KafkaError.COORDINATOR_NOT_AVAILABLE,
 }
+_LEADER_MOVING = {KafkaError.NOT_LEADER_FOR_PARTITION, KafkaError.LEADER_NOT_AVAILABLE}
 
 
 def consume(bootstrap: str, topic: str, count: int, *, timeout_s: float = 30) -> list[Message]:
@@ -53,7 +54,7 @@ def group_lag(bootstrap: str, group: str, topic: str, *, timeout_s: float = 10) 
                 time.sleep(0.2)
         lag = 0
         for tp in committed:
-            low, high = consumer.get_watermark_offsets(tp, timeout=timeout_s)
+            low, high = _watermarks(consumer, tp, deadline)
             lag += high - (tp.offset if tp.offset >= 0 else low)
         return lag
     finally:
@@ -77,3 +78,16 @@ def consume_where(
     finally:
         consumer.close()
     return got
+
+
+def _watermarks(consumer: Consumer, tp: TopicPartition, deadline: float) -> tuple[int, int]:
+    """The partition's (low, high) watermarks, asked again while its leadership moves (a broker just restarted
+    takes its preferred partitions back, and the cached leader answers NOT_LEADER_FOR_PARTITION)."""
+    while True:
+        try:
+            low, high = consumer.get_watermark_offsets(tp, timeout=max(0.5, deadline - time.monotonic()))
+            return int(low), int(high)
+        except KafkaException as e:
+            if e.args[0].code() not in _LEADER_MOVING or time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
