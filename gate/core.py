@@ -54,6 +54,7 @@ class Gate:
                 timeout_s=timeout_s,
                 observe=self.metrics.observe_redis,
                 wait_ms=s.redis_wait_ms,
+                unacked=self.metrics.wait_unacked,
             )
         else:
             # No client-side retry: a retried EVALSHA after a timeout could admit twice.

@@ -71,6 +71,13 @@ class GateMetrics:
             multiprocess_mode="livemax",
             registry=r,
         )
+        self._p_redis_wait_unacked = Counter(
+            "flashgate_gate_redis_wait_unacked_total",
+            "WAITs after a Redis Cluster admission that no replica acknowledged in time, by primary (host:port): "
+            "those admissions were on one Redis node (WAIT then pauses 5 s on that node).",
+            ["node"],
+            registry=r,
+        )
         self._p_kafka_degraded = Gauge(
             "flashgate_gate_kafka_degraded",
             "1 while a gate process's last health check found Kafka unreachable: still ready, admitted orders "
@@ -125,6 +132,7 @@ class GateMetrics:
         self.kafka_deliveries: Tally[str] = Tally()  # result
         self.handoffs: Tally[str] = Tally()  # result
         self.relay_ticks: Tally[str] = Tally()  # result
+        self.redis_wait_unacked: Tally[str] = Tally()  # node (host:port of a cluster primary)
         self.events: Tally[str] = Tally()  # unlabelled counters: relay_republished, soldout_cache_hits, shed
         self.admission_seconds = HistogramTally(_SECONDS)
         self.redis_roundtrip_seconds = HistogramTally(_SECONDS)
@@ -139,12 +147,17 @@ class GateMetrics:
         self.redis_batch_commands.observe(commands)
         self.redis_roundtrip_seconds.observe(seconds)
 
+    def wait_unacked(self, node: str) -> None:
+        """A WAIT on cluster primary `node` (host:port) that no replica acknowledged (the batcher's `unacked` hook)."""
+        self.redis_wait_unacked[node] += 1
+
     def publish(self) -> None:
         """Copy what the tallies gathered since the last call into the Prometheus metrics; reset them."""
         for tally, metric in (
             (self.kafka_deliveries, self._p_kafka_deliveries),
             (self.handoffs, self._p_handoffs),
             (self.relay_ticks, self._p_relay_ticks),
+            (self.redis_wait_unacked, self._p_redis_wait_unacked),
         ):
             for label, n in tally.items():
                 metric.labels(label).inc(n)

@@ -8,19 +8,22 @@ batched). A round trip that fails or passes `timeout_s` fails all its commands w
 RedisUnavailable, drops its connection (replies may be half read) and is never retried: a
 retried admission could be admitted twice (the client retries with its Idempotency-Key).
 
-An error reply fails its command with RedisUnavailable too, and counts as a failure for the
-breaker: OOM, MISCONF, READONLY, BUSY, TRYAGAIN, CLUSTERDOWN, MOVED… all mean "this Redis cannot
-serve that now", and the scripts' `#!lua` shebang makes Redis refuse a write script before it
-runs, so nothing was consumed. NOSCRIPT alone is handed back as it is (gate/scripts.py loads the
-script and calls again). What Redis said is logged, at most once per `LOG_EVERY_S` per kind,
-never put in an answer: problem details do not carry hosts, ports or exception text.
+An error reply fails its command with RedisUnavailable too: OOM, MISCONF, READONLY, BUSY,
+TRYAGAIN, CLUSTERDOWN, MOVED… all mean "this Redis cannot serve that now", and the scripts'
+`#!lua` shebang makes Redis refuse a write script before it runs, so nothing was consumed. It
+counts as a failure for the breaker, except a redirection (MOVED, ASK, TRYAGAIN: the node is
+well, the slot is served elsewhere; gate/redis_cluster.py reads the slot map again). NOSCRIPT
+alone is handed back as it is (gate/scripts.py loads the script and calls again). What Redis
+said is logged, at most once per `LOG_EVERY_S` per kind, never put in an answer: problem details
+do not carry hosts, ports or exception text.
 
 With `wait_ms` (a cluster's primaries, which have replicas), a round trip that runs a script ends
 with `WAIT 1 <wait_ms>`: its replies are read only once a replica has every write of the connection,
 so an admission answered 202 is on two Redis nodes and survives a failover. A replica that does not
 acknowledge in time leaves the answers as they are (the stock is taken; a 503 would hide an
-admission), relying on the Kafka ack and the reconciler, is logged, and pauses WAIT for
-`WAIT_PAUSE_S` (a primary whose replica is gone; docs/architecture.md, Redis Cluster).
+admission), relying on the Kafka ack and the reconciler, is logged, counted (`unacked`: the
+metric flashgate_gate_redis_wait_unacked_total) and pauses WAIT for `WAIT_PAUSE_S` (a primary
+whose replica is gone; docs/architecture.md, Redis Cluster).
 """
 
 from __future__ import annotations
@@ -81,9 +84,11 @@ class RedisBatcher:
         clock: Callable[[], float] = time.monotonic,
         observe: Callable[[int, float], None] | None = None,
         wait_ms: int = 0,
+        unacked: Callable[[], None] | None = None,
     ) -> None:
         self._breaker = breaker
         self._wait_ms = wait_ms
+        self._unacked = unacked  # called once per WAIT that no replica acknowledged in time
         self._wait_paused_until = -float("inf")
         self._timeout_s = timeout_s
         self._max_pipelines = max_pipelines
@@ -167,7 +172,7 @@ class RedisBatcher:
         refused = False
         for (_, fut), result in zip(batch, results, strict=True):
             if isinstance(result, ResponseError) and not isinstance(result, NoScriptError):
-                refused = True
+                refused = refused or not isinstance(result, _REDIRECTIONS)
                 kind = _reply_kind(result)
                 self._log.warning(
                     kind, "Redis refused a command: %s", result if str(result).startswith(kind) else f"{kind} {result}"
@@ -189,6 +194,8 @@ class RedisBatcher:
             self._log.warning("WAIT", "WAIT failed after a script (its answers stand): %s", replicas)
         elif int(replicas) < 1:
             self._wait_paused_until = self._clock() + WAIT_PAUSE_S
+            if self._unacked is not None:
+                self._unacked()
             self._log.warning(
                 "WAIT", "no replica acknowledged within %d ms: admissions are on one node for %.0f s",
                 self._wait_ms, WAIT_PAUSE_S,
@@ -226,6 +233,10 @@ def _unavailable(cause: BaseException) -> RedisUnavailable:
     err.__cause__ = cause
     return err
 
+
+# A slot served elsewhere (moved, or moving): this node is well, the gate's slot map is behind. Not a
+# breaker failure: a slot moving off a node would otherwise open its breaker, refusing its other slots.
+_REDIRECTIONS = (MovedError, AskError, TryAgainError)
 
 # Error replies redis-py parses into their own classes, dropping the reply's first word.
 _CLUSTER_REPLIES = (

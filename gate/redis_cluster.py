@@ -11,7 +11,8 @@ consumed: an error reply means the script never ran; a lost round trip is the cl
 with its Idempotency-Key), and mark the slot map stale. A stale map is read again from any node
 that answers (at most every `refresh_min_s`), so once the cluster has failed over the next
 calls go to the new primary: the gate recovers by itself. With `wait_ms`, a round trip that ran
-a script waits for a replica (`WAIT 1 <wait_ms>`, gate/redis_batch.py) before its answers count.
+a script waits for a replica (`WAIT 1 <wait_ms>`, gate/redis_batch.py) before its answers count;
+`unacked("host:port")` is called for each WAIT no replica of that primary acknowledged.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import bisect
 import contextlib
+import functools
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -95,6 +97,7 @@ class ClusterBatcher:
         timeout_s: float,
         observe: Callable[[int, float], None] | None = None,
         wait_ms: int = 0,
+        unacked: Callable[[str], None] | None = None,
         refresh_min_s: float = 0.25,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -103,6 +106,7 @@ class ClusterBatcher:
         self._timeout_s = timeout_s
         self._observe = observe
         self._wait_ms = wait_ms
+        self._unacked = unacked
         self._refresh_min_s = refresh_min_s
         self._clock = clock
         self._map = SlotMap(())
@@ -204,8 +208,14 @@ class ClusterBatcher:
     def _batcher(self, address: Address) -> RedisBatcher:
         if address not in self._nodes:
             client = self._client(address)
+            unacked = None if self._unacked is None else functools.partial(self._unacked, f"{address[0]}:{address[1]}")
             batcher = RedisBatcher(
-                client, self._new_breaker(), timeout_s=self._timeout_s, observe=self._observe, wait_ms=self._wait_ms
+                client,
+                self._new_breaker(),
+                timeout_s=self._timeout_s,
+                observe=self._observe,
+                wait_ms=self._wait_ms,
+                unacked=unacked,
             )
             self._nodes[address] = (client, batcher)
         return self._nodes[address][1]

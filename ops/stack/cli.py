@@ -139,11 +139,16 @@ def down(state_dir: str | None, **ports: int | None) -> None:
 @stack_group.command("status")
 @stack_options
 def status(state_dir: str | None, **ports: int | None) -> None:
-    """Show each service with pid, port and health; exit 1 unless all are healthy."""
+    """Show each service with pid, port, health and role in its cluster; exit 1 unless all are healthy.
+
+    ROLE, for a node of a Redis Cluster: `primary <slot ranges>` or `replica of <node>`; for a node of a
+    Kafka cluster (each is controller and broker): `active controller` on the quorum leader, else
+    `controller`; `-` for a single node or a node that does not answer.
+    """
     rows = run(build_stack(state_dir, ports).status)
-    click.echo(f"{'SERVICE':<10} {'STATE':<10} {'PID':>8} {'PORT':>6}")
+    click.echo(f"{'SERVICE':<10} {'STATE':<10} {'PID':>8} {'PORT':>6}  ROLE")
     for r in rows:
-        click.echo(f"{r.name:<10} {r.state:<10} {r.pid or '-':>8} {r.port:>6}")
+        click.echo(f"{r.name:<10} {r.state:<10} {r.pid or '-':>8} {r.port:>6}  {r.role or '-'}")
     if not all(r.healthy for r in rows):
         raise SystemExit(1)
 

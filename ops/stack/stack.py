@@ -13,6 +13,7 @@ from ops.stack.postgres_service import PostgresService
 from ops.stack.prometheus_service import PrometheusService
 from ops.stack.redis_cluster import ensure_cluster, wait_ok
 from ops.stack.redis_service import RedisClusterNode, RedisService
+from ops.stack.roles import kafka_roles, read_redis_roles
 from ops.stack.service import Service
 from ops.stack.settings import StackSettings
 from ops.topics.admin import ensure
@@ -34,6 +35,7 @@ class ServiceStatus:
     pid: int | None
     port: int
     healthy: bool
+    role: str = ""  # in a cluster: "primary 0-5460", "replica of redis-p1", "active controller"… (ops/stack/roles.py)
 
     @property
     def state(self) -> str:
@@ -134,10 +136,15 @@ class Stack:
         _each(list(self.all_services.values()), lambda s: s.stop(CLUSTER_STOP_TIMEOUT_S if s in cluster else None))
 
     def status(self) -> list[ServiceStatus]:
+        """Each service's pid, port and health, and its role when it is a node of a cluster."""
+        roles = read_redis_roles(self.redis_nodes) if self.redis_nodes else {}
+        if len(self.kafka_nodes) > 1:
+            roles |= kafka_roles(self.kafka_nodes)
         result = []
         for name, svc in self.services.items():
             pid = svc.pid()
-            result.append(ServiceStatus(name, pid, svc.port, healthy=pid is not None and svc.probe()))
+            healthy = pid is not None and svc.probe()
+            result.append(ServiceStatus(name, pid, svc.port, healthy, roles.get(name, "")))
         return result
 
 

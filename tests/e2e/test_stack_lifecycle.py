@@ -42,7 +42,9 @@ def test_up_down_up(state_dir: Path) -> None:
     listening = {c.laddr.ip for c in psutil.Process(pids["prometheus"]).net_connections() if c.status == "LISTEN"}
     assert listening == {"127.0.0.1"}
     children = [c.pid for p in pids.values() if p for c in psutil.Process(p).children(recursive=True)]
-    assert stack.run("status").returncode == 0
+    status = stack.run("status")
+    assert status.returncode == 0
+    assert [line.split()[4:] for line in status.stdout.splitlines()[1:]] == [["-"]] * 4  # single nodes: no ROLE
 
     stack.run("up")  # idempotent: nothing restarts
     assert stack.pids() == pids

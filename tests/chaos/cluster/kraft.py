@@ -5,20 +5,22 @@ so the load keeps running: the same code as `flashgate stack kill|start kafka-N`
 `flashgate` process (2 CPU-s of imports) per command.
 
 The active controller (the quorum leader) is not in Kafka's client metadata (KRaft answers a
-DescribeCluster with any broker), so it is read from each node's `quorum-state` file, which the
-node rewrites at every election; the newest epoch among the live nodes wins.
+DescribeCluster with any broker), so it is read from each node's `quorum-state` file as
+`flashgate stack status` reads it (ops/stack/roles.py).
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
-from confluent_kafka.admin import AdminClient
+from confluent_kafka import KafkaError, Producer
+from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
+from ops.stack import roles
 from ops.stack.settings import resolve
 from ops.stack.stack import Stack
 from tests.stackctl import StackHandle
@@ -51,25 +53,32 @@ def live_nodes(stack: StackHandle) -> list[int]:
 
 
 @asynccontextmanager
-async def node_down(stack: StackHandle, node: int) -> AsyncIterator[None]:
-    """KRaft node `node` SIGKILLed inside the block, as a crash would; started after (and waited on)."""
+async def node_down(stack: StackHandle, *nodes: int) -> AsyncIterator[None]:
+    """KRaft nodes SIGKILLed inside the block, as a crash would; started after, together (each waited on)."""
     run = launcher(stack)
+
+    def kill_all() -> None:
+        for node in nodes:
+            run.kill(f"kafka-{node}")
+
+    def start_all() -> None:
+        # Together: a node alone may need the others for a quorum before it serves.
+        with ThreadPoolExecutor(len(nodes)) as pool:
+            for started in [pool.submit(run.start, f"kafka-{node}") for node in nodes]:
+                started.result()
+
     try:
-        await asyncio.to_thread(run.kill, f"kafka-{node}")
+        await asyncio.to_thread(kill_all)
         yield
     finally:
-        await asyncio.to_thread(run.start, f"kafka-{node}")
+        await asyncio.to_thread(start_all)
 
 
 def active_controller(stack: StackHandle) -> int | None:
     """The node id of the quorum leader, as the live nodes last recorded it; None during an election."""
-    newest = (-1, -1)
-    for node in live_nodes(stack):
-        path = stack.state_dir / f"kafka-{node}" / "data" / "__cluster_metadata-0" / "quorum-state"
-        state = json.loads(path.read_text())
-        if state["leaderId"] >= 0:
-            newest = max(newest, (state["leaderEpoch"], state["leaderId"]))
-    return newest[1] if newest[1] >= 0 else None
+    return roles.active_controller(
+        {node.node_id: roles.quorum_state(node) for node in launcher(stack).kafka_nodes if node.pid() is not None}
+    )
 
 
 def partitions(stack: StackHandle, *topics: str) -> list[PartitionState]:
@@ -86,3 +95,26 @@ def partitions(stack: StackHandle, *topics: str) -> list[PartitionState]:
 
 def led_by(states: list[PartitionState], node: int, topic: str) -> list[int]:
     return sorted(s.partition for s in states if s.topic == topic and s.leader == node)
+
+
+def scratch_topic(stack: StackHandle, topic: str, leaders: tuple[int, ...]) -> None:
+    """A topic with one partition led by each of `leaders`, replicated on all nodes, `min.insync.replicas` 2."""
+    admin = AdminClient({"bootstrap.servers": stack.kafka_bootstrap, "log_level": 0})
+    nodes = live_nodes(stack)
+    assignment = [[leader, *(n for n in nodes if n != leader)] for leader in leaders]
+    spec = NewTopic(topic, len(assignment), replica_assignment=assignment, config={"min.insync.replicas": "2"})
+    admin.create_topics([spec])[topic].result(timeout=30)
+
+
+def produce_one(stack: StackHandle, topic: str, partition: int, *, timeout_s: float) -> str:
+    """One message sent with acks=all and no retry: "delivered", or the error the broker (or the client) reported."""
+    reports: list[KafkaError | None] = []
+    producer = Producer({
+        "bootstrap.servers": stack.kafka_bootstrap, "acks": "all", "enable.idempotence": False, "retries": 0,
+        "request.timeout.ms": int(timeout_s * 1000), "message.timeout.ms": int(timeout_s * 1000), "log_level": 0,
+    })  # fmt: skip
+    producer.produce(topic, b"probe", partition=partition, on_delivery=lambda err, _msg: reports.append(err))
+    producer.flush(timeout_s + 5)
+    if not reports:
+        return "no report"
+    return "delivered" if reports[0] is None else str(reports[0].name())

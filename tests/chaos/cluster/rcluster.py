@@ -8,6 +8,7 @@ after a failover `redis-r1` may be the primary of what `redis-p1` served.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
@@ -64,14 +65,21 @@ def slot_map(stack: StackHandle) -> tuple[SlotMap, dict[int, str]]:
     raise AssertionError("no Redis node answered CLUSTER SLOTS")
 
 
-def shard_of(stack: StackHandle, sku: str) -> tuple[str, str]:
-    """(primary, its replica) serving the SKU's slot now, by node name."""
+def owner_of(stack: StackHandle, sku: str) -> str:
+    """The primary serving the SKU's slot, as some live node's slot map has it now, by node name."""
     slots, by_port = slot_map(stack)
     address = slots.node(sku_slot(sku))
     assert address is not None, f"no node serves {sku}'s slot"
-    replicas = [n for n, (role, of) in roles(stack).items() if role == "replica" and of == address[1]]
-    assert len(replicas) == 1, f"{by_port[address[1]]} has replicas {replicas}"
-    return by_port[address[1]], replicas[0]
+    return by_port[address[1]]
+
+
+def shard_of(stack: StackHandle, sku: str) -> tuple[str, str]:
+    """(primary, its replica) serving the SKU's slot now, by node name."""
+    primary = owner_of(stack, sku)
+    port = node_ports(stack)[primary]
+    replicas = [n for n, (role, of) in roles(stack).items() if role == "replica" and of == port]
+    assert len(replicas) == 1, f"{primary} has replicas {replicas}"
+    return primary, replicas[0]
 
 
 def settled(stack: StackHandle) -> bool:
@@ -115,3 +123,45 @@ def sku_on(stack: StackHandle, prefix: str, *, primary: str | None = None, avoid
         if owner is not None and (primary is None or owner == primary) and owner != avoid:
             return sku
     raise AssertionError(f"no SKU {prefix}-N on {primary or 'another primary'}")
+
+
+def move_slot(
+    stack: StackHandle, slot: int, source: str, target: str, *, keys_per_step: int = 2, pause_s: float
+) -> int:
+    """Move `slot` from primary `source` to primary `target` as `redis-cli --cluster reshard` does; keys moved.
+
+    IMPORTING on the target, MIGRATING on the source, its keys MIGRATEd `keys_per_step` at a time
+    with `pause_s` between steps (and before the end) so callers meet the slot half moved, then
+    SETSLOT NODE on both and on every other primary, so any node answers MOVED to the new owner.
+    Blocking: run it in a thread under load.
+    """
+    ports = node_ports(stack)
+    ids = {name: _ask(ports[name], "CLUSTER", "MYID") for name in (source, target)}
+    src, dst = node_client(ports[source]), node_client(ports[target])
+    moved = 0
+    try:
+        dst.execute_command("CLUSTER", "SETSLOT", slot, "IMPORTING", ids[source])  # type: ignore[no-untyped-call]
+        src.execute_command("CLUSTER", "SETSLOT", slot, "MIGRATING", ids[target])  # type: ignore[no-untyped-call]
+        while keys := src.execute_command("CLUSTER", "GETKEYSINSLOT", slot, keys_per_step):  # type: ignore[no-untyped-call]
+            time.sleep(pause_s)
+            src.execute_command("MIGRATE", "127.0.0.1", ports[target], "", 0, 5000, "KEYS", *keys)  # type: ignore[no-untyped-call]
+            moved += len(keys)
+        time.sleep(pause_s)
+        # The target first (its epoch bump spreads the news), then the source, which answers MOVED from then on.
+        for client in (dst, src):
+            client.execute_command("CLUSTER", "SETSLOT", slot, "NODE", ids[target])  # type: ignore[no-untyped-call]
+        for name in {n for n, (role, _) in roles(stack).items() if role == "primary"} - {source, target}:
+            _ask(ports[name], "CLUSTER", "SETSLOT", slot, "NODE", ids[target])
+    finally:
+        src.close()
+        dst.close()
+    return moved
+
+
+def fail_over(stack: StackHandle, replica: str) -> None:
+    """`CLUSTER FAILOVER` on `replica`: it takes over its primary's slots, the primary becomes its replica."""
+    client = node_client(node_ports(stack)[replica])
+    try:
+        client.execute_command("CLUSTER", "FAILOVER")  # type: ignore[no-untyped-call]
+    finally:
+        client.close()

@@ -1,14 +1,21 @@
-"""What every cluster scenario shares: phase timings, polling a blocking check, a sale under buyer load."""
+"""What every cluster scenario shares: phase timings, polling a blocking check, sales under load, gate counters."""
 
 from __future__ import annotations
 
 import asyncio
 import time
+import urllib.request
 from collections.abc import Callable
 
+from prometheus_client.parser import text_string_to_metric_families
+
+from tests.chaos.checker import cli
 from tests.chaos.conftest import OpenSale
 from tests.chaos.load import Load, until
 from tests.procs import GateProcess
+from tests.stackctl import StackHandle
+
+RATE_PER_S = 150
 
 
 class Phases:
@@ -45,3 +52,32 @@ async def start_load(gate: GateProcess, open_sale: OpenSale) -> Load:
     load.start()
     await until(lambda: load.accepted >= 100, what="orders flowing before the fault")
     return load
+
+
+async def selling(gate: GateProcess, stack: StackHandle, sku: str) -> Load:
+    """A sale of `sku` made with `flashgate sale create`, buyers at RATE_PER_S through the shared gate."""
+    await cli(stack, "sale", "create", "--sku", sku, "--name", f"cluster {sku}", "--stock", "100000")
+    load = Load(gate.base_url, sku, buyers=20_000, concurrency=32, rate_per_s=RATE_PER_S, timeout_s=10)
+    load.start()
+    await until(lambda: load.accepted >= 100, what=f"orders of {sku} flowing before the fault")
+    return load
+
+
+async def stop_all(*loads: Load) -> None:
+    """Stop the loads (buyers under way retry to a final answer): every buyer answered, and with a 202."""
+    await asyncio.gather(*(load.stop() for load in loads))
+    for load in loads:
+        assert not load.unanswered(), load.unanswered()[:3]
+        assert load.final_statuses() == {202: len(load.final)}, (load.final_statuses(), load.codes())
+
+
+def gate_counter(gate: GateProcess, name: str, **labels: str) -> float:
+    """The sum of the gate's `name` samples (`…_total`) carrying these labels, from its /metrics now."""
+    with urllib.request.urlopen(f"{gate.base_url}/metrics", timeout=5) as res:
+        text = res.read().decode()
+    return sum(
+        s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+        if s.name == name and labels.items() <= s.labels.items()
+    )

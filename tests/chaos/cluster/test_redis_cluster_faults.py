@@ -37,9 +37,9 @@ from reconcile.redis_state import SaleRedis
 from tests.chaos.checker import Invariants, cli
 from tests.chaos.cluster.kraft import launcher
 from tests.chaos.cluster.rcluster import node_client, node_ports, nodes_down, roles, settled, shard_of, sku_on
-from tests.chaos.cluster.rig import Phases, eventually
+from tests.chaos.cluster.rig import Phases, eventually, gate_counter, selling, stop_all
 from tests.chaos.faults import scratch_redis
-from tests.chaos.load import Load, until
+from tests.chaos.load import until
 from tests.pipeline import WorkerProcess
 from tests.procs import GateProcess
 from tests.stackctl import StackHandle
@@ -47,7 +47,6 @@ from tests.support.sales import Sale, put_sale
 
 pytestmark = pytest.mark.chaos
 
-RATE_PER_S = 150
 SETTLE_S = 2.0
 DOWN_S = 7.0  # a shard down this long: past the cluster's node timeout (5 s), so the cluster has marked it failed
 
@@ -70,6 +69,13 @@ def test_redis_cluster_stack_has_three_shards(stack: StackHandle) -> None:
     assert [(r.name, r.state) for r in status if r.name.startswith("redis")] == [
         (f"redis-{x}", "running") for x in ("p1", "p2", "p3", "r1", "r2", "r3")
     ]
+    # Its ROLE column: what each node says of itself, slot ranges as `redis-cli --cluster create` split them.
+    assert {r.name: r.role for r in status if r.name.startswith("redis")} == {
+        "redis-p1": "primary 0-5460",
+        "redis-p2": "primary 5461-10922",
+        "redis-p3": "primary 10923-16383",
+        **{f"redis-r{n}": f"replica of redis-p{n}" for n in (1, 2, 3)},
+    }
 
 
 async def test_every_script_keeps_to_its_declared_slot(stack: StackHandle, name: str) -> None:
@@ -169,27 +175,11 @@ async def test_moved_and_clusterdown_answer_unavailable_then_the_slots_are_found
         await rt.close()
 
 
-async def stop_all(*loads: Load) -> None:
-    await asyncio.gather(*(load.stop() for load in loads))
-    for load in loads:
-        assert not load.unanswered(), load.unanswered()[:3]
-        assert load.final_statuses() == {202: len(load.final)}, (load.final_statuses(), load.codes())
-
-
 async def reconcile_apply(stack: StackHandle, sku: str) -> tuple[int, str]:
     """`flashgate reconcile --sku S --apply`: (the drift it found, the repair's action: `none` when nothing)."""
     report = json.loads(await cli(stack, "reconcile", "--sku", sku, "--apply", "--json", ok=(0, 1)))
     (mine,) = report["skus"]
     return int(mine["drift"]), str((mine["repair"] or {"action": "none"})["action"])
-
-
-async def selling(gate: GateProcess, stack: StackHandle, sku: str) -> Load:
-    """A sale of `sku` made with `flashgate sale create`, buyers at RATE_PER_S through the shared gate."""
-    await cli(stack, "sale", "create", "--sku", sku, "--name", f"cluster {sku}", "--stock", "100000")
-    load = Load(gate.base_url, sku, buyers=20_000, concurrency=32, rate_per_s=RATE_PER_S, timeout_s=10)
-    load.start()
-    await until(lambda: load.accepted >= 100, what=f"orders of {sku} flowing before the fault")
-    return load
 
 
 async def test_r3_primary_killed_mid_sale(
@@ -235,6 +225,10 @@ async def test_r3_primary_killed_mid_sale(
     assert load.statuses()[503] > 0, since  # the failover was seen, as 503 + Retry-After
     assert set(load.statuses()) <= {202, 503}, since
     assert "no replica acknowledged" in cluster_gate.log()  # the new primary had no replica until the restart
+    unacked = gate_counter(
+        cluster_gate, "flashgate_gate_redis_wait_unacked_total", node=f"127.0.0.1:{node_ports(stack)[replica]}"
+    )
+    assert unacked >= 1, "the WAITs no replica acknowledged were not counted for the promoted primary"
     before, repair = await reconcile_apply(stack, load.sku)
     assert (before, repair) == (0, "none"), f"Redis stock off by {before} after the failover: {repair}"
     phases.done("stop, reconcile")
@@ -242,7 +236,7 @@ async def test_r3_primary_killed_mid_sale(
         load.sku,
         fault=f"r3 {primary} (primary) SIGKILLed: {replica} promoted after {promoted:.1f} s, 202s again after "
         f"{recovered:.1f} s; {load.statuses()[503]} answers 503, 0 answers 500; {len(acknowledged)} acknowledged "
-        f"before the kill all on {replica}; drift before reconcile {before}",
+        f"before the kill all on {replica}; {unacked:.0f} WAITs unacknowledged on it; drift before reconcile {before}",
         loads=[load],
     )
     phases.done("drain, verify")
