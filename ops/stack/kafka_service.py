@@ -19,6 +19,7 @@ import subprocess
 import tempfile
 import time
 import uuid
+from collections.abc import Mapping
 from pathlib import Path
 
 from confluent_kafka import KafkaException
@@ -149,15 +150,28 @@ def server_properties(settings: StackSettings, node_id: int, data_dir: Path) -> 
 
 
 class KafkaNode(Service):
-    """One KRaft node (controller + broker) in `<state_dir>/<name>/`; `node_id` counts from 1."""
+    """One KRaft node (controller + broker) in `<state_dir>/<name>/`; `node_id` counts from 1.
+
+    `system_properties` are extra `-Dname=value` for the broker's JVM (not for the storage tool),
+    for settings Kafka reads only from there, e.g. `org.apache.kafka.sasl.oauthbearer.allowed.urls`
+    (empty by default since Kafka 4.0, so a broker fetches no JWKS until it lists the URL). The
+    stack passes none; a name that is empty or holds `=` or whitespace is a ValueError.
+    """
 
     start_timeout_s = 90.0
     stop_timeout_s = 30.0
 
-    def __init__(self, settings: StackSettings, node_id: int = 1) -> None:
+    def __init__(
+        self, settings: StackSettings, node_id: int = 1, *, system_properties: Mapping[str, str] | None = None
+    ) -> None:
         super().__init__(settings)
         self.node_id = node_id
         self.name = node_names(settings.kafka_brokers)[node_id - 1]
+        props = dict(system_properties or {})
+        bad = [k for k in props if not k or "=" in k or any(c.isspace() for c in k)]
+        if bad:
+            raise ValueError(f"{self.name}: not JVM system property names: {', '.join(map(repr, bad))}")
+        self.system_properties: tuple[tuple[str, str], ...] = tuple(sorted(props.items()))
 
     @property
     def port(self) -> int:
@@ -210,7 +224,8 @@ class KafkaNode(Service):
             *self._java(heap_mb=self.settings.kafka_heap_mb, fast=self.settings.kafka_fast_start),
             "-server", "-XX:+UseG1GC", "-XX:MaxGCPauseMillis=20", "-XX:InitiatingHeapOccupancyPercent=35",
             "-XX:+ExplicitGCInvokesConcurrent", "-XX:MaxInlineLevel=15", "-Djava.awt.headless=true",
-            f"-Dkafka.logs.dir={self.home}", "kafka.Kafka", str(self.config_path),
+            f"-Dkafka.logs.dir={self.home}", *(f"-D{k}={v}" for k, v in self.system_properties),
+            "kafka.Kafka", str(self.config_path),
         ]  # fmt: skip
         process.spawn(argv, log_path=self.log_path, pid_path=self.pid_path, cwd=self.home)
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from ops.stack.errors import ServiceFailed, StackConfigError
-from ops.stack.kafka_service import cluster_id, node_names, server_properties
+from ops.stack.kafka_service import KafkaNode, cluster_id, node_names, server_properties
 from ops.stack.service import Service
 from ops.stack.settings import DEFAULT_PORTS, resolve
 from ops.stack.stack import CLUSTER_STOP_TIMEOUT_S, Stack
@@ -158,6 +158,17 @@ def test_an_empty_cluster_id_file_is_a_one_line_error(tmp_path: Path) -> None:
     path.write_text("")
     with pytest.raises(ServiceFailed, match=r"kafka-cluster.id is empty; remove it and the kafka data folders"):
         cluster_id(path)
+
+
+def test_jvm_system_properties_of_a_node(tmp_path: Path) -> None:
+    settings = resolve(str(tmp_path), {}, env={})
+    assert KafkaNode(settings).system_properties == ()  # the stack passes none
+    url = "http://127.0.0.1:1/jwks"
+    node = KafkaNode(settings, system_properties={"org.apache.kafka.sasl.oauthbearer.allowed.urls": url, "a.b": "x=y"})
+    assert node.system_properties == (("a.b", "x=y"), ("org.apache.kafka.sasl.oauthbearer.allowed.urls", url))
+    for bad in ("", "a=b", "a b"):
+        with pytest.raises(ValueError, match="kafka: not JVM system property names"):
+            KafkaNode(settings, system_properties={bad: "x"})
 
 
 def test_service_names_of_a_cluster(tmp_path: Path) -> None:
