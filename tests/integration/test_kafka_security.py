@@ -1,13 +1,15 @@
-"""The clients' security settings on real listeners: SASL (PLAIN, SCRAM-SHA-256) and mutual TLS.
+"""The clients' security settings on real listeners: SASL (PLAIN, SCRAM-SHA-256, OAUTHBEARER) and mutual TLS.
 
 A broker of this module's own (one KRaft node from the launcher, C1-only JVM) with two more
 listeners on loopback next to the PLAINTEXT one the admin uses to create the SCRAM user:
 SASL_PLAINTEXT, and SSL with client certificates required, its certificates from a throwaway CA
-(tests/tlscerts.py). Every client is configured only through FLASHGATE_KAFKA_* (or a properties
-file) as a process would read them: the gate's producer, the worker's consumer, the monitor's lag
-reader, the reconciler's backlog reader and `flashgate topics ensure`. A wrong password or an
-unknown CA must fail in one line, not hang. OAUTHBEARER needs an identity provider: its config
-building is unit-tested only.
+(tests/tlscerts.py). OAUTHBEARER tokens come from an OpenID provider of this module's own
+(tests/oidc.py: client credentials, RS256 JWTs) and the broker checks each against the provider's
+JWKS, audience and issuer. Every client is configured only through FLASHGATE_KAFKA_* (or a
+properties file) as a process would read them: the gate's producer, the worker's consumer, the
+monitor's lag reader, the reconciler's backlog reader and `flashgate topics ensure`. A wrong
+password, a wrong client secret, a token the broker must not trust or an unknown CA must fail in
+one line, not hang.
 """
 
 from __future__ import annotations
@@ -38,30 +40,40 @@ from ops.stack.settings import resolve
 from ops.topics.cli import topics_group
 from reconcile.backlog import read_backlog
 from tests.conftest import IN_CI
+from tests.oidc import OidcProvider
 from tests.tlscerts import Certs, make_certs
 from worker.main import consumer_config
 from worker.settings import WorkerSettings
 
 PLAIN_USER, PLAIN_PASSWORD = "gate", "plain-secret"
 SCRAM_USER, SCRAM_PASSWORD = "worker", "scram-secret"
+OAUTH_CLIENT, OAUTH_SECRET = "flashgate-gate", "oidc-secret"
+STRANGER_CLIENT, STRANGER_SECRET = "billing", "billing-secret"  # the provider's client, but not for Kafka
+FORGER_CLIENT, FORGER_SECRET = "forger", "forger-secret"  # its tokens are signed by a key the JWKS lacks
+AUDIENCE = "kafka"
 
 
 class SecureNode(KafkaNode):
-    """A KRaft node with a SASL_PLAINTEXT listener (PLAIN users in its JAAS line, SCRAM users made later)
-    and an SSL listener that requires a client certificate, as well as its PLAINTEXT one."""
+    """A KRaft node with a SASL_PLAINTEXT listener (PLAIN users in its JAAS line, SCRAM users made later,
+    OAUTHBEARER tokens checked against the provider's keys) and an SSL listener that requires a client
+    certificate, as well as its PLAINTEXT one."""
 
-    def __init__(self, home: Path, certs: Certs) -> None:
+    def __init__(self, home: Path, certs: Certs, oidc: OidcProvider) -> None:
         settings = resolve(str(home), {}, free_ports=True, env={}, kafka_fast_start=True)
-        super().__init__(dataclasses.replace(settings, kafka_heap_mb=256))
+        # Kafka 4.x fetches no OAuth URL it is not told to allow, and reads the list only from the JVM.
+        allowed = {"org.apache.kafka.sasl.oauthbearer.allowed.urls": oidc.jwks_url}
+        super().__init__(dataclasses.replace(settings, kafka_heap_mb=256), system_properties=allowed)
         self.sasl_port = free_port()
         self.ssl_port = free_port()
         self.certs = certs
+        self.oidc = oidc
 
     def prepare(self) -> None:
         super().prepare()
         port, cport = self.settings.kafka_node(1)
         plain = "org.apache.kafka.common.security.plain.PlainLoginModule"
         scram = "org.apache.kafka.common.security.scram.ScramLoginModule"
+        oauth = "org.apache.kafka.common.security.oauthbearer"
         extra = f"SASL_PLAINTEXT://127.0.0.1:{self.sasl_port},SSL://127.0.0.1:{self.ssl_port}"
         with self.config_path.open("a") as f:  # later keys win in a Java properties file
             f.write(
@@ -69,10 +81,19 @@ class SecureNode(KafkaNode):
                 f"advertised.listeners=PLAINTEXT://127.0.0.1:{port},{extra}\n"
                 "listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT,"
                 "SASL_PLAINTEXT:SASL_PLAINTEXT,SSL:SSL\n"
-                "sasl.enabled.mechanisms=PLAIN,SCRAM-SHA-256\n"
+                "sasl.enabled.mechanisms=PLAIN,SCRAM-SHA-256,OAUTHBEARER\n"
                 f"listener.name.sasl_plaintext.plain.sasl.jaas.config={plain} required "
                 f'user_{PLAIN_USER}="{PLAIN_PASSWORD}";\n'
                 f"listener.name.sasl_plaintext.scram-sha-256.sasl.jaas.config={scram} required;\n"
+                f"listener.name.sasl_plaintext.oauthbearer.sasl.jaas.config={oauth}.OAuthBearerLoginModule required;\n"
+                "listener.name.sasl_plaintext.oauthbearer.sasl.server.callback.handler.class="
+                f"{oauth}.OAuthBearerValidatorCallbackHandler\n"
+                # Kafka 4.1's default validator (DefaultJwtValidator, built without a key resolver) falls
+                # back to ClientJwtValidator: claims only, no signature, audience or issuer check.
+                f"sasl.oauthbearer.jwt.validator.class={oauth}.BrokerJwtValidator\n"
+                f"sasl.oauthbearer.jwks.endpoint.url={self.oidc.jwks_url}\n"
+                f"sasl.oauthbearer.expected.audience={AUDIENCE}\n"
+                f"sasl.oauthbearer.expected.issuer={self.oidc.issuer}\n"
                 "listener.name.ssl.ssl.keystore.type=PEM\n"
                 f"listener.name.ssl.ssl.keystore.location={self.certs.server}\n"
                 "listener.name.ssl.ssl.truststore.type=PEM\n"
@@ -82,8 +103,18 @@ class SecureNode(KafkaNode):
 
 
 @pytest.fixture(scope="module")
-def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SecureNode]:
-    node = SecureNode(tmp_path_factory.mktemp("secure-kafka"), make_certs(tmp_path_factory.mktemp("certs")))
+def oidc() -> Iterator[OidcProvider]:
+    clients = {OAUTH_CLIENT: OAUTH_SECRET, STRANGER_CLIENT: STRANGER_SECRET, FORGER_CLIENT: FORGER_SECRET}
+    audiences = {STRANGER_CLIENT: "billing-api"}
+    provider = OidcProvider(clients, audience=AUDIENCE, audiences=audiences, forged=[FORGER_CLIENT])
+    yield provider
+    provider.close()
+
+
+@pytest.fixture(scope="module")
+def broker(tmp_path_factory: pytest.TempPathFactory, oidc: OidcProvider) -> Iterator[SecureNode]:
+    certs = make_certs(tmp_path_factory.mktemp("certs"))
+    node = SecureNode(tmp_path_factory.mktemp("secure-kafka"), certs, oidc)
     try:
         node.start()
     except Exception as e:
@@ -179,6 +210,55 @@ def test_wrong_password_fails_in_one_line(broker: SecureNode) -> None:
     assert out.startswith("topics: kafka: cannot read metadata:"), out
     assert "Authentication failed" in out, out
     assert "not-the-password" not in out
+    assert len(out.splitlines()) == 1
+
+
+def oauth_env(node: SecureNode, client_id: str, secret: str) -> dict[str, str]:
+    return {
+        "KAFKA_BOOTSTRAP": f"127.0.0.1:{node.sasl_port}",
+        "DATABASE_URL": "postgresql://unused",
+        "FLASHGATE_KAFKA_SECURITY_PROTOCOL": "SASL_PLAINTEXT",
+        "FLASHGATE_KAFKA_SASL_MECHANISM": "OAUTHBEARER",
+        "FLASHGATE_KAFKA_OAUTHBEARER_TOKEN_ENDPOINT_URL": node.oidc.token_url,
+        "FLASHGATE_KAFKA_OAUTHBEARER_CLIENT_ID": client_id,
+        "FLASHGATE_KAFKA_OAUTHBEARER_CLIENT_SECRET": secret,
+        "FLASHGATE_KAFKA_OAUTHBEARER_SCOPE": "kafka.produce kafka.consume",
+    }
+
+
+def test_sasl_oauthbearer_oidc(broker: SecureNode) -> None:
+    """Tokens from the provider's client-credentials endpoint, checked by the broker against its JWKS."""
+    round_trip(oauth_env(broker, OAUTH_CLIENT, OAUTH_SECRET), f"sasl-oauth-{uuid.uuid4().hex[:8]}")
+    assert broker.oidc.requests["token"] >= 1
+    assert broker.oidc.requests["jwks"] >= 1  # at the broker's start; the refusals below show it checks with them
+
+
+def test_wrong_client_secret_fails_in_one_line(broker: SecureNode) -> None:
+    env = oauth_env(broker, OAUTH_CLIENT, "not-the-secret")
+    code, out = ensure_topics(env, f"sasl-oauth-bad-{uuid.uuid4().hex[:8]}", timeout_s=3)
+    assert code == 2
+    assert out.startswith("topics: kafka: cannot read metadata:"), out
+    assert 'Failed to acquire SASL OAUTHBEARER token: {"error": "invalid_client"}' in out, out
+    assert "not-the-secret" not in out
+    assert len(out.splitlines()) == 1
+
+
+@pytest.mark.parametrize(
+    ("client_id", "secret"),
+    [(STRANGER_CLIENT, STRANGER_SECRET), (FORGER_CLIENT, FORGER_SECRET)],
+    ids=["issued-for-another-audience", "signed-by-a-key-not-in-the-jwks"],
+)
+def test_a_token_the_broker_must_not_trust_is_refused_in_one_line(
+    broker: SecureNode, client_id: str, secret: str
+) -> None:
+    """The provider hands the token out; the broker's check of it (not the provider's) refuses it."""
+    issued = broker.oidc.requests["token"]
+    topic = f"sasl-oauth-{client_id}-{uuid.uuid4().hex[:8]}"
+    code, out = ensure_topics(oauth_env(broker, client_id, secret), topic, timeout_s=3)
+    assert broker.oidc.requests["token"] > issued
+    assert code == 2
+    assert out.startswith("topics: kafka: cannot read metadata:"), out
+    assert 'SASL authentication error: {"status":"invalid_token"}' in out, out
     assert len(out.splitlines()) == 1
 
 
