@@ -32,10 +32,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import redis
 from confluent_kafka.admin import AdminClient
 
 from bench import ab_stats, procstat
+from bench.budget import node_clients
 from bench.flash_sale import FlashSaleSettings, flash_sale
 from bench.served import FLASHGATE, box_snapshot, free_port, gate_argv, machine, serve, stop
 from flashgate.names import WRITERS_GROUP
@@ -166,12 +166,14 @@ def lua_in_redis(redis_url: str, checkout: Path) -> list[str]:
     """The checkout's Lua scripts that Redis has in its script cache (flushed before the gate started)."""
     # SHA1 is how Redis names a cached script.
     scripts = {p.stem: hashlib.sha1(p.read_bytes()).hexdigest() for p in sorted(lua_dir(checkout).glob("*.lua"))}
-    r = redis.Redis.from_url(redis_url)
-    try:
-        exists = r.script_exists(*scripts.values()) if scripts else []
-    finally:
-        r.close()
-    return [name for name, present in zip(scripts, exists, strict=True) if present]
+    present = [False] * len(scripts)
+    for r in node_clients(redis_url):  # on a cluster, a script is loaded by the nodes that ran it
+        try:
+            exists = r.script_exists(*scripts.values()) if scripts else []
+        finally:
+            r.close()
+        present = [a or bool(b) for a, b in zip(present, exists, strict=True)]
+    return [name for name, loaded in zip(scripts, present, strict=True) if loaded]
 
 
 def one_run(s: AbSettings, variant: str, checkout: Path, rnd: int, work: Path) -> dict[str, Any]:
@@ -184,11 +186,11 @@ def one_run(s: AbSettings, variant: str, checkout: Path, rnd: int, work: Path) -
     port = free_port()
     with bench_lock(s.lock):
         box = box_snapshot()
-        r = redis.Redis.from_url(redis_url)
-        try:
-            r.script_flush()
-        finally:
-            r.close()
+        for r in node_clients(redis_url):
+            try:
+                r.script_flush()
+            finally:
+                r.close()
         with (
             running_worker(env, checkout, work / f"{tag}.worker.log", bootstrap) as worker_pid,
             serve(gate_argv(port, workers), f"http://127.0.0.1:{port}/health/ready", work / f"{tag}.gate.log",

@@ -45,15 +45,18 @@ def cpu_counters(groups: Mapping[str, Iterable[int]]) -> dict[str, float]:
     return {f"{CPU}{name}": cpu for name, cpu in procstat.groups_cpu_s(groups).items()}
 
 
+def node_clients(redis_url: str) -> list[redis.Redis]:
+    """A (sync) client per Redis node: the one Redis, or every node of a cluster (`redis+cluster://`)."""
+    if is_cluster(redis_url):
+        return [redis.Redis(host=host, port=port) for host, port in parse_cluster(redis_url).seeds]
+    return [redis.Redis.from_url(redis_url)]
+
+
 def counters(groups: Mapping[str, Iterable[int]], redis_url: str) -> dict[str, float]:
     """One reading: CPU seconds per process group and Redis's INFO counters (summed over a cluster's nodes)."""
     out = cpu_counters(groups)
     total: dict[str, float] = {}
-    if is_cluster(redis_url):  # every node's counters, summed
-        clients = [redis.Redis(host=host, port=port) for host, port in parse_cluster(redis_url).seeds]
-    else:
-        clients = [redis.Redis.from_url(redis_url)]
-    for r in clients:
+    for r in node_clients(redis_url):  # every node's counters, summed over a cluster
         try:
             info: dict[str, Any] = {**r.info("cpu"), **r.info("commandstats")}
         finally:

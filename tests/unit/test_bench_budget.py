@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from bench import procstat
-from bench.budget import budget, budget_lines, redis_counters, redis_view
+from bench.budget import budget, budget_lines, node_clients, redis_counters, redis_view
 
 # Field 2 holds spaces and a ')' on purpose; utime 11, stime 12, cutime 13, cstime 14.
 STAT = "4430 (postgres: a) b) S 1 4430 4430 0 -1 4194560 500 0 0 0 11 12 13 14 20 0 1 0 100 0 0"
@@ -120,3 +120,14 @@ def test_budget_leaves_out_groups_not_found_and_survives_no_accepted() -> None:
     assert g["total"]["cpu_s"] == pytest.approx(1.1)
     assert g["total"]["us_per_accepted"] is None
     assert "not found" in "\n".join(budget_lines(b))
+
+
+def test_node_clients_are_one_redis_or_every_seed_of_a_cluster() -> None:
+    single = node_clients("redis://127.0.0.1:6390/0")
+    cluster = node_clients("redis+cluster://127.0.0.1:7001,127.0.0.1:7002,127.0.0.1:7003")
+    try:
+        assert [c.connection_pool.connection_kwargs["port"] for c in single] == [6390]
+        assert [c.connection_pool.connection_kwargs["port"] for c in cluster] == [7001, 7002, 7003]
+    finally:
+        for c in (*single, *cluster):
+            c.close()
