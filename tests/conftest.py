@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.stackctl import StackHandle, flashgate
+from tests.support.stackctl import StackHandle, flashgate
 
 IN_CI = os.environ.get("CI", "").lower() == "true"
 # tests/image needs an image built by `make image`: `make test-image` names it; `make test` leaves it out.

@@ -14,9 +14,9 @@ from tests.chaos.checker import Invariants
 from tests.chaos.conftest import OpenSale, StartGate, StartWorker
 from tests.chaos.faults import frozen, service_down
 from tests.chaos.load import Attempt, Load, until
-from tests.kafkautil import consume_where
-from tests.pipeline import order, produce
-from tests.stackctl import StackHandle
+from tests.support.kafkautil import consume_where
+from tests.support.pipeline import order, produce
+from tests.support.stackctl import StackHandle
 
 pytestmark = pytest.mark.chaos
 

@@ -25,9 +25,9 @@ from tests.chaos.checker import Invariants
 from tests.chaos.conftest import OpenSale, StartGate, StartWorker
 from tests.chaos.faults import service_down
 from tests.chaos.load import Load, until
-from tests.gatekit import until as until_async
-from tests.kafkautil import group_lag
-from tests.stackctl import StackHandle
+from tests.support.gatekit import until as until_async
+from tests.support.kafkautil import group_lag
+from tests.support.stackctl import StackHandle
 
 pytestmark = pytest.mark.chaos
 

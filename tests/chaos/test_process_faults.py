@@ -13,9 +13,9 @@ from flashgate import names
 from tests.chaos.checker import Invariants
 from tests.chaos.conftest import OpenSale, StartGate, StartWorker
 from tests.chaos.load import Load, until
-from tests.gatekit import until as until_async
-from tests.procs import FlashgateProcess
-from tests.stackctl import StackHandle
+from tests.support.gatekit import until as until_async
+from tests.support.procs import FlashgateProcess
+from tests.support.stackctl import StackHandle
 
 pytestmark = pytest.mark.chaos
 

@@ -11,8 +11,8 @@ from tests.chaos.checker import Invariants, cli, wait_drained
 from tests.chaos.conftest import OpenSale, StartGate, StartWorker
 from tests.chaos.faults import redis_full, service_down, wipe_redis
 from tests.chaos.load import Attempt, Load, until
-from tests.gatekit import until as until_async
-from tests.stackctl import StackHandle
+from tests.support.gatekit import until as until_async
+from tests.support.stackctl import StackHandle
 
 pytestmark = pytest.mark.chaos
 

@@ -24,10 +24,10 @@ from flashgate import events, names
 from gate.core import Gate
 from tests.chaos.conftest import OpenSale, StartWorker
 from tests.chaos.faults import ScratchRedis, disk_refused, scratch_redis
-from tests.gatekit import consume_all, create_topic, gate_settings, order_headers, running_gate
-from tests.gatekit import until as until_async
-from tests.stackctl import StackHandle
+from tests.support.gatekit import consume_all, create_topic, gate_settings, order_headers, running_gate
+from tests.support.gatekit import until as until_async
 from tests.support.sales import Sale, put_sale
+from tests.support.stackctl import StackHandle
 
 pytestmark = pytest.mark.chaos
 

@@ -13,7 +13,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from flashgate import events, names
 from gate.settings import AuthSettings
-from tests.gatekit import (
+from tests.support.gatekit import (
     consume_all,
     create_topic,
     gate_settings,
@@ -23,8 +23,8 @@ from tests.gatekit import (
     token,
     until,
 )
-from tests.stackctl import StackHandle
 from tests.support.sales import Sale, put_sale
+from tests.support.stackctl import StackHandle
 
 PROBLEM = "application/problem+json"
 

@@ -24,9 +24,9 @@ from pathlib import Path
 import httpx
 
 from tests.e2e.test_gate_serve import free_port, spawn
-from tests.gatekit import SECRET, create_topic, redis_client, token
-from tests.stackctl import StackHandle, eventually
+from tests.support.gatekit import SECRET, create_topic, redis_client, token
 from tests.support.sales import Sale, put_sale
+from tests.support.stackctl import StackHandle, eventually
 
 ROOT = Path(__file__).resolve().parents[2]
 ST = Path(sys.executable).parent / "st"

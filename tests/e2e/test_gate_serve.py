@@ -17,10 +17,10 @@ import pytest
 
 from flashgate import events, names
 from gate.admission import AdmitRequest
-from tests.gatekit import admission_client, consume_all, create_topic, redis_client, until
-from tests.procs import GateProcess
-from tests.stackctl import FLASHGATE, StackHandle, eventually
+from tests.support.gatekit import admission_client, consume_all, create_topic, redis_client, until
+from tests.support.procs import GateProcess
 from tests.support.sales import Sale, put_sale
+from tests.support.stackctl import FLASHGATE, StackHandle, eventually
 
 
 def free_port() -> int:

@@ -12,9 +12,9 @@ import pytest
 
 from flashgate import names
 from gate.admission import AdmitRequest, Code
-from tests.gatekit import admission_client, redis_client
-from tests.oncall import oncall
-from tests.stackctl import FLASHGATE, StackHandle
+from tests.support.gatekit import admission_client, redis_client
+from tests.support.oncall import oncall
+from tests.support.stackctl import FLASHGATE, StackHandle
 
 
 def create(stack: StackHandle, sku: str, *extra: str, env: dict[str, str] | None = None) -> tuple[int, str]:

@@ -13,8 +13,8 @@ from confluent_kafka import Message
 
 from flashgate.events import encode
 from ops.stack.ports import free_port
-from tests.kafkautil import consume
-from tests.pipeline import (
+from tests.support.kafkautil import consume
+from tests.support.pipeline import (
     Topics,
     WorkerProcess,
     add_product,
@@ -27,7 +27,7 @@ from tests.pipeline import (
     start_worker,
     wait_persisted,
 )
-from tests.stackctl import StackHandle
+from tests.support.stackctl import StackHandle
 
 StartWorker = Callable[..., WorkerProcess]
 

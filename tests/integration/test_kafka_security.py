@@ -3,7 +3,7 @@
 A broker of this module's own (one KRaft node from the launcher, C1-only JVM) with two more
 listeners on loopback next to the PLAINTEXT one the admin uses to create the SCRAM user:
 SASL_PLAINTEXT, and SSL with client certificates required, its certificates from a throwaway CA
-(tests/tlscerts.py). Every client is configured only through FLASHGATE_KAFKA_* (or a properties
+(tests/support/tlscerts.py). Every client is configured only through FLASHGATE_KAFKA_* (or a properties
 file) as a process would read them: the gate's producer, the worker's consumer, the monitor's lag
 reader, the reconciler's backlog reader and `flashgate topics ensure`. A wrong password or an
 unknown CA must fail in one line, not hang. OAUTHBEARER needs an identity provider: its config
@@ -38,7 +38,7 @@ from ops.stack.settings import resolve
 from ops.topics.cli import topics_group
 from reconcile.backlog import read_backlog
 from tests.conftest import IN_CI
-from tests.tlscerts import Certs, make_certs
+from tests.support.tlscerts import Certs, make_certs
 from worker.main import consumer_config
 from worker.settings import WorkerSettings
 

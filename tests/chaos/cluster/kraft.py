@@ -21,7 +21,7 @@ from confluent_kafka.admin import AdminClient
 
 from ops.stack.settings import resolve
 from ops.stack.stack import Stack
-from tests.stackctl import StackHandle
+from tests.support.stackctl import StackHandle
 
 CONSUMER_OFFSETS = "__consumer_offsets"
 

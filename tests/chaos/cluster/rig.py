@@ -8,7 +8,7 @@ from collections.abc import Callable
 
 from tests.chaos.conftest import OpenSale
 from tests.chaos.load import Load, until
-from tests.procs import GateProcess
+from tests.support.procs import GateProcess
 
 
 class Phases:

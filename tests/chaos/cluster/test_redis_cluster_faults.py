@@ -39,10 +39,10 @@ from tests.chaos.cluster.rcluster import node_client, node_ports, nodes_down, ro
 from tests.chaos.cluster.rig import Phases, eventually
 from tests.chaos.faults import scratch_redis
 from tests.chaos.load import Load, until
-from tests.pipeline import WorkerProcess
-from tests.procs import GateProcess
-from tests.stackctl import StackHandle
+from tests.support.pipeline import WorkerProcess
+from tests.support.procs import GateProcess
 from tests.support.sales import Sale, put_sale
+from tests.support.stackctl import StackHandle
 
 pytestmark = pytest.mark.chaos
 

@@ -19,7 +19,7 @@ import httpx
 from flashgate.settings import variable
 from gate.settings import GateSettings
 from ops.stack.ports import free_port
-from tests.stackctl import FLASHGATE, StackHandle, eventually
+from tests.support.stackctl import FLASHGATE, StackHandle, eventually
 
 
 @dataclass

@@ -19,8 +19,8 @@ from confluent_kafka.cimpl import NewTopic
 
 from flashgate.events import SCHEMA_VERSION, OrderAccepted, encode
 from flashgate.settings import variable
-from tests.procs import FlashgateProcess
-from tests.stackctl import StackHandle
+from tests.support.procs import FlashgateProcess
+from tests.support.stackctl import StackHandle
 from worker.settings import WorkerSettings
 
 

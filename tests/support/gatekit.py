@@ -22,8 +22,8 @@ from gate.core import Gate
 from gate.redis_batch import RedisBatcher
 from gate.scripts import Scripts
 from gate.settings import AuthSettings, GateSettings
-from tests.stackctl import StackHandle
 from tests.support.sales import Sale, put_sale
+from tests.support.stackctl import StackHandle
 
 SECRET = "test-secret-that-is-long-enough-for-hs256"
 
