@@ -20,7 +20,8 @@ import orjson
 import psutil
 import pytest
 
-from tests.support.gatekit import create_topic, redis_client, until
+from tests.support.gatekit import create_topic, redis_client
+from tests.support.poll import until
 from tests.support.procs import GateProcess
 from tests.support.sales import Sale, put_sale
 from tests.support.stackctl import StackHandle

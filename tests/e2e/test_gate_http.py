@@ -21,8 +21,8 @@ from tests.support.gatekit import (
     redis_client,
     running_gate,
     token,
-    until,
 )
+from tests.support.poll import until
 from tests.support.sales import Sale, put_sale
 from tests.support.stackctl import StackHandle
 

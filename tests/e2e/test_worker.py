@@ -14,13 +14,13 @@ from confluent_kafka import Message
 from flashgate.events import encode
 from ops.stack.ports import free_port
 from tests.support.kafkautil import consume
+from tests.support.orders import order
 from tests.support.pipeline import (
     Topics,
     WorkerProcess,
     add_product,
     assert_exactly_once,
     create_topics,
-    order,
     persisted,
     produce,
     produce_orders,

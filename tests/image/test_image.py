@@ -19,7 +19,8 @@ import pytest
 
 from ops.stack.ports import free_port
 from tests.support.pipeline import create_topics, new_database, one_order_persisted
-from tests.support.stackctl import StackHandle, eventually
+from tests.support.poll import eventually
+from tests.support.stackctl import StackHandle
 
 pytestmark = pytest.mark.e2e
 

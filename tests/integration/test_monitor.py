@@ -22,7 +22,8 @@ from ops.monitor.settings import MonitorSettings
 from reconcile.settings import ReconcileSettings
 from tests.support.gatekit import admission_client
 from tests.support.oncall import oncall
-from tests.support.pipeline import create_topics, order, produce_orders
+from tests.support.orders import order
+from tests.support.pipeline import create_topics, produce_orders
 from tests.support.sales import Sale, put_sale
 from tests.support.stackctl import StackHandle
 

@@ -8,17 +8,17 @@ from __future__ import annotations
 
 import asyncio
 import time
-import uuid
 from collections import deque
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
 from typing import cast
 
 import pytest
 from confluent_kafka import Consumer, TopicPartition
 from prometheus_client import CollectorRegistry
 
-from flashgate.events import SCHEMA_VERSION, OrderAccepted, encode
+from flashgate.events import encode
+from tests.support.orders import order
+from tests.support.poll import until
 from worker.batch import BatchPlan, batches_in_flight
 from worker.consumer import OrderWriter
 from worker.dlq import DeadLetters
@@ -33,11 +33,7 @@ Script = Callable[[int], Awaitable[None]]  # batch number (1, 2, … in fetch or
 class FakeMessage:
     def __init__(self, partition: int, offset: int) -> None:
         self._partition, self._offset = partition, offset
-        event = OrderAccepted(
-            schema_version=SCHEMA_VERSION, order_id=uuid.uuid4(), sku="S", user_id="u", qty=1,
-            idempotency_key=uuid.uuid4().hex, accepted_at=datetime.now(UTC),
-        )  # fmt: skip
-        self._value = encode(event)
+        self._value = encode(order())
 
     def error(self) -> None:
         return None
@@ -121,18 +117,11 @@ def batch(partition: int, first: int, n: int = 2) -> list[FakeMessage]:
     return [FakeMessage(partition, first + i) for i in range(n)]
 
 
-async def until(condition: Callable[[], bool], timeout_s: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        assert time.monotonic() < deadline, "condition not met in time"
-        await asyncio.sleep(0.005)
-
-
 async def run_until(writer: ScriptedWriter, condition: Callable[[], bool]) -> None:
     stop = asyncio.Event()
     loop = asyncio.create_task(writer.run(stop))
     try:
-        await until(condition)
+        await until(condition, timeout_s=5, interval_s=0.005)
     finally:
         stop.set()
         await asyncio.wait_for(loop, 5)
@@ -182,7 +171,7 @@ async def test_shutdown_finishes_every_batch_in_hand() -> None:
     writer = ScriptedWriter(consumer, script)
     stop = asyncio.Event()
     loop = asyncio.create_task(writer.run(stop))
-    await until(lambda: writer.running == 2)
+    await until(lambda: writer.running == 2, timeout_s=5, interval_s=0.005)
     stop.set()
     release.set()
     await asyncio.wait_for(loop, 5)

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Callable
 
 from tests.chaos.conftest import OpenSale
-from tests.chaos.load import Load, until
+from tests.chaos.load import Load
+from tests.support.poll import until
 from tests.support.procs import GateProcess
 
 
@@ -28,13 +28,8 @@ class Phases:
 
 
 async def eventually(check: Callable[[], bool], *, timeout_s: float, what: str) -> float:
-    """Poll a blocking check in a thread (the load keeps running); seconds it took, or fail at the deadline."""
-    began = time.monotonic()
-    while not await asyncio.to_thread(check):
-        if time.monotonic() - began > timeout_s:
-            raise AssertionError(f"{what}: not within {timeout_s:.0f} s")
-        await asyncio.sleep(0.25)
-    return time.monotonic() - began
+    """Poll a blocking check in a thread every 0.25 s (the load keeps running); seconds it took, or fail."""
+    return await until(check, timeout_s=timeout_s, what=what, in_thread=True, interval_s=0.25)
 
 
 async def start_load(gate: GateProcess, open_sale: OpenSale) -> Load:
@@ -42,6 +37,5 @@ async def start_load(gate: GateProcess, open_sale: OpenSale) -> Load:
     sku = await open_sale(100_000)
     # More buyers than a run needs at 150/s: the load is stopped once orders flow again.
     load = Load(gate.base_url, sku, buyers=20_000, concurrency=32, rate_per_s=150, timeout_s=10)
-    load.start()
-    await until(lambda: load.accepted >= 100, what="orders flowing before the fault")
+    await load.flowing()
     return load

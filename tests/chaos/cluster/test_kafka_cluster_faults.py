@@ -27,8 +27,9 @@ from tests.chaos.cluster.kraft import (
 )
 from tests.chaos.cluster.rig import Phases, eventually, start_load
 from tests.chaos.conftest import OpenSale
-from tests.chaos.load import Load, until
+from tests.chaos.load import Load
 from tests.support.pipeline import WorkerProcess
+from tests.support.poll import until
 from tests.support.procs import GateProcess
 from tests.support.stackctl import StackHandle
 

@@ -38,8 +38,9 @@ from tests.chaos.cluster.kraft import launcher
 from tests.chaos.cluster.rcluster import node_client, node_ports, nodes_down, roles, settled, shard_of, sku_on
 from tests.chaos.cluster.rig import Phases, eventually
 from tests.chaos.faults import scratch_redis
-from tests.chaos.load import Load, until
+from tests.chaos.load import Load
 from tests.support.pipeline import WorkerProcess
+from tests.support.poll import until
 from tests.support.procs import GateProcess
 from tests.support.sales import Sale, put_sale
 from tests.support.stackctl import StackHandle
@@ -185,8 +186,7 @@ async def selling(gate: GateProcess, stack: StackHandle, sku: str) -> Load:
     """A sale of `sku` made with `flashgate sale create`, buyers at RATE_PER_S through the shared gate."""
     await cli(stack, "sale", "create", "--sku", sku, "--name", f"cluster {sku}", "--stock", "100000")
     load = Load(gate.base_url, sku, buyers=20_000, concurrency=32, rate_per_s=RATE_PER_S, timeout_s=10)
-    load.start()
-    await until(lambda: load.accepted >= 100, what=f"orders of {sku} flowing before the fault")
+    await load.flowing(what=f"orders of {sku} flowing before the fault")
     return load
 
 
