@@ -1,4 +1,4 @@
-"""Kafka handoff with a producer double (callbacks, fatal error recreates the producer); the sold-out cache."""
+"""Kafka handoff over the producer double (tests/support/fakes.py): callbacks, fatal errors; the sold-out cache."""
 
 from __future__ import annotations
 
@@ -12,41 +12,9 @@ from gate.errors import HandoffError
 from gate.handoff import Handoff
 from gate.metrics import GateMetrics
 from gate.soldout import SoldOutCache
+from tests.support.fakes import FakeProducer
 from tests.support.orders import order
 from tests.support.poll import until
-
-
-class FakeProducer:
-    """Holds produced messages until told to deliver them; purge+flush fails them."""
-
-    def __init__(self, _config: dict[str, Any]) -> None:
-        self.pending: list[Any] = []
-        self.headers: list[Any] = []  # each message's headers, in produce order
-        self.refuse = False
-
-    def produce(self, _topic: str, _value: bytes, on_delivery: Any, headers: Any = None) -> None:
-        if self.refuse:
-            raise BufferError("queue full")
-        self.pending.append(on_delivery)
-        self.headers.append(headers)
-
-    def poll(self, _timeout: float) -> int:
-        return 0
-
-    def deliver_all(self, err: Any = None) -> None:
-        for cb in self.pending:
-            cb(err, None)
-        self.pending = []
-
-    def purge(self) -> None:
-        pass
-
-    def flush(self, _timeout: float) -> int:
-        self.deliver_all(KafkaError(KafkaError._PURGE_QUEUE, "purged"))
-        return 0
-
-    def list_topics(self, _topic: str, timeout: float) -> Any:
-        return None
 
 
 async def test_delivery_resolves_and_fatal_error_recreates_the_producer() -> None:
@@ -63,7 +31,7 @@ async def test_delivery_resolves_and_fatal_error_recreates_the_producer() -> Non
     try:
         handoff.send(e := order(), results.append)
         assert handoff.in_flight(str(e.order_id))
-        made[0].deliver_all()
+        made[0].deliver()
         assert results == [None]
         assert not handoff.in_flight(str(e.order_id))
 
@@ -99,7 +67,7 @@ async def test_a_failing_callback_does_not_stop_the_other_reports() -> None:
 
     handoff.send(order(), boom)
     handoff.send(order(), got.append)
-    made[0].deliver_all()
+    made[0].deliver()
     assert got == [None]
     await handoff.close(1)
 
@@ -110,7 +78,7 @@ async def test_a_trace_context_goes_in_the_message_s_traceparent_header() -> Non
     traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
     handoff.send(order(), lambda _: None, trace=traceparent)
     handoff.send(order(), lambda _: None)
-    assert producer.headers == [[("traceparent", traceparent.encode())], None]
+    assert [m.headers for m in producer.sent] == [[("traceparent", traceparent.encode())], None]
     await handoff.close(1)
 
 
