@@ -151,7 +151,8 @@ class OutboxAcker:
     async def _ack(self, sku: str, ids: list[str], done: asyncio.Future[bool]) -> None:
         ok = False
         try:
-            self.acked += await self._outbox.ack(sku, ids)
+            deleted = await self._outbox.ack(sku, ids)  # not `+= await`: that reads `acked` before the await
+            self.acked += deleted
             ok = True
         except Exception as e:  # Redis down, an error reply: the relay covers both
             log.warning("outbox ack of %d entries of %s failed, the relay will republish them: %s", len(ids), sku, e)

@@ -15,9 +15,13 @@ from pathlib import Path
 
 import pytest
 
-from tests.stackctl import StackHandle, flashgate
+from tests.support.stackctl import StackHandle, flashgate
 
 IN_CI = os.environ.get("CI", "").lower() == "true"
+TESTS = Path(__file__).parent
+# The folder a test lives in is its kind (pyproject's markers): `-m "not integration and not e2e
+# and not chaos"` is the unit suite, `-m integration` one real service per file, and so on.
+FOLDER_MARKS = {"integration": "integration", "e2e": "e2e", "image": "e2e", "chaos": "chaos"}
 # tests/image needs an image built by `make image`: `make test-image` names it; `make test` leaves it out.
 collect_ignore = [] if os.environ.get("FLASHGATE_TEST_IMAGE") else ["image"]
 
@@ -63,6 +67,14 @@ def stack() -> Iterator[StackHandle]:
 def name() -> str:
     """A random name for per-test isolation (SKUs, topics, keys)."""
     return f"t{uuid.uuid4().hex[:12]}"
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark each test by its folder (FOLDER_MARKS); tests/unit stays unmarked."""
+    for item in items:
+        folder = item.path.relative_to(TESTS).parts[0] if item.path.is_relative_to(TESTS) else ""
+        if mark := FOLDER_MARKS.get(folder):
+            item.add_marker(mark)
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:

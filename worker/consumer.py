@@ -16,7 +16,7 @@ import time
 from collections import deque
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import TypeVar
+from typing import Literal, Protocol, TypeVar
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
@@ -56,6 +56,26 @@ _LOST_OWNERSHIP = {
 }
 
 
+class ConsumerLike(Protocol):
+    """What the writer uses of confluent_kafka.Consumer (a double stands in for it in unit tests)."""
+
+    def subscribe(
+        self,
+        topics: list[str],
+        on_assign: Callable[[Consumer, list[TopicPartition]], None] | None = None,
+        on_revoke: Callable[[Consumer, list[TopicPartition]], None] | None = None,
+        on_lost: Callable[[Consumer, list[TopicPartition]], None] | None = None,
+    ) -> None: ...
+    def consume(self, num_messages: int = 1, timeout: float = -1) -> list[Message]: ...
+    def commit(self, *, offsets: list[TopicPartition], asynchronous: Literal[False]) -> list[TopicPartition]: ...
+    def assignment(self) -> list[TopicPartition]: ...
+    def position(self, partitions: list[TopicPartition]) -> list[TopicPartition]: ...
+    def get_watermark_offsets(
+        self, partition: TopicPartition, timeout: float = -1, cached: bool = False
+    ) -> tuple[int, int]: ...
+    def close(self) -> None: ...
+
+
 class Abandoned(Exception):
     """Shutdown was requested while a batch was still retrying; its offsets stay uncommitted."""
 
@@ -67,7 +87,7 @@ class OrderWriter:
         self,
         *,
         settings: WorkerSettings,
-        consumer: Consumer,
+        consumer: ConsumerLike,
         dead_letters: DeadLetters,
         pool: InstrumentedPool,
         metrics: WorkerMetrics,

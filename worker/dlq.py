@@ -8,15 +8,33 @@ source offsets afterwards. At-least-once: a retried batch can dead-letter a mess
 
 from __future__ import annotations
 
-from confluent_kafka import KafkaError, KafkaException, Message, Producer
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from confluent_kafka import KafkaError, KafkaException, Message
 
 from flashgate import tracecontext
 from worker.batch import Poison
 from worker.errors import DeliveryFailed
 
 
+class ProducerLike(Protocol):
+    """What the DLQ uses of confluent_kafka.Producer (a double stands in for it in unit tests)."""
+
+    def produce(
+        self,
+        topic: str,
+        *,
+        value: bytes | None,
+        key: bytes | None,
+        on_delivery: Callable[[KafkaError | None, Message], None],
+        headers: Any,
+    ) -> None: ...
+    def flush(self, timeout: float) -> int: ...
+
+
 class DeadLetters:
-    def __init__(self, producer: Producer, topic: str, *, timeout_s: float) -> None:
+    def __init__(self, producer: ProducerLike, topic: str, *, timeout_s: float) -> None:
         self.producer = producer
         self.topic = topic
         self.timeout_s = timeout_s

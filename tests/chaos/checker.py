@@ -22,9 +22,9 @@ from flashgate import names
 from flashgate.redis_url import connect
 from reconcile.verify import SkuVerdict
 from tests.chaos.load import Load
-from tests.kafkautil import group_lag
-from tests.oncall import oncall
-from tests.stackctl import StackHandle
+from tests.support.kafkautil import group_lag
+from tests.support.oncall import oncall
+from tests.support.stackctl import StackHandle
 
 
 def verdict(d: dict[str, Any]) -> SkuVerdict:

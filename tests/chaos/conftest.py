@@ -19,9 +19,9 @@ import pytest
 from flashgate import names
 from tests.chaos.checker import Invariants, cli
 from tests.conftest import own_stack
-from tests.pipeline import Topics, WorkerProcess, start_worker
-from tests.procs import FlashgateProcess, GateProcess, gate_env
-from tests.stackctl import StackHandle
+from tests.support.pipeline import Topics, WorkerProcess, start_worker
+from tests.support.procs import FlashgateProcess, GateProcess, gate_env
+from tests.support.stackctl import StackHandle
 
 SUMMARY = pytest.StashKey[list[str]]()
 

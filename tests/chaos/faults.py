@@ -21,7 +21,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from ops.stack.ports import free_port
-from tests.stackctl import StackHandle
+from tests.support.stackctl import StackHandle
 
 
 async def stack_cmd(stack: StackHandle, *args: str) -> None:

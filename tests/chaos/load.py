@@ -16,11 +16,13 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 import orjson
+
+from tests.support.poll import until
 
 RETRIED = frozenset({429, 503, None})
 
@@ -64,6 +66,11 @@ class Load:
     def start(self) -> None:
         """Run in the background of the current event loop; `await finish()` or `stop()` later."""
         self._task = asyncio.create_task(self.run())
+
+    async def flowing(self, accepted: int = 100, *, what: str = "orders flowing before the fault") -> None:
+        """`start()`, then return once `accepted` orders were admitted (the load keeps running)."""
+        self.start()
+        await until(lambda: self.accepted >= accepted, what=what)
 
     async def run(self) -> None:
         started = time.monotonic()
@@ -154,21 +161,6 @@ class Load:
     def unanswered(self) -> list[Attempt]:
         """Attempts that got no HTTP answer within `timeout_s` (a hang, or the gate was gone)."""
         return [a for a in self.attempts if a.status is None]
-
-
-async def until(
-    check: Callable[[], bool], *, timeout_s: float = 30, what: str = "condition", state: Callable[[], str] | None = None
-) -> None:
-    """Poll a cheap synchronous check from the event loop (the load keeps running); fail at the deadline.
-
-    `state` describes what was seen instead, for the failure message.
-    """
-    deadline = time.monotonic() + timeout_s
-    while not check():
-        if time.monotonic() > deadline:
-            seen = f"; {state()}" if state is not None else ""
-            raise AssertionError(f"{what}: not met within {timeout_s} s{seen}")
-        await asyncio.sleep(0.05)
 
 
 class _Connection:

@@ -12,7 +12,7 @@ from flashgate import names
 from tests.chaos.checker import Invariants
 from tests.chaos.conftest import OpenSale
 from tests.chaos.load import Attempt, Load
-from tests.stackctl import StackHandle
+from tests.support.stackctl import StackHandle
 
 pytestmark = pytest.mark.chaos
 

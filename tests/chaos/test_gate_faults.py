@@ -12,9 +12,10 @@ import time
 import pytest
 
 from flashgate import names
-from tests.gatekit import gate_settings, order_headers, redis_client, running_gate, until
-from tests.stackctl import StackHandle
+from tests.support.gatekit import gate_settings, order_headers, redis_client, running_gate
+from tests.support.poll import until
 from tests.support.sales import Sale, put_sale
+from tests.support.stackctl import StackHandle
 
 pytestmark = pytest.mark.chaos
 

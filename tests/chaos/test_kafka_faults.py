@@ -13,10 +13,12 @@ from flashgate import events, names
 from tests.chaos.checker import Invariants
 from tests.chaos.conftest import OpenSale, StartGate, StartWorker
 from tests.chaos.faults import frozen, service_down
-from tests.chaos.load import Attempt, Load, until
-from tests.kafkautil import consume_where
-from tests.pipeline import order, produce
-from tests.stackctl import StackHandle
+from tests.chaos.load import Attempt, Load
+from tests.support.kafkautil import consume
+from tests.support.orders import order
+from tests.support.pipeline import produce
+from tests.support.poll import until
+from tests.support.stackctl import StackHandle
 
 pytestmark = pytest.mark.chaos
 
@@ -28,8 +30,7 @@ async def test_1_kafka_killed_gate_queues_relay_catches_up(
     gate = gates()
     workers()
     load = Load(gate.base_url, sku, buyers=5000, concurrency=32, rate_per_s=150, timeout_s=10)
-    load.start()
-    await until(lambda: load.accepted >= 100, what="orders flowing before the fault")
+    await load.flowing()
     async with service_down(stack, "kafka", how="kill"):
         mark = load.sent
         await asyncio.sleep(10)  # the fault lasts ~10 s (issue 6); nothing is judged by this sleep
@@ -72,8 +73,7 @@ async def test_2_kafka_frozen_gate_answers_within_budget(
     # Every attempt must be answered within the delivery budget plus a margin for a busy box:
     # an attempt that is not counts as unanswered (a hang), which fails the test.
     load = Load(gate.base_url, sku, buyers=5000, concurrency=32, rate_per_s=150, timeout_s=budget_s + margin_s)
-    load.start()
-    await until(lambda: load.accepted >= 100, what="orders flowing before the fault")
+    await load.flowing()
     async with frozen(stack, "kafka"):
         mark = load.sent
         # Frozen for longer than the producer's message timeout: the relay meets a frozen broker too.
@@ -114,8 +114,7 @@ async def test_8_poison_and_duplicates_dead_lettered_and_deduplicated(
     gate = gates()
     workers(batch_max_rows=100)
     load = Load(gate.base_url, sku, buyers=800, concurrency=16, rate_per_s=200)
-    load.start()
-    await until(lambda: load.accepted >= 200, what="orders flowing")
+    await load.flowing(200, what="orders flowing")
 
     marker = f"poison-{uuid.uuid4().hex[:8]}"
     poison = _poison(sku, marker)
@@ -128,7 +127,7 @@ async def test_8_poison_and_duplicates_dead_lettered_and_deduplicated(
             return False
 
     # Every order the gate published so far, produced twice more (a producer retry storm).
-    originals = await asyncio.to_thread(consume_where, stack.kafka_bootstrap, names.ORDERS_TOPIC, ours, 200)
+    originals = await asyncio.to_thread(consume, stack.kafka_bootstrap, names.ORDERS_TOPIC, 200, keep=ours)
     assert len(originals) == 200
     copies = [(m.key(), m.value()) for m in originals] * 2
     await asyncio.to_thread(produce, stack, names.ORDERS_TOPIC, copies)  # type: ignore[arg-type]
@@ -138,7 +137,7 @@ async def test_8_poison_and_duplicates_dead_lettered_and_deduplicated(
     def dead(msg: Message) -> bool:
         return (msg.key() or b"").startswith(marker.encode())
 
-    dlq = await asyncio.to_thread(consume_where, stack.kafka_bootstrap, names.DLQ_TOPIC, dead, len(poison))
+    dlq = await asyncio.to_thread(consume, stack.kafka_bootstrap, names.DLQ_TOPIC, len(poison), keep=dead)
     assert sorted(m.key() or b"" for m in dlq) == sorted(k for k, _ in poison)
     await invariants.check(
         sku, fault=f"8 {len(poison)} poison + {len(copies)} duplicate messages injected", loads=[load]

@@ -7,7 +7,7 @@ import pytest
 from tests.chaos.checker import Invariants
 from tests.chaos.conftest import OpenSale, StartGate, StartWorker
 from tests.chaos.load import Load
-from tests.stackctl import StackHandle
+from tests.support.stackctl import StackHandle
 
 pytestmark = pytest.mark.chaos
 

@@ -24,10 +24,10 @@ from ops.stack.ports import free_port
 from tests.chaos.checker import Invariants
 from tests.chaos.conftest import OpenSale, StartGate, StartWorker
 from tests.chaos.faults import service_down
-from tests.chaos.load import Load, until
-from tests.gatekit import until as until_async
-from tests.kafkautil import group_lag
-from tests.stackctl import StackHandle
+from tests.chaos.load import Load
+from tests.support.kafkautil import group_lag
+from tests.support.poll import until
+from tests.support.stackctl import StackHandle
 
 pytestmark = pytest.mark.chaos
 
@@ -43,8 +43,7 @@ async def test_5_postgres_stopped_lag_grows_then_drains(
     gate = gates()
     workers(retry_max_ms=500)
     load = Load(gate.base_url, sku, buyers=5000, concurrency=32, rate_per_s=150)
-    load.start()
-    await until(lambda: load.accepted >= 100, what="orders flowing before the fault")
+    await load.flowing()
     async with service_down(stack, "postgres", how="stop"):
         lag_before = await lag(stack)
         await asyncio.sleep(10)  # the fault lasts ~10 s (issue 6); nothing is judged by this sleep
@@ -131,12 +130,11 @@ async def test_9_connections_exhausted_tiny_pools_back_off_and_catch_up(
             return all(assigned) and connected == len(ports)
 
         try:
-            await until_async(all_working, timeout_s=60, what="three workers connected, each with partitions")
+            await until(all_working, timeout_s=60, what="three workers connected, each with partitions")
         except AssertionError as e:
             raise AssertionError(f"{e}: {seen}") from None
         load = Load(gate.base_url, sku, buyers=2000, concurrency=32, rate_per_s=150)
-        load.start()
-        await until(lambda: load.accepted >= 100, what="orders flowing before the fault")
+        await load.flowing()
         lag_before = await lag(stack)
         # Two statements, two transactions: the limit must be committed before the workers reconnect.
         await execute(stack, f"ALTER ROLE {role} CONNECTION LIMIT 1")
@@ -153,7 +151,7 @@ async def test_9_connections_exhausted_tiny_pools_back_off_and_catch_up(
             return max(retries) >= 2 and lag_now >= lag_before + 200 and connected <= 1
 
         try:
-            await until_async(backed_off, timeout_s=60, what="a worker retrying while the lag grows, on one connection")
+            await until(backed_off, timeout_s=60, what="a worker retrying while the lag grows, on one connection")
         except AssertionError as e:
             raise AssertionError(f"{e}: db retries {retries}, lag before {lag_before}, now {seen}") from None
         lag_during = await lag(stack)

@@ -12,10 +12,10 @@ import redis.asyncio as aioredis
 from flashgate import names
 from tests.chaos.checker import Invariants
 from tests.chaos.conftest import OpenSale, StartGate, StartWorker
-from tests.chaos.load import Load, until
-from tests.gatekit import until as until_async
-from tests.procs import FlashgateProcess
-from tests.stackctl import StackHandle
+from tests.chaos.load import Load
+from tests.support.poll import until
+from tests.support.procs import FlashgateProcess
+from tests.support.stackctl import StackHandle
 
 pytestmark = pytest.mark.chaos
 
@@ -47,7 +47,7 @@ async def test_6_worker_sigkilled_mid_batch_restarted_exactly_once(
         seen = await rows(stack, sku)
         return seen > 0
 
-    await until_async(some_persisted, timeout_s=60, what="the first batch persisted")
+    await until(some_persisted, timeout_s=60, what="the first batch persisted")
     first.kill()
     at_kill = await rows(stack, sku)
     assert at_kill < 3000, "the worker finished before it could be killed mid-stream"
@@ -68,8 +68,7 @@ async def test_7_gate_sigkilled_mid_load_relay_publishes_its_outbox(
     gate = gates(workers=2, linger_ms=500)
     workers()
     load = Load(gate.base_url, sku, buyers=3000, concurrency=32, rate_per_s=200, timeout_s=10)
-    load.start()
-    await until(lambda: load.accepted >= 200, what="orders flowing before the fault")
+    await load.flowing(200)
     gate.kill()
     await load.stop(abandon=True)  # the gate is gone: in-flight buyers got no answer
 
@@ -84,7 +83,7 @@ async def test_7_gate_sigkilled_mid_load_relay_publishes_its_outbox(
         async def relayed() -> bool:
             return await r.xlen(names.outbox_key(sku)) == 0
 
-        await until_async(relayed, timeout_s=60, what="the relay emptied the outbox")
+        await until(relayed, timeout_s=60, what="the relay emptied the outbox")
     finally:
         await r.aclose()
     # The buyers the crash left without an answer retry against another gate with the same key:

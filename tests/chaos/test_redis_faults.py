@@ -10,9 +10,9 @@ import pytest
 from tests.chaos.checker import Invariants, cli, wait_drained
 from tests.chaos.conftest import OpenSale, StartGate, StartWorker
 from tests.chaos.faults import redis_full, service_down, wipe_redis
-from tests.chaos.load import Attempt, Load, until
-from tests.gatekit import until as until_async
-from tests.stackctl import StackHandle
+from tests.chaos.load import Attempt, Load
+from tests.support.poll import until
+from tests.support.stackctl import StackHandle
 
 pytestmark = pytest.mark.chaos
 
@@ -53,8 +53,7 @@ async def _sells_out_through(
     gate = gates()
     workers()
     load = Load(gate.base_url, sku, buyers=buyers, concurrency=32, rate_per_s=100, timeout_s=3)
-    load.start()
-    await until(lambda: load.accepted >= 60, what="orders flowing before the fault")
+    await load.flowing(60)
     async with fault:
         mark = load.sent
         await until(
@@ -99,7 +98,7 @@ async def test_4_redis_wiped_then_reconcile_apply_restores_stock_and_answers(
             statuses.append(res.status_code)
             return res.status_code != 503
 
-        await until_async(answered, timeout_s=30, what="an answer after the restart")
+        await until(answered, timeout_s=30, what="an answer after the restart")
         assert statuses[-1] == 404, statuses
 
     out = await cli(stack, "reconcile", "--sku", sku, "--apply", ok=(0, 1))

@@ -24,10 +24,10 @@ from flashgate import events, names
 from gate.core import Gate
 from tests.chaos.conftest import OpenSale, StartWorker
 from tests.chaos.faults import ScratchRedis, disk_refused, scratch_redis
-from tests.gatekit import consume_all, create_topic, gate_settings, order_headers, running_gate
-from tests.gatekit import until as until_async
-from tests.stackctl import StackHandle
+from tests.support.gatekit import consume_all, create_topic, gate_settings, order_headers, running_gate
+from tests.support.poll import until
 from tests.support.sales import Sale, put_sale
+from tests.support.stackctl import StackHandle
 
 pytestmark = pytest.mark.chaos
 
@@ -42,7 +42,7 @@ async def test_disk_refused_by_redis_is_503_then_the_gate_serves_again(
         assert before.status_code == 202
         async with disk_refused(server):
             await _assert_refused(post, "misconf", gate, server)
-        await until_async(_admits(post, "after"), timeout_s=20, what="admission once the disk is back")
+        await until(_admits(post, "after"), timeout_s=20, what="admission once the disk is back")
         await _assert_conserved(stack, server, name, units=50, orders=2)
 
 
@@ -60,7 +60,7 @@ async def test_a_read_only_replica_is_503_until_promoted_then_the_gate_serves(
                 r = replica.client()
                 await r.replicaof("NO", "ONE")  # the failover: the replica is the primary now
                 await r.aclose()
-                await until_async(_admits(post, "after"), timeout_s=20, what="admission once promoted")
+                await until(_admits(post, "after"), timeout_s=20, what="admission once promoted")
                 await _assert_conserved(stack, replica, name, units=50, orders=1)
 
 
@@ -96,7 +96,7 @@ async def test_an_ack_redis_refuses_answers_queued_and_a_later_replay_reads_the_
             async def admitted() -> bool:
                 return await r.xlen(names.outbox_key(sku)) == 1
 
-            await until_async(admitted, what="the order in the outbox")
+            await until(admitted, what="the order in the outbox")
             async with disk_refused(server):
                 answer = await first
                 assert (answer.status_code, answer.json()["status"]) == (202, "queued")
@@ -106,7 +106,7 @@ async def test_an_ack_redis_refuses_answers_queued_and_a_later_replay_reads_the_
                     res = await client.get(f"/v1/orders/{order_id}", headers=headers)
                     return res.status_code == 200 and res.json()["status"] == "persisted"
 
-                await until_async(persisted, timeout_s=30, what="the row, read by GET")
+                await until(persisted, timeout_s=30, what="the row, read by GET")
             assert await r.xlen(names.outbox_key(sku)) == 1  # the failed ack left the entry
             replay = await client.post("/v1/orders", json={"sku": sku, "qty": 1}, headers=headers)
             assert replay.headers["idempotent-replayed"] == "true"
@@ -164,7 +164,7 @@ async def _synced(replica: ScratchRedis, sku: str) -> None:
             await r.exists(names.stock_key(sku))
         )
 
-    await until_async(has_the_sale, timeout_s=30, what="the replica in sync")
+    await until(has_the_sale, timeout_s=30, what="the replica in sync")
     await r.aclose()
 
 

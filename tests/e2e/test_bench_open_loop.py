@@ -6,10 +6,10 @@ import asyncio
 import subprocess
 from pathlib import Path
 
-from tests.gatekit import open_sale
-from tests.procs import GateProcess
-from tests.stackctl import FLASHGATE, StackHandle
+from tests.support.gatekit import open_sale
+from tests.support.procs import GateProcess
 from tests.support.sales import Sale
+from tests.support.stackctl import FLASHGATE, StackHandle
 
 
 def test_open_loop_meets_loose_thresholds_and_fails_on_a_missed_one(

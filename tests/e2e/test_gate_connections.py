@@ -20,10 +20,11 @@ import orjson
 import psutil
 import pytest
 
-from tests.gatekit import create_topic, redis_client, until
-from tests.procs import GateProcess
-from tests.stackctl import StackHandle
+from tests.support.gatekit import create_topic, redis_client
+from tests.support.poll import until
+from tests.support.procs import GateProcess
 from tests.support.sales import Sale, put_sale
+from tests.support.stackctl import StackHandle
 
 IDLE, SLOWLORIS = 3000, 50
 Conn = tuple[asyncio.StreamReader, asyncio.StreamWriter]

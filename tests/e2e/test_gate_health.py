@@ -5,9 +5,9 @@ from __future__ import annotations
 import logging
 
 from ops.stack.ports import free_port
-from tests.gatekit import gate_settings, open_sale, order_headers, running_gate
-from tests.stackctl import StackHandle
+from tests.support.gatekit import gate_settings, open_sale, order_headers, running_gate
 from tests.support.sales import Sale
+from tests.support.stackctl import StackHandle
 
 PROBLEM = "application/problem+json"
 

@@ -13,28 +13,21 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from flashgate import events, names
 from gate.settings import AuthSettings
-from tests.gatekit import (
+from tests.support.gatekit import (
     consume_all,
     create_topic,
     gate_settings,
+    open_sale,
     order_headers,
     redis_client,
     running_gate,
     token,
-    until,
 )
-from tests.stackctl import StackHandle
-from tests.support.sales import Sale, put_sale
+from tests.support.poll import until
+from tests.support.sales import Sale
+from tests.support.stackctl import StackHandle
 
 PROBLEM = "application/problem+json"
-
-
-async def sale(stack: StackHandle, s: Sale) -> None:
-    r = redis_client(stack)
-    try:
-        await put_sale(r, s)
-    finally:
-        await r.aclose()
 
 
 async def stock(stack: StackHandle, sku: str) -> int:
@@ -47,7 +40,7 @@ async def stock(stack: StackHandle, sku: str) -> int:
 
 async def test_accepted_order_reaches_kafka_and_leaves_the_outbox(stack: StackHandle, name: str) -> None:
     create_topic(stack, name)
-    await sale(stack, Sale(sku=name, units=3))
+    await open_sale(stack, Sale(sku=name, units=3))
     # A generous budget: on a fresh broker the first idempotent producer waits for its id.
     async with running_gate(gate_settings(stack, name, delivery_budget_ms=9000)) as (client, gate):
         res = await client.post("/v1/orders", json={"sku": name, "qty": 2}, headers=order_headers("alice", "k1"))
@@ -100,7 +93,7 @@ async def test_concurrent_retries_never_report_an_earlier_stage_than_an_answer_g
     say `queued`; the first answer says `accepted` only once the entry is gone. No retry sent after
     some answer was received may report an earlier stage than that answer.
     """
-    await sale(stack, Sale(sku=name, units=5))
+    await open_sale(stack, Sale(sku=name, units=5))
     create_topic(stack, name)
     answers: list[tuple[float, float, str, str]] = []  # sent, received, status, order id
     async with running_gate(gate_settings(stack, name, linger_ms=300, delivery_budget_ms=5000)) as (client, _):
@@ -128,7 +121,7 @@ async def test_idempotency_keys_are_scoped_per_sku(stack: StackHandle, name: str
     """One user, one key, two SKUs: two orders (I3 is per (user, SKU, key)); each replays its own."""
     skus = [f"{name}-a", f"{name}-b"]
     for sku in skus:
-        await sale(stack, Sale(sku=sku, units=3))
+        await open_sale(stack, Sale(sku=sku, units=3))
     create_topic(stack, name)
     async with running_gate(gate_settings(stack, name)) as (client, _):
         first = [
@@ -150,11 +143,11 @@ async def test_idempotency_keys_are_scoped_per_sku(stack: StackHandle, name: str
 
 async def test_business_refusals(stack: StackHandle, name: str) -> None:
     now_ms = int(time.time() * 1000)
-    await sale(stack, Sale(sku=f"{name}-cap", units=10, per_user_limit=1))
-    await sale(stack, Sale(sku=f"{name}-one", units=1))
-    await sale(stack, Sale(sku=f"{name}-soon", units=1, starts_at_ms=now_ms + 60_000))
-    await sale(stack, Sale(sku=f"{name}-over", units=1, ends_at_ms=now_ms - 1))
-    await sale(stack, Sale(sku=f"{name}-rl", units=10, rate_per_s=0.2, burst=1))
+    await open_sale(stack, Sale(sku=f"{name}-cap", units=10, per_user_limit=1))
+    await open_sale(stack, Sale(sku=f"{name}-one", units=1))
+    await open_sale(stack, Sale(sku=f"{name}-soon", units=1, starts_at_ms=now_ms + 60_000))
+    await open_sale(stack, Sale(sku=f"{name}-over", units=1, ends_at_ms=now_ms - 1))
+    await open_sale(stack, Sale(sku=f"{name}-rl", units=10, rate_per_s=0.2, burst=1))
 
     async with running_gate(gate_settings(stack, name, delivery_budget_ms=9000)) as (client, _):
 
@@ -206,7 +199,7 @@ async def test_business_refusals(stack: StackHandle, name: str) -> None:
 
 
 async def test_sold_out_answers_non_buyers_without_redis_and_buyers_from_redis(stack: StackHandle, name: str) -> None:
-    await sale(stack, Sale(sku=name, units=2))
+    await open_sale(stack, Sale(sku=name, units=2))
     async with running_gate(gate_settings(stack, name, delivery_budget_ms=9000, soldout_cache_ms=60_000)) as (
         client,
         gate,
@@ -271,7 +264,7 @@ async def test_malformed_requests(
 
 
 async def test_tokens_wrong_secret_expired_and_x_user_id_ignored(stack: StackHandle, name: str) -> None:
-    await sale(stack, Sale(sku=name, units=5))
+    await open_sale(stack, Sale(sku=name, units=5))
     async with running_gate(gate_settings(stack, name)) as (client, _):
         body = {"sku": name, "qty": 1}
         for bad in (token("u", secret="another-secret-that-is-long-enough-xx"), token("u", ttl_s=-60)):
@@ -292,7 +285,7 @@ async def test_tokens_wrong_secret_expired_and_x_user_id_ignored(stack: StackHan
 
 
 async def test_rs256_public_key(stack: StackHandle, name: str) -> None:
-    await sale(stack, Sale(sku=name, units=5))
+    await open_sale(stack, Sale(sku=name, units=5))
     private = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     public_pem = (
         private.public_key()
@@ -318,7 +311,7 @@ async def test_rs256_public_key(stack: StackHandle, name: str) -> None:
 
 
 async def test_auth_off_takes_x_user_id(stack: StackHandle, name: str) -> None:
-    await sale(stack, Sale(sku=name, units=5, per_user_limit=1))
+    await open_sale(stack, Sale(sku=name, units=5, per_user_limit=1))
     async with running_gate(gate_settings(stack, name, auth=AuthSettings(disabled=True))) as (client, _):
         body = {"sku": name, "qty": 1}
         assert (
@@ -331,7 +324,7 @@ async def test_auth_off_takes_x_user_id(stack: StackHandle, name: str) -> None:
 
 
 async def test_inflight_bound_sheds_with_503_and_takes_nothing(stack: StackHandle, name: str) -> None:
-    await sale(stack, Sale(sku=name, units=100))
+    await open_sale(stack, Sale(sku=name, units=100))
     async with running_gate(gate_settings(stack, name, max_inflight=1)) as (client, _):
         results = await asyncio.gather(
             *(
@@ -400,7 +393,7 @@ async def test_request_ids_problem_page_and_schema(stack: StackHandle, name: str
 
 async def test_other_spellings_of_the_order_path_reach_the_same_handler(stack: StackHandle, name: str) -> None:
     """`/v1/orders/` goes through Litestar's documented route, which hands the request to the fast handler."""
-    await sale(stack, Sale(sku=name, units=3))
+    await open_sale(stack, Sale(sku=name, units=3))
     create_topic(stack, name)
     async with running_gate(gate_settings(stack, name, delivery_budget_ms=9000)) as (client, _):
         body = {"sku": name, "qty": 1}

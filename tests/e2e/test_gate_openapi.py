@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import os
 import re
-import signal
 import subprocess
 import sys
 import time
@@ -23,10 +22,10 @@ from pathlib import Path
 
 import httpx
 
-from tests.e2e.test_gate_serve import free_port, spawn
-from tests.gatekit import SECRET, create_topic, redis_client, token
-from tests.stackctl import StackHandle, eventually
+from tests.support.gatekit import SECRET, create_topic, redis_client, token
+from tests.support.procs import GateProcess
 from tests.support.sales import Sale, put_sale
+from tests.support.stackctl import StackHandle
 
 ROOT = Path(__file__).resolve().parents[2]
 ST = Path(sys.executable).parent / "st"
@@ -49,19 +48,11 @@ async def test_schemathesis_against_the_served_gate(stack: StackHandle, name: st
         await put_sale(r, sale)
     await r.aclose()
     create_topic(stack, name)
-    port = free_port()
-    gate_env = {
-        **os.environ,
-        "REDIS_URL": stack.redis_url,
-        "KAFKA_BOOTSTRAP": stack.kafka_bootstrap,
-        "FLASHGATE_GATE_JWT_HS256_SECRET": SECRET,
-        "FLASHGATE_TOPIC": name,
-        "FLASHGATE_GATE_RELAY_DISCOVER_MS": "0",
-    }
-    gate = spawn(["gate", "--workers", "1", "--port", str(port)], gate_env)
-    base = f"http://127.0.0.1:{port}"
+    settings: dict[str, object] = {"topic": name, "relay_discover_ms": 0}
+    jwt = {"FLASHGATE_GATE_AUTH": "jwt", "FLASHGATE_GATE_JWT_HS256_SECRET": SECRET}
+    gate = GateProcess.start(stack, tmp_path / "gate.log", 1, settings, env=jwt)
+    base = gate.base_url
     try:
-        eventually(lambda: _ready(base), timeout_s=30, interval_s=0.2)
         tokens = [token(user, ttl_s=600) for user in ("ann", "bob", "cat")]
         st_env = {
             **os.environ,
@@ -109,19 +100,10 @@ async def test_schemathesis_against_the_served_gate(stack: StackHandle, name: st
         async with httpx.AsyncClient(base_url=base) as client:
             metrics = (await client.get("/metrics")).text
     finally:
-        if gate.poll() is None:
-            os.killpg(gate.pid, signal.SIGKILL)
-            gate.wait(10)
+        gate.close()
     # The steering worked: the run met the answers behind a sale, not only unknown SKUs.
     seen = set(re.findall(r'flashgate_gate_requests_total\{outcome="(\w+)",status="(\d+)"\}', metrics))
     outcomes = {outcome for outcome, _ in seen}
     assert {"accepted", "unauthorized", "unknown_sku", "invalid_fields", "sold_out"} <= outcomes, seen
     assert {"idempotency_key_reused", "sale_not_started", "sale_ended"} & outcomes, seen
     assert not {status for _, status in seen if status.startswith("5")}, seen
-
-
-def _ready(base: str) -> bool:
-    try:
-        return httpx.get(f"{base}/health/ready", timeout=2).status_code == 200
-    except httpx.TransportError:
-        return False

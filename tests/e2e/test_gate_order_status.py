@@ -7,10 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from tests.gatekit import gate_settings, order_headers, redis_client, running_gate, until
-from tests.pipeline import Topics, WorkerProcess, add_product, create_topics, start_worker
-from tests.stackctl import StackHandle
+from tests.support.gatekit import gate_settings, order_headers, redis_client, running_gate
+from tests.support.pipeline import Topics, WorkerProcess, add_product, create_topics, start_worker
+from tests.support.poll import until
 from tests.support.sales import Sale, put_sale
+from tests.support.stackctl import StackHandle
 
 PROBLEM = "application/problem+json"
 

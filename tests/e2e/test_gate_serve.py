@@ -4,10 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import signal
-import socket
-import subprocess
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,54 +13,21 @@ import pytest
 
 from flashgate import events, names
 from gate.admission import AdmitRequest
-from tests.gatekit import admission_client, consume_all, create_topic, redis_client, until
-from tests.procs import GateProcess
-from tests.stackctl import FLASHGATE, StackHandle, eventually
+from tests.support.gatekit import admission_client, consume_all, create_topic, redis_client
+from tests.support.poll import until
+from tests.support.procs import FlashgateProcess, GateProcess, gate_env
 from tests.support.sales import Sale, put_sale
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def spawn(args: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
-    """`flashgate <args>` in its own process group (so a failed test can kill all of it)."""
-    out = subprocess.DEVNULL
-    return subprocess.Popen([FLASHGATE, *args], env=env, stdout=out, stderr=out, start_new_session=True)
+from tests.support.stackctl import StackHandle
 
 
 @pytest.fixture
-def served_gate(stack: StackHandle, name: str) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
+def served_gate(stack: StackHandle, name: str, tmp_path: Path) -> Iterator[GateProcess]:
     """`flashgate gate --workers 2` on a free port, auth off, producing to topic `name`."""
     create_topic(stack, name, partitions=2)
-    port = free_port()
-    env = {
-        **os.environ,
-        "REDIS_URL": stack.redis_url,
-        "KAFKA_BOOTSTRAP": stack.kafka_bootstrap,
-        "FLASHGATE_GATE_AUTH": "off",
-        "FLASHGATE_TOPIC": name,
-        "FLASHGATE_GATE_RELAY_DISCOVER_MS": "0",
-        "FLASHGATE_GATE_DELIVERY_BUDGET_MS": "5000",
-    }
-    proc = spawn(["gate", "--workers", "2", "--port", str(port)], env)
-    base = f"http://127.0.0.1:{port}"
-
-    def ready() -> bool:
-        try:
-            return httpx.get(f"{base}/health/ready", timeout=2).status_code == 200
-        except httpx.TransportError:
-            return False
-
-    try:
-        eventually(ready, timeout_s=30, interval_s=0.2)
-        yield proc, base
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(10)
+    settings: dict[str, object] = {"topic": name, "relay_discover_ms": 0, "delivery_budget_ms": 5000}
+    gate = GateProcess.start(stack, tmp_path / "gate.log", 2, settings)
+    yield gate
+    gate.close()
 
 
 async def orders(base: str, sku: str, users: range) -> list[httpx.Response]:
@@ -80,10 +43,8 @@ async def orders(base: str, sku: str, users: range) -> list[httpx.Response]:
         )
 
 
-async def test_served_gate_race_and_graceful_shutdown(
-    stack: StackHandle, name: str, served_gate: tuple[subprocess.Popen[bytes], str]
-) -> None:
-    proc, base = served_gate
+async def test_served_gate_race_and_graceful_shutdown(stack: StackHandle, name: str, served_gate: GateProcess) -> None:
+    base = served_gate.base_url
     r = redis_client(stack)
     await put_sale(r, Sale(sku=f"{name}-last", units=1))
     await put_sale(r, Sale(sku=f"{name}-many", units=100))
@@ -93,8 +54,7 @@ async def test_served_gate_race_and_graceful_shutdown(
     many = await orders(base, f"{name}-many", range(20))
     assert [res.status_code for res in many] == [202] * 20
 
-    proc.send_signal(signal.SIGTERM)
-    assert proc.wait(30) == 0
+    assert served_gate.terminate() == 0
     for sku in (f"{name}-last", f"{name}-many"):
         assert await r.xlen(names.outbox_key(sku)) == 0
     assert await r.get(names.stock_key(f"{name}-many")) == "80"
@@ -103,34 +63,27 @@ async def test_served_gate_race_and_graceful_shutdown(
     assert len(published) == 21
 
 
-async def test_relay_command_publishes_stranded_orders_and_stops_on_sigterm(stack: StackHandle, name: str) -> None:
+async def test_relay_command_publishes_stranded_orders_and_stops_on_sigterm(
+    stack: StackHandle, name: str, tmp_path: Path
+) -> None:
     # Orders admitted by a gate that died before producing them: only the outbox has them.
     create_topic(stack, name)
     async with admission_client(stack) as (client, r):
         await put_sale(r, Sale(sku=name, units=5))
         stranded = [await client.admit(AdmitRequest(name, f"u{i}", "k", 1)) for i in range(3)]
-        env = {
-            **os.environ,
-            "REDIS_URL": stack.redis_url,
-            "KAFKA_BOOTSTRAP": stack.kafka_bootstrap,
-            "FLASHGATE_TOPIC": name,
-            "FLASHGATE_GATE_MESSAGE_TIMEOUT_MS": "1000",
-            "FLASHGATE_GATE_RELAY_STALE_MS": "1100",
-            "FLASHGATE_GATE_RELAY_INTERVAL_MS": "100",
-        }
-        proc = spawn(["relay"], env)
+        settings: dict[str, object] = {"topic": name, "message_timeout_ms": 1000, "relay_stale_ms": 1100}
+        relay = FlashgateProcess.spawn(
+            ["relay"], gate_env(stack, **settings, relay_interval_ms=100), tmp_path / "relay.log"
+        )
         try:
 
             async def drained() -> bool:
                 return await r.xlen(names.outbox_key(name)) == 0
 
             await until(drained, timeout_s=60, what="relay drained the outbox")
-            proc.send_signal(signal.SIGTERM)
-            assert proc.wait(30) == 0
+            assert relay.terminate() == 0
         finally:
-            if proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(10)
+            relay.close()
     # The relay covers every outbox it discovers; ours must each be there exactly once.
     published = Counter(str(events.decode(m).order_id) for m in consume_all(stack, name, expect=3, timeout_s=60))
     assert {a.order_id: published[a.order_id] for a in stranded} == {a.order_id: 1 for a in stranded}

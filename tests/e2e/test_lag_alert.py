@@ -18,12 +18,13 @@ from typing import Any
 import httpx
 import pytest
 
+from ops.stack.ports import free_port
 from ops.stack.prometheus_config import runbook_base_url
-from tests.e2e.test_gate_serve import free_port
-from tests.gatekit import redis_client
-from tests.pipeline import Topics, WorkerProcess, add_product, create_topics, start_worker, wait_persisted
-from tests.stackctl import FLASHGATE, StackHandle, eventually
+from tests.support.gatekit import redis_client
+from tests.support.pipeline import Topics, WorkerProcess, add_product, create_topics, start_worker, wait_persisted
+from tests.support.poll import eventually
 from tests.support.sales import Sale, put_sale
+from tests.support.stackctl import FLASHGATE, StackHandle
 
 LAG_HIGH = 1000  # ConsumerLagHigh's threshold in ops/prometheus/alerts.yml
 

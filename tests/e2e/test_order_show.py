@@ -12,9 +12,9 @@ from click.testing import CliRunner, Result
 
 from gate.admission import AdmitRequest
 from ops.cli import cli
-from tests.gatekit import admission_client, outbox_client
-from tests.stackctl import StackHandle
+from tests.support.gatekit import admission_client, outbox_client
 from tests.support.sales import Sale, put_sale
+from tests.support.stackctl import StackHandle
 
 DEAD_REDIS = "redis://127.0.0.1:1/0"
 TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"

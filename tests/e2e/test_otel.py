@@ -13,10 +13,11 @@ import pytest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
 from flashgate import otel
-from tests.gatekit import gate_settings, open_sale, order_headers, running_gate, until
-from tests.pipeline import add_product, create_topics, start_worker, trace_ids, wait_persisted
-from tests.stackctl import StackHandle
+from tests.support.gatekit import gate_settings, open_sale, order_headers, running_gate
+from tests.support.pipeline import add_product, create_topics, start_worker, trace_ids, wait_persisted
+from tests.support.poll import until
 from tests.support.sales import Sale
+from tests.support.stackctl import StackHandle
 
 TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
 PARENT = "00f067aa0ba902b7"

@@ -8,10 +8,10 @@ from pathlib import Path
 
 from flashgate import names
 from gate.admission import AdmitRequest
-from tests.gatekit import admission_client, gate_settings, order_headers, redis_client, running_gate
-from tests.oncall import buy, oncall, reconcile_json, verify
-from tests.pipeline import create_topics, start_worker, wait_persisted
-from tests.stackctl import StackHandle
+from tests.support.gatekit import admission_client, gate_settings, order_headers, redis_client, running_gate
+from tests.support.oncall import buy, oncall, reconcile_json, verify
+from tests.support.pipeline import create_topics, start_worker, wait_persisted
+from tests.support.stackctl import StackHandle
 
 
 def open_sale(stack: StackHandle, sku: str, units: int, *extra: str) -> None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 from importlib.metadata import version
 
@@ -12,9 +11,10 @@ import pytest
 
 from flashgate import names
 from gate.admission import AdmitRequest, Code
-from tests.gatekit import admission_client, redis_client
-from tests.oncall import oncall
-from tests.stackctl import FLASHGATE, StackHandle
+from ops.stack.ports import free_port
+from tests.support.gatekit import admission_client, redis_client
+from tests.support.oncall import oncall
+from tests.support.stackctl import FLASHGATE, StackHandle
 
 
 def create(stack: StackHandle, sku: str, *extra: str, env: dict[str, str] | None = None) -> tuple[int, str]:
@@ -87,9 +87,7 @@ def test_existing_and_unknown_skus_are_refused(stack: StackHandle, name: str) ->
 
 
 async def test_redis_down_half_way_is_repaired_by_the_reconciler(stack: StackHandle, name: str) -> None:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        dead = f"redis://127.0.0.1:{s.getsockname()[1]}/0"  # nothing listens there
+    dead = f"redis://127.0.0.1:{free_port()}/0"  # nothing listens there
     code, out = create(stack, name, "--stock", "7", env={"REDIS_URL": dead})
     assert code == 1
     assert f"run `flashgate reconcile --sku {name} --apply`" in out
@@ -155,9 +153,7 @@ def test_urls_are_taken_before_or_after_the_command_and_a_missing_one_is_one_lin
         assert (done.returncode, done.stderr) == (0, ""), (args, done.stderr)
         assert done.stdout.startswith("SKU")
     # A URL typed before the command wins over the environment's, which the command also sees.
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        dead = f"redis://127.0.0.1:{s.getsockname()[1]}/0"
+    dead = f"redis://127.0.0.1:{free_port()}/0"
     typed = subprocess.run(
         [FLASHGATE, "sale", "--redis-url", stack.redis_url, "list"],
         capture_output=True, text=True, env={**bare_env(), "DATABASE_URL": stack.database_url, "REDIS_URL": dead},

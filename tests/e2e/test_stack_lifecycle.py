@@ -14,7 +14,7 @@ import psutil
 import pytest
 
 from ops.stack.ports import free_port, port_in_use
-from tests.stackctl import FLASHGATE, StackHandle, flashgate
+from tests.support.stackctl import FLASHGATE, StackHandle, flashgate
 
 
 @pytest.fixture

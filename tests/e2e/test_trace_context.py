@@ -10,11 +10,11 @@ from click.testing import CliRunner
 
 from flashgate import events
 from ops.cli import cli
-from tests.gatekit import gate_settings, open_sale, order_headers, running_gate
-from tests.kafkautil import consume
-from tests.pipeline import add_product, create_topics, start_worker, trace_ids, wait_persisted
-from tests.stackctl import StackHandle
+from tests.support.gatekit import gate_settings, open_sale, order_headers, running_gate
+from tests.support.kafkautil import consume
+from tests.support.pipeline import add_product, create_topics, start_worker, trace_ids, wait_persisted
 from tests.support.sales import Sale
+from tests.support.stackctl import StackHandle
 
 TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
 TRACEPARENT = f"00-{TRACE}-00f067aa0ba902b7-01"

@@ -19,9 +19,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.pipeline import create_topics, new_database, one_order_persisted
-from tests.procs import FlashgateProcess, GateProcess
-from tests.stackctl import StackHandle
+from tests.support.pipeline import create_topics, new_database, one_order_persisted
+from tests.support.procs import FlashgateProcess, GateProcess
+from tests.support.stackctl import StackHandle
 
 pytestmark = pytest.mark.e2e
 

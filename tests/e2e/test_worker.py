@@ -13,21 +13,21 @@ from confluent_kafka import Message
 
 from flashgate.events import encode
 from ops.stack.ports import free_port
-from tests.kafkautil import consume
-from tests.pipeline import (
+from tests.support.kafkautil import consume
+from tests.support.orders import order
+from tests.support.pipeline import (
     Topics,
     WorkerProcess,
     add_product,
     assert_exactly_once,
     create_topics,
-    order,
     persisted,
     produce,
     produce_orders,
     start_worker,
     wait_persisted,
 )
-from tests.stackctl import StackHandle
+from tests.support.stackctl import StackHandle
 
 StartWorker = Callable[..., WorkerProcess]
 

@@ -18,8 +18,9 @@ import httpx
 import pytest
 
 from ops.stack.ports import free_port
-from tests.pipeline import create_topics, new_database, one_order_persisted
-from tests.stackctl import StackHandle, eventually
+from tests.support.pipeline import create_topics, new_database, one_order_persisted
+from tests.support.poll import eventually
+from tests.support.stackctl import StackHandle
 
 pytestmark = pytest.mark.e2e
 

@@ -23,16 +23,16 @@ from gate.metrics import GateMetrics
 from gate.outbox import OutboxAcker, OutboxClient, Relay
 from gate.redis_batch import RedisBatcher
 from gate.scripts import Scripts
-from tests.gatekit import admission_client, outbox_client, redis_client
-from tests.stackctl import StackHandle
+from tests.support.gatekit import admission_client, outbox_client, redis_client
 from tests.support.sales import Sale, put_sale
+from tests.support.stackctl import StackHandle
 
 
 def req(sku: str, user: str = "u1", key: str = "k1", qty: int = 1) -> AdmitRequest:
     return AdmitRequest(sku=sku, user=user, key=key, qty=qty)
 
 
-TTL_S = 60  # the idempotency TTL of tests.gatekit.admission_client
+TTL_S = 60  # the idempotency TTL of tests.support.gatekit.admission_client
 
 
 async def redis_ms(r: aioredis.Redis) -> int:

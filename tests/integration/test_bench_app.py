@@ -7,9 +7,9 @@ import asyncio
 import pytest
 
 from bench.app_only import AppBenchError, run_app
-from tests.gatekit import create_topic, open_sale
-from tests.stackctl import StackHandle
+from tests.support.gatekit import create_topic, open_sale
 from tests.support.sales import Sale
+from tests.support.stackctl import StackHandle
 
 
 @pytest.fixture

@@ -3,8 +3,8 @@
 A broker of this module's own (one KRaft node from the launcher, C1-only JVM) with two more
 listeners on loopback next to the PLAINTEXT one the admin uses to create the SCRAM user:
 SASL_PLAINTEXT, and SSL with client certificates required, its certificates from a throwaway CA
-(tests/tlscerts.py). OAUTHBEARER tokens come from an OpenID provider of this module's own
-(tests/oidc.py: client credentials, RS256 JWTs) and the broker checks each against the provider's
+(tests/support/tlscerts.py). OAUTHBEARER tokens come from an OpenID provider of this module's own
+(tests/support/oidc.py: client credentials, RS256 JWTs) and the broker checks each against the provider's
 JWKS, audience and issuer. Every client is configured only through FLASHGATE_KAFKA_* (or a
 properties file) as a process would read them: the gate's producer, the worker's consumer, the
 monitor's lag reader, the reconciler's backlog reader and `flashgate topics ensure`. A wrong
@@ -40,8 +40,8 @@ from ops.stack.settings import resolve
 from ops.topics.cli import topics_group
 from reconcile.backlog import read_backlog
 from tests.conftest import IN_CI
-from tests.oidc import OidcProvider
-from tests.tlscerts import Certs, make_certs
+from tests.support.oidc import OidcProvider
+from tests.support.tlscerts import Certs, make_certs
 from worker.main import consumer_config
 from worker.settings import WorkerSettings
 

@@ -7,8 +7,8 @@ from confluent_kafka.admin import AdminClient
 from confluent_kafka.cimpl import NewTopic
 
 from flashgate.names import DLQ_TOPIC, ORDERS_TOPIC
-from tests import kafkautil
-from tests.stackctl import StackHandle
+from tests.support import kafkautil
+from tests.support.stackctl import StackHandle
 
 
 def create_topic(stack: StackHandle, topic: str) -> None:

@@ -20,11 +20,12 @@ from ops.monitor.metrics import MonitorMetrics
 from ops.monitor.outbox import OutboxProbe
 from ops.monitor.settings import MonitorSettings
 from reconcile.settings import ReconcileSettings
-from tests.gatekit import admission_client
-from tests.oncall import oncall
-from tests.pipeline import create_topics, order, produce_orders
-from tests.stackctl import StackHandle
+from tests.support.gatekit import admission_client
+from tests.support.oncall import oncall
+from tests.support.orders import order
+from tests.support.pipeline import create_topics, produce_orders
 from tests.support.sales import Sale, put_sale
+from tests.support.stackctl import StackHandle
 
 
 def commit(stack: StackHandle, group: str, topic: str, offsets: dict[int, int]) -> None:

@@ -6,7 +6,7 @@ import asyncpg
 import pytest
 
 from ops import migrate
-from tests.stackctl import StackHandle, flashgate
+from tests.support.stackctl import StackHandle, flashgate
 
 
 async def test_every_migration_applied_once(stack: StackHandle) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import redis
 
-from tests.stackctl import StackHandle
+from tests.support.stackctl import StackHandle
 
 
 def client(stack: StackHandle) -> redis.Redis:

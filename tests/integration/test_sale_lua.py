@@ -8,8 +8,8 @@ from flashgate.saleconfig import SaleConfig
 from gate.admission import AdmitRequest
 from reconcile.model import OrderRef
 from reconcile.redis_state import SaleRedis
-from tests.gatekit import admission_client
-from tests.stackctl import StackHandle
+from tests.support.gatekit import admission_client
+from tests.support.stackctl import StackHandle
 
 CONFIG = SaleConfig(units=10, per_user_limit=3)
 

@@ -24,8 +24,9 @@ from confluent_kafka.cimpl import NewTopic
 from ops.stack.ports import free_port
 from ops.topics.cli import topics_group
 from ops.topics.spec import ORDERS_RETENTION_MS
-from tests.oncall import oncall
-from tests.stackctl import StackHandle, eventually
+from tests.support.oncall import oncall
+from tests.support.poll import eventually
+from tests.support.stackctl import StackHandle
 
 
 @dataclass(frozen=True)

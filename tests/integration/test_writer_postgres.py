@@ -8,8 +8,8 @@ from datetime import UTC, datetime
 
 import asyncpg
 
-from tests.pipeline import add_product, persisted
-from tests.stackctl import StackHandle
+from tests.support.pipeline import add_product, persisted
+from tests.support.stackctl import StackHandle
 from worker.batch import OrderRow
 from worker.writer import PersistResult, persist
 

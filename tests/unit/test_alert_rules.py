@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.metricnames import exported_series_names, referenced_names
+from tests.support.metricnames import exported_series_names, referenced_names
 
 ROOT = Path(__file__).resolve().parents[2]
 PROM = ROOT / "ops" / "prometheus"

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from tests.metricnames import exported_series_names, referenced_names
+from tests.support.metricnames import exported_series_names, referenced_names
 
 DASHBOARD = Path(__file__).resolve().parents[2] / "ops" / "grafana" / "flashgate.json"
 _SUFFIXES = ("_bucket", "_sum", "_count")

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import uuid
 from datetime import UTC, datetime
 
 import msgspec
 import pytest
 
 from flashgate.events import (
-    SCHEMA_VERSION,
     EventDecodeError,
     OrderAccepted,
     UnknownSchemaVersion,
@@ -17,19 +15,14 @@ from flashgate.events import (
     decode_many,
     encode,
 )
+from tests.support.orders import order
 
 
 def event(**changes: object) -> OrderAccepted:
-    base = OrderAccepted(
-        schema_version=SCHEMA_VERSION,
-        order_id=uuid.uuid4(),
-        sku="SKU-1",
-        user_id="u1",
-        qty=2,
-        idempotency_key="key-1",
-        accepted_at=datetime(2026, 11, 21, 12, 0, tzinfo=UTC),
-    )
-    return msgspec.structs.replace(base, **changes)
+    """The shared factory with fixed, readable values (the contract tests compare fields and bytes)."""
+    at = datetime(2026, 11, 21, 12, 0, tzinfo=UTC)
+    fixed = order("SKU-1", user_id="u1", qty=2, idempotency_key="key-1", accepted_at=at)
+    return msgspec.structs.replace(fixed, **changes)
 
 
 def test_round_trip() -> None:

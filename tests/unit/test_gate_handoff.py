@@ -1,57 +1,20 @@
-"""Kafka handoff with a producer double (callbacks, fatal error recreates the producer); the sold-out cache."""
+"""Kafka handoff over the producer double (tests/support/fakes.py): callbacks, fatal errors; the sold-out cache."""
 
 from __future__ import annotations
 
 import asyncio
-import uuid
-from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 from confluent_kafka import KafkaError
 
-from flashgate.events import SCHEMA_VERSION, OrderAccepted
 from gate.errors import HandoffError
 from gate.handoff import Handoff
 from gate.metrics import GateMetrics
 from gate.soldout import SoldOutCache
-
-
-class FakeProducer:
-    """Holds produced messages until told to deliver them; purge+flush fails them."""
-
-    def __init__(self, _config: dict[str, Any]) -> None:
-        self.pending: list[Any] = []
-        self.headers: list[Any] = []  # each message's headers, in produce order
-        self.refuse = False
-
-    def produce(self, _topic: str, _value: bytes, on_delivery: Any, headers: Any = None) -> None:
-        if self.refuse:
-            raise BufferError("queue full")
-        self.pending.append(on_delivery)
-        self.headers.append(headers)
-
-    def poll(self, _timeout: float) -> int:
-        return 0
-
-    def deliver_all(self, err: Any = None) -> None:
-        for cb in self.pending:
-            cb(err, None)
-        self.pending = []
-
-    def purge(self) -> None:
-        pass
-
-    def flush(self, _timeout: float) -> int:
-        self.deliver_all(KafkaError(KafkaError._PURGE_QUEUE, "purged"))
-        return 0
-
-    def list_topics(self, _topic: str, timeout: float) -> Any:
-        return None
-
-
-def event() -> OrderAccepted:
-    return OrderAccepted(SCHEMA_VERSION, uuid.uuid4(), "sku", "u", 1, "k", datetime.now(UTC))
+from tests.support.fakes import FakeProducer
+from tests.support.orders import order
+from tests.support.poll import until
 
 
 async def test_delivery_resolves_and_fatal_error_recreates_the_producer() -> None:
@@ -66,15 +29,15 @@ async def test_delivery_resolves_and_fatal_error_recreates_the_producer() -> Non
     handoff.start(asyncio.get_running_loop())
     results: list[HandoffError | None] = []
     try:
-        handoff.send(e := event(), results.append)
+        handoff.send(e := order(), results.append)
         assert handoff.in_flight(str(e.order_id))
-        made[0].deliver_all()
+        made[0].deliver()
         assert results == [None]
         assert not handoff.in_flight(str(e.order_id))
 
-        handoff.send(event(), results.append)
+        handoff.send(order(), results.append)
         handoff._on_error(KafkaError(KafkaError._FATAL, "fenced", fatal=True))
-        await until_true(lambda: len(results) == 2)  # the next poll, on the loop, recreates
+        await until(lambda: len(results) == 2, timeout_s=5, interval_s=0.01)  # the next poll, on the loop, recreates
         assert isinstance(results[1], HandoffError)
         assert "purged" in str(results[1])
         assert handoff.recreated == 1
@@ -82,7 +45,7 @@ async def test_delivery_resolves_and_fatal_error_recreates_the_producer() -> Non
 
         made[1].refuse = True
         with pytest.raises(HandoffError, match="refused"):
-            handoff.send(event(), results.append)
+            handoff.send(order(), results.append)
         assert dict(metrics.kafka_deliveries) == {"delivered": 1, "failed": 1, "refused": 1}
     finally:
         await handoff.close(1)
@@ -102,9 +65,9 @@ async def test_a_failing_callback_does_not_stop_the_other_reports() -> None:
     def boom(_: HandoffError | None) -> None:
         raise RuntimeError("boom")
 
-    handoff.send(event(), boom)
-    handoff.send(event(), got.append)
-    made[0].deliver_all()
+    handoff.send(order(), boom)
+    handoff.send(order(), got.append)
+    made[0].deliver()
     assert got == [None]
     await handoff.close(1)
 
@@ -113,17 +76,10 @@ async def test_a_trace_context_goes_in_the_message_s_traceparent_header() -> Non
     producer = FakeProducer({})
     handoff = Handoff({"message.timeout.ms": 1000}, "t", metrics=GateMetrics(), producer_factory=lambda _: producer)
     traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
-    handoff.send(event(), lambda _: None, trace=traceparent)
-    handoff.send(event(), lambda _: None)
-    assert producer.headers == [[("traceparent", traceparent.encode())], None]
+    handoff.send(order(), lambda _: None, trace=traceparent)
+    handoff.send(order(), lambda _: None)
+    assert [m.headers for m in producer.sent] == [[("traceparent", traceparent.encode())], None]
     await handoff.close(1)
-
-
-async def until_true(check: Any, timeout_s: float = 5.0) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout_s
-    while not check():
-        assert asyncio.get_running_loop().time() < deadline, "condition not met in time"
-        await asyncio.sleep(0.01)
 
 
 def test_soldout_cache_answers_non_buyers_only_once_the_buyer_set_is_known() -> None:

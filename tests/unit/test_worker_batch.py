@@ -9,8 +9,9 @@ from datetime import UTC, datetime, timedelta
 import msgspec
 import pytest
 
-from flashgate.events import SCHEMA_VERSION, OrderAccepted, encode
+from flashgate.events import encode
 from flashgate.settings import ConfigError
+from tests.support.orders import order
 from worker.batch import (
     TRACES_LOGGED,
     Incoming,
@@ -27,13 +28,6 @@ from worker.settings import WorkerSettings
 T0 = datetime(2026, 11, 21, 12, 0, tzinfo=UTC)
 
 
-def event(sku: str = "S", qty: int = 1) -> OrderAccepted:
-    return OrderAccepted(
-        schema_version=SCHEMA_VERSION, order_id=uuid.uuid4(), sku=sku, user_id="u", qty=qty,
-        idempotency_key=uuid.uuid4().hex, accepted_at=T0,
-    )  # fmt: skip
-
-
 def msg(value: bytes | None, offset: int = 0, partition: int = 0) -> Incoming:
     return Incoming("orders", partition, offset, None, value)
 
@@ -43,7 +37,7 @@ def row(sku: str, qty: int, n: int) -> OrderRow:
 
 
 def test_plan_splits_orders_and_poison() -> None:
-    a, b = event(), event()
+    a, b = order(), order()
     plan = plan_batch([msg(encode(a), 0), msg(b"{oops", 1), msg(None, 2), msg(encode(b), 3)])
     assert [o.order_id for o in plan.orders] == [a.order_id, b.order_id]
     assert [(p.message.offset, p.error.split(":")[0]) for p in plan.poison] == [
@@ -54,7 +48,7 @@ def test_plan_splits_orders_and_poison() -> None:
 
 
 def test_plan_keeps_first_copy_of_a_redelivered_order() -> None:
-    a = event()
+    a = order()
     plan = plan_batch([msg(encode(a), 5), msg(encode(a), 9)])
     assert len(plan.orders) == 1
     assert plan.orders[0].offset == 5
@@ -64,7 +58,7 @@ def test_plan_keeps_first_copy_of_a_redelivered_order() -> None:
 def test_plan_takes_the_trace_id_from_a_valid_traceparent_header() -> None:
     trace = "4bf92f3577b34da6a3ce929d0e0e4736"
     header = f"00-{trace}-00f067aa0ba902b7-01".encode()
-    a, b, c = event(), event(), event()
+    a, b, c = order(), order(), order()
     plan = plan_batch([
         Incoming("orders", 0, 0, None, encode(a), header),
         Incoming("orders", 0, 1, None, encode(b)),
@@ -77,15 +71,15 @@ def test_plan_takes_the_trace_id_from_a_valid_traceparent_header() -> None:
 def test_the_batch_line_names_a_few_trace_ids_and_counts_the_rest() -> None:
     ids = [uuid.uuid4() for _ in range(TRACES_LOGGED + 3)]
     plan = plan_batch([
-        Incoming("orders", 0, n, None, encode(event()), f"00-{t.hex}-00f067aa0ba902b7-01".encode())
+        Incoming("orders", 0, n, None, encode(order()), f"00-{t.hex}-00f067aa0ba902b7-01".encode())
         for n, t in enumerate(ids)
     ])  # fmt: skip
     assert traced(plan) == " traces=" + ",".join(t.hex for t in ids[:TRACES_LOGGED]) + ",+3"
-    assert traced(plan_batch([msg(encode(event()))])) == ""
+    assert traced(plan_batch([msg(encode(order()))])) == ""
 
 
 def test_plan_flags_unknown_schema_version() -> None:
-    raw = msgspec.json.decode(encode(event()))
+    raw = msgspec.json.decode(encode(order()))
     raw["schema_version"] = 2
     plan = plan_batch([msg(msgspec.json.encode(raw))])
     assert plan.poison[0].error.startswith("UnknownSchemaVersion")

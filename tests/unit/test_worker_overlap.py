@@ -1,142 +1,18 @@
 """The worker loop with batches overlapping in PostgreSQL: offsets still commit in fetch order.
 
-Kafka and PostgreSQL are doubles here (unit tests): the consumer replays scripted batches and
-records its commits, and each batch's transaction is a scripted coroutine.
+Kafka and PostgreSQL are doubles here (tests/support/fakes.py): the consumer replays scripted
+batches and records its commits, and each batch's transaction is a scripted coroutine.
 """
 
 from __future__ import annotations
 
 import asyncio
-import time
-import uuid
-from collections import deque
-from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
-from typing import cast
 
 import pytest
-from confluent_kafka import Consumer, TopicPartition
-from prometheus_client import CollectorRegistry
 
-from flashgate.events import SCHEMA_VERSION, OrderAccepted, encode
-from worker.batch import BatchPlan, batches_in_flight
-from worker.consumer import OrderWriter
-from worker.dlq import DeadLetters
-from worker.metrics import WorkerMetrics
-from worker.pool import InstrumentedPool
-from worker.settings import WorkerSettings
-from worker.writer import PersistResult
-
-Script = Callable[[int], Awaitable[None]]  # batch number (1, 2, … in fetch order) -> its "transaction"
-
-
-class FakeMessage:
-    def __init__(self, partition: int, offset: int) -> None:
-        self._partition, self._offset = partition, offset
-        event = OrderAccepted(
-            schema_version=SCHEMA_VERSION, order_id=uuid.uuid4(), sku="S", user_id="u", qty=1,
-            idempotency_key=uuid.uuid4().hex, accepted_at=datetime.now(UTC),
-        )  # fmt: skip
-        self._value = encode(event)
-
-    def error(self) -> None:
-        return None
-
-    def topic(self) -> str:
-        return "orders"
-
-    def partition(self) -> int:
-        return self._partition
-
-    def offset(self) -> int:
-        return self._offset
-
-    def key(self) -> None:
-        return None
-
-    def value(self) -> bytes:
-        return self._value
-
-    def headers(self) -> None:
-        return None
-
-
-class FakeConsumer:
-    """Hands out the scripted batches, then nothing; records every commit as {partition: offset}."""
-
-    def __init__(self, batches: list[list[FakeMessage]]) -> None:
-        self.batches = deque(batches)
-        self.commits: list[dict[int, int]] = []
-
-    def consume(self, num_messages: int, timeout: float) -> list[FakeMessage]:
-        if self.batches:
-            return self.batches.popleft()
-        time.sleep(timeout)
-        return []
-
-    def commit(self, offsets: list[TopicPartition], asynchronous: bool) -> None:
-        self.commits.append({tp.partition: tp.offset for tp in offsets})
-
-    def assignment(self) -> list[TopicPartition]:
-        return []
-
-
-class ScriptedWriter(OrderWriter):
-    """An OrderWriter whose transactions are `script(batch number)` instead of PostgreSQL."""
-
-    def __init__(self, consumer: FakeConsumer, script: Script, **settings: object) -> None:
-        super().__init__(
-            settings=WorkerSettings(
-                database_url="x",
-                kafka_bootstrap="x",
-                batch_max_wait_ms=5,
-                retry_initial_ms=1,
-                retry_max_ms=5,
-                **settings,  # type: ignore[arg-type]
-            ),
-            consumer=cast(Consumer, consumer),
-            dead_letters=cast(DeadLetters, None),
-            pool=cast(InstrumentedPool, None),
-            metrics=WorkerMetrics(CollectorRegistry()),
-        )
-        self.script = script
-        self.numbers: dict[tuple[int, int], int] = {}
-        self.running = 0
-        self.most_running = 0
-
-    async def _persist(self, plan: BatchPlan) -> PersistResult:
-        first = (plan.orders[0].partition, plan.orders[0].offset)
-        if first not in self.numbers:  # a retry keeps its batch's number
-            self.numbers[first] = len(self.numbers) + 1
-        self.running += 1
-        self.most_running = max(self.most_running, self.running)
-        try:
-            await self.script(self.numbers[first])
-        finally:
-            self.running -= 1
-        return PersistResult(len(plan.orders), 0, {}, "new")
-
-
-def batch(partition: int, first: int, n: int = 2) -> list[FakeMessage]:
-    return [FakeMessage(partition, first + i) for i in range(n)]
-
-
-async def until(condition: Callable[[], bool], timeout_s: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        assert time.monotonic() < deadline, "condition not met in time"
-        await asyncio.sleep(0.005)
-
-
-async def run_until(writer: ScriptedWriter, condition: Callable[[], bool]) -> None:
-    stop = asyncio.Event()
-    loop = asyncio.create_task(writer.run(stop))
-    try:
-        await until(condition)
-    finally:
-        stop.set()
-        await asyncio.wait_for(loop, 5)
-        writer._kafka_thread.shutdown(wait=True)
+from tests.support.fakes import FakeConsumer, ScriptedWriter, batch, run_until
+from tests.support.poll import until
+from worker.batch import batches_in_flight
 
 
 async def test_a_later_batch_commits_only_after_the_earlier_one() -> None:
@@ -182,7 +58,7 @@ async def test_shutdown_finishes_every_batch_in_hand() -> None:
     writer = ScriptedWriter(consumer, script)
     stop = asyncio.Event()
     loop = asyncio.create_task(writer.run(stop))
-    await until(lambda: writer.running == 2)
+    await until(lambda: writer.running == 2, timeout_s=5, interval_s=0.005)
     stop.set()
     release.set()
     await asyncio.wait_for(loop, 5)

@@ -26,9 +26,9 @@ import pytest
 from tests.chaos.cluster.kraft import launcher
 from tests.chaos.conftest import GATE_DEFAULTS, ORDERS
 from tests.conftest import own_stack
-from tests.pipeline import WorkerProcess, start_worker
-from tests.procs import GateProcess
-from tests.stackctl import StackHandle
+from tests.support.pipeline import WorkerProcess, start_worker
+from tests.support.procs import GateProcess
+from tests.support.stackctl import StackHandle
 
 
 @pytest.fixture(scope="package")

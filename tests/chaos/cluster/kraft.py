@@ -23,7 +23,7 @@ from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-def
 from ops.stack import roles
 from ops.stack.settings import resolve
 from ops.stack.stack import Stack
-from tests.stackctl import StackHandle
+from tests.support.stackctl import StackHandle
 
 CONSUMER_OFFSETS = "__consumer_offsets"
 

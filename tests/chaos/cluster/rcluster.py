@@ -19,7 +19,7 @@ import redis
 from flashgate.orderindex import sku_slot
 from gate.redis_cluster import SlotMap
 from tests.chaos.cluster.kraft import launcher
-from tests.stackctl import StackHandle
+from tests.support.stackctl import StackHandle
 
 
 def node_ports(stack: StackHandle) -> dict[str, int]:

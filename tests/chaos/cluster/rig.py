@@ -11,9 +11,9 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from tests.chaos.checker import cli
 from tests.chaos.conftest import OpenSale
-from tests.chaos.load import Load, until
-from tests.procs import GateProcess
-from tests.stackctl import StackHandle
+from tests.chaos.load import Load
+from tests.support.procs import GateProcess
+from tests.support.stackctl import StackHandle
 
 RATE_PER_S = 150
 
@@ -49,8 +49,7 @@ async def start_load(gate: GateProcess, open_sale: OpenSale) -> Load:
     sku = await open_sale(100_000)
     # More buyers than a run needs at 150/s: the load is stopped once orders flow again.
     load = Load(gate.base_url, sku, buyers=20_000, concurrency=32, rate_per_s=150, timeout_s=10)
-    load.start()
-    await until(lambda: load.accepted >= 100, what="orders flowing before the fault")
+    await load.flowing()
     return load
 
 
@@ -58,8 +57,7 @@ async def selling(gate: GateProcess, stack: StackHandle, sku: str) -> Load:
     """A sale of `sku` made with `flashgate sale create`, buyers at RATE_PER_S through the shared gate."""
     await cli(stack, "sale", "create", "--sku", sku, "--name", f"cluster {sku}", "--stock", "100000")
     load = Load(gate.base_url, sku, buyers=20_000, concurrency=32, rate_per_s=RATE_PER_S, timeout_s=10)
-    load.start()
-    await until(lambda: load.accepted >= 100, what=f"orders of {sku} flowing before the fault")
+    await load.flowing(what=f"orders of {sku} flowing before the fault")
     return load
 
 

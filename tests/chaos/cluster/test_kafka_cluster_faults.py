@@ -31,10 +31,11 @@ from tests.chaos.cluster.kraft import (
 )
 from tests.chaos.cluster.rig import Phases, eventually, gate_counter, start_load
 from tests.chaos.conftest import OpenSale
-from tests.chaos.load import Load, until
-from tests.pipeline import WorkerProcess
-from tests.procs import GateProcess
-from tests.stackctl import StackHandle
+from tests.chaos.load import Load
+from tests.support.pipeline import WorkerProcess
+from tests.support.poll import until
+from tests.support.procs import GateProcess
+from tests.support.stackctl import StackHandle
 
 pytestmark = pytest.mark.chaos
 

@@ -39,11 +39,11 @@ from tests.chaos.cluster.kraft import launcher
 from tests.chaos.cluster.rcluster import node_client, node_ports, nodes_down, roles, settled, shard_of, sku_on
 from tests.chaos.cluster.rig import Phases, eventually, gate_counter, selling, stop_all
 from tests.chaos.faults import scratch_redis
-from tests.chaos.load import until
-from tests.pipeline import WorkerProcess
-from tests.procs import GateProcess
-from tests.stackctl import StackHandle
+from tests.support.pipeline import WorkerProcess
+from tests.support.poll import until
+from tests.support.procs import GateProcess
 from tests.support.sales import Sale, put_sale
+from tests.support.stackctl import StackHandle
 
 pytestmark = pytest.mark.chaos
 

@@ -19,10 +19,11 @@ from flashgate.orderindex import sku_slot
 from tests.chaos.checker import Invariants
 from tests.chaos.cluster.rcluster import fail_over, move_slot, owner_of, roles, settled, shard_of, sku_on
 from tests.chaos.cluster.rig import Phases, eventually, selling, stop_all
-from tests.chaos.load import Load, until
-from tests.pipeline import WorkerProcess
-from tests.procs import GateProcess
-from tests.stackctl import StackHandle
+from tests.chaos.load import Load
+from tests.support.pipeline import WorkerProcess
+from tests.support.poll import until
+from tests.support.procs import GateProcess
+from tests.support.stackctl import StackHandle
 
 pytestmark = pytest.mark.chaos
 

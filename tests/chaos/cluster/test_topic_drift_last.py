@@ -11,7 +11,7 @@ from confluent_kafka.admin import AdminClient, NewPartitions  # type: ignore[att
 from flashgate import names
 from ops.stack.errors import ServiceFailed
 from tests.chaos.cluster.kraft import launcher
-from tests.stackctl import StackHandle
+from tests.support.stackctl import StackHandle
 
 pytestmark = pytest.mark.chaos
 

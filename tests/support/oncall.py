@@ -10,8 +10,8 @@ from typing import Any
 
 import httpx
 
-from tests.pipeline import Topics
-from tests.stackctl import FLASHGATE, StackHandle
+from tests.support.pipeline import Topics
+from tests.support.stackctl import FLASHGATE, StackHandle
 
 
 def oncall(

@@ -34,21 +34,38 @@ def _until_settled(deadline: float, call: Callable[..., T], *args: object, **kwa
             time.sleep(0.2)
 
 
-def consume(bootstrap: str, topic: str, count: int, *, timeout_s: float = 30) -> list[Message]:
-    """The first `count` messages of `topic` (fewer if the deadline passes), via a fresh group."""
+def consume(
+    bootstrap: str,
+    topic: str,
+    count: int,
+    *,
+    keep: Callable[[Message], bool] | None = None,
+    settle_s: float = 0.0,
+    timeout_s: float = 30,
+) -> list[Message]:
+    """Read `topic` from the beginning, via a fresh group, until `count` messages passed `keep` (all
+    pass without it); fewer if the deadline passes first.
+
+    With `settle_s`, go on reading that long once `count` arrived and keep any extras too, so a
+    test can see duplicates; without it, never more than `count`.
+    """
     consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"read-{topic}-{time.monotonic_ns()}",
-                         "auto.offset.reset": "earliest"})  # fmt: skip
+                         "auto.offset.reset": "earliest", "enable.auto.commit": False})  # fmt: skip
     consumer.subscribe([topic])
     got: list[Message] = []
     deadline = time.monotonic() + timeout_s
+    settling = False
     try:
-        while len(got) < count and time.monotonic() < deadline:
-            msg = consumer.poll(0.1)
-            if msg is not None and msg.error() is None:
-                got.append(msg)
+        while time.monotonic() < deadline:
+            if len(got) >= count and not settling:
+                if not settle_s:
+                    break
+                settling, deadline = True, time.monotonic() + settle_s
+            batch = consumer.consume(500 if settling else count - len(got), timeout=0.1)
+            got.extend(m for m in batch if m.error() is None and (keep is None or keep(m)))
     finally:
         consumer.close()
-    return got
+    return got if settling else got[:count]
 
 
 def group_lag(bootstrap: str, group: str, topic: str, *, timeout_s: float = 10) -> int:
@@ -70,22 +87,3 @@ def group_lag(bootstrap: str, group: str, topic: str, *, timeout_s: float = 10) 
         return lag
     finally:
         consumer.close()
-
-
-def consume_where(
-    bootstrap: str, topic: str, keep: Callable[[Message], bool], count: int, *, timeout_s: float = 30
-) -> list[Message]:
-    """Read `topic` from the beginning until `count` messages passed `keep` (fewer at the deadline)."""
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"read-{topic}-{time.monotonic_ns()}",
-                         "auto.offset.reset": "earliest", "enable.auto.commit": False})  # fmt: skip
-    consumer.subscribe([topic])
-    got: list[Message] = []
-    deadline = time.monotonic() + timeout_s
-    try:
-        while len(got) < count and time.monotonic() < deadline:
-            for msg in consumer.consume(min(500, count - len(got)), timeout=0.2):
-                if msg.error() is None and keep(msg) and len(got) < count:
-                    got.append(msg)
-    finally:
-        consumer.close()
-    return got

@@ -5,8 +5,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -54,12 +52,3 @@ class StackHandle:
         flashgate("stack", "up", "--state-dir", str(state_dir), "--free-ports", *extra)
         env = json.loads(flashgate("stack", "env", "--json", "--state-dir", str(state_dir)).stdout)
         return cls(state_dir=state_dir, env=env)
-
-
-def eventually(check: Callable[[], bool], *, timeout_s: float = 10.0, interval_s: float = 0.05) -> None:
-    """Poll `check` until it is true; fail at the deadline (tests never sleep blindly)."""
-    deadline = time.monotonic() + timeout_s
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout_s} s")
-        time.sleep(interval_s)

@@ -19,7 +19,8 @@ import httpx
 from flashgate.settings import variable
 from gate.settings import GateSettings
 from ops.stack.ports import free_port
-from tests.stackctl import FLASHGATE, StackHandle, eventually
+from tests.support.poll import eventually
+from tests.support.stackctl import FLASHGATE, StackHandle
 
 
 @dataclass

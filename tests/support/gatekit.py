@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import asyncio
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
 import httpx
 import jwt
 import redis.asyncio as aioredis
-from confluent_kafka import Consumer
 from confluent_kafka.admin import AdminClient
 from confluent_kafka.cimpl import NewTopic
 
@@ -23,8 +21,9 @@ from gate.outbox import OutboxClient
 from gate.redis_batch import RedisBatcher
 from gate.scripts import Scripts
 from gate.settings import AuthSettings, GateSettings
-from tests.stackctl import StackHandle
+from tests.support.kafkautil import consume
 from tests.support.sales import Sale, put_sale
+from tests.support.stackctl import StackHandle
 
 SECRET = "test-secret-that-is-long-enough-for-hs256"
 
@@ -76,28 +75,9 @@ def create_topic(stack: StackHandle, topic: str, partitions: int = 1) -> None:
 
 
 def consume_all(stack: StackHandle, topic: str, *, expect: int, timeout_s: float = 30.0) -> list[bytes]:
-    """Read `topic` from the start until `expect` messages arrived, then 1 s more for extras."""
-    consumer = Consumer(
-        {
-            "bootstrap.servers": stack.kafka_bootstrap,
-            "group.id": f"g-{topic}-{time.time_ns()}",
-            "auto.offset.reset": "earliest",
-        }
-    )
-    consumer.subscribe([topic])
-    got: list[bytes] = []
-    deadline = time.monotonic() + timeout_s
-    settle: float | None = None
-    try:
-        while time.monotonic() < (settle or deadline):
-            msg = consumer.poll(0.1)
-            if msg is not None and msg.error() is None and (value := msg.value()) is not None:
-                got.append(value)
-            if settle is None and len(got) >= expect:
-                settle = time.monotonic() + 1.0
-    finally:
-        consumer.close()
-    return got
+    """The values of `topic` from the start: `expect` messages, and any extras 1 s more brings (duplicates)."""
+    messages = consume(stack.kafka_bootstrap, topic, expect, settle_s=1.0, timeout_s=timeout_s)
+    return [value for m in messages if (value := m.value()) is not None]
 
 
 def gate_settings(stack: StackHandle, topic: str, **overrides: Any) -> GateSettings:
@@ -126,14 +106,3 @@ async def running_gate(settings: GateSettings) -> AsyncIterator[tuple[httpx.Asyn
 
 def order_headers(user: str, key: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token(user)}", "Idempotency-Key": key}
-
-
-async def until(check: Callable[[], Awaitable[bool]], *, timeout_s: float = 10.0, what: str = "condition") -> None:
-    """Poll an async check until true; fail at the deadline (never a blind sleep)."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        if await check():
-            return
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what} not met within {timeout_s} s")
-        await asyncio.sleep(0.02)

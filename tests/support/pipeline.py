@@ -8,7 +8,6 @@ import uuid
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 
 import asyncpg
@@ -17,10 +16,10 @@ from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient
 from confluent_kafka.cimpl import NewTopic
 
-from flashgate.events import SCHEMA_VERSION, OrderAccepted, encode
+from flashgate.events import OrderAccepted, encode
 from flashgate.settings import variable
-from tests.procs import FlashgateProcess
-from tests.stackctl import StackHandle
+from tests.support.procs import FlashgateProcess
+from tests.support.stackctl import StackHandle
 from worker.settings import WorkerSettings
 
 
@@ -38,18 +37,6 @@ def create_topics(stack: StackHandle, name: str, partitions: int = 4) -> Topics:
     for f in futures.values():
         f.result(timeout=30)
     return t
-
-
-def order(sku: str, *, qty: int = 1, user: str | None = None) -> OrderAccepted:
-    return OrderAccepted(
-        schema_version=SCHEMA_VERSION,
-        order_id=uuid.uuid4(),
-        sku=sku,
-        user_id=user or f"u-{uuid.uuid4().hex[:8]}",
-        qty=qty,
-        idempotency_key=uuid.uuid4().hex,
-        accepted_at=datetime.now(UTC),
-    )
 
 
 def produce(stack: StackHandle, topic: str, payloads: Iterable[tuple[bytes, bytes]]) -> None:
