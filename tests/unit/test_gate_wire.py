@@ -17,6 +17,7 @@ from gate.errors import Overloaded, RedisUnavailable, Unauthorized
 from gate.ratelimit import POLICY_TTL_S, RatePolicies, limit_field, policy_field
 from gate.settings import GateSettings
 from gate.wire import REQUEST_ID_PATTERN, UNAVAILABLE_RETRY_AFTER_S, Wire
+from tests.support.fakes import Command, FakeRoundTrips
 
 REQ = AdmitRequest("sku-1", "ann", "k", 2)
 
@@ -116,50 +117,43 @@ def test_limit_field_rounds_the_wait_up_to_whole_seconds() -> None:
     ]
 
 
-class FakeBatcher:
-    """Answers HMGET of `sale:{sku}` from a dict, counting calls; `fail` raises instead."""
+def sale_hashes(sales: dict[str, list[str | None]], fail: list[Exception]) -> FakeRoundTrips:
+    """RoundTrips answering HMGET of `sale:{sku}` from `sales`; while `fail` holds an error, raising it."""
 
-    def __init__(self, sales: dict[str, list[str | None]]) -> None:
-        self.sales = sales
-        self.calls = 0
-        self.fail: Exception | None = None
+    def answer(command: Command) -> Any:
+        if fail:
+            raise fail[0]
+        return sales.get(command[1], [None, None])
 
-    def call(self, *command: Any) -> asyncio.Future[Any]:
-        self.calls += 1
-        if self.fail is not None:
-            raise self.fail
-        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        asyncio.get_running_loop().call_soon(future.set_result, self.sales.get(command[1], [None, None]))
-        return future
+    return FakeRoundTrips(answer)
 
 
 async def test_rate_policies_read_once_per_sku_and_ttl() -> None:
     now = [100.0]
-    batcher = FakeBatcher({"sale:{a}": ["0.2", "1"], "sale:{free}": ["0.0", "1"]})
-    policies = RatePolicies(batcher, clock=lambda: now[0])  # type: ignore[arg-type]
+    batcher = sale_hashes({"sale:{a}": ["0.2", "1"], "sale:{free}": ["0.0", "1"]}, [])
+    policies = RatePolicies(batcher, clock=lambda: now[0])
     many = await asyncio.gather(*(policies.headers("a", 4200) for _ in range(50)))
-    assert batcher.calls == 1  # fifty 429s of one tick: one read
+    assert len(batcher.commands) == 1  # fifty 429s of one tick: one read
     assert set(many) == {((b"ratelimit-policy", b'"buyer";q=1;w=5'), (b"ratelimit", b'"buyer";r=0;t=5'))}
     await policies.headers("a", 10)
-    assert batcher.calls == 1
+    assert len(batcher.commands) == 1
     now[0] += POLICY_TTL_S
     await policies.headers("a", 10)
-    assert batcher.calls == 2  # read again once the cached policy is stale
+    assert len(batcher.commands) == 2  # read again once the cached policy is stale
     assert await policies.headers("free", 1000) == ((b"ratelimit", b'"buyer";r=0;t=1'),)
 
 
 @pytest.mark.parametrize("error", [RedisUnavailable(), ValueError("bad float")])
 async def test_rate_policies_leave_the_policy_out_when_it_cannot_be_read(error: Exception) -> None:
-    batcher = FakeBatcher({"sale:{a}": ["0.2", "1"]})
-    batcher.fail = error
-    policies = RatePolicies(batcher)  # type: ignore[arg-type]
+    fail = [error]
+    policies = RatePolicies(sale_hashes({"sale:{a}": ["0.2", "1"]}, fail))
     assert await policies.headers("a", 1500) == ((b"ratelimit", b'"buyer";r=0;t=2'),)
-    batcher.fail = None
+    fail.clear()
     assert (await policies.headers("a", 1500))[0] == (b"ratelimit-policy", b'"buyer";q=1;w=5')  # failure not kept
 
 
 async def test_rate_policies_malformed_sale_is_left_out() -> None:
-    policies = RatePolicies(FakeBatcher({"sale:{a}": ["fast", "1"]}))  # type: ignore[arg-type]
+    policies = RatePolicies(sale_hashes({"sale:{a}": ["fast", "1"]}, []))
     assert await policies.headers("a", 1500) == ((b"ratelimit", b'"buyer";r=0;t=2'),)
 
 
