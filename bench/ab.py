@@ -37,6 +37,7 @@ from confluent_kafka.admin import AdminClient
 from bench import ab_stats, procstat
 from bench.budget import node_clients
 from bench.flash_sale import FlashSaleSettings, flash_sale
+from bench.kafka_clients import kafka_config
 from bench.served import FLASHGATE, box_snapshot, free_port, gate_argv, machine, serve, stop
 from flashgate.names import WRITERS_GROUP
 
@@ -110,7 +111,7 @@ def variant_env(checkout: Path, probe_file: Path) -> dict[str, str]:
 
 def wait_assigned(bootstrap: str, proc: subprocess.Popen[bytes], timeout_s: float = 60) -> None:
     """Until the writers' group is stable with partitions assigned (the previous variant's worker has left)."""
-    admin = AdminClient({"bootstrap.servers": bootstrap, "log_level": 3})  # errors only: no info lines on close
+    admin = AdminClient(kafka_config(bootstrap, {"log_level": 3}))  # errors only: no info lines on close
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline and proc.poll() is None:
         try:

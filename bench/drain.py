@@ -39,14 +39,15 @@ from confluent_kafka.admin import AdminClient
 from confluent_kafka.cimpl import NewTopic
 
 from bench import proc_cpu
+from bench.kafka_clients import kafka_config
 from flashgate.events import SCHEMA_VERSION, OrderAccepted, encode
 
 FLASHGATE = str(Path(sys.executable).parent / "flashgate")
 
 
 def prefill(bootstrap: str, topic: str, sku: str, count: int) -> float:
-    producer = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True, "acks": "all",
-                         "linger.ms": 20, "compression.type": "lz4", "batch.size": 1_000_000})  # fmt: skip
+    role = {"enable.idempotence": True, "acks": "all", "linger.ms": 20, "compression.type": "lz4"}
+    producer = Producer({**kafka_config(bootstrap, role), "batch.size": 1_000_000})
     now = datetime.now(UTC)
     began = time.perf_counter()
     for i in range(count):
@@ -78,7 +79,7 @@ async def drain(bootstrap: str, dsn: str, *, orders: int, partitions: int = 6, w
     """
     name = f"bench{uuid.uuid4().hex[:8]}"
     topic = f"{name}.orders"
-    admin = AdminClient({"bootstrap.servers": bootstrap})  # must outlive its futures
+    admin = AdminClient(kafka_config(bootstrap))  # must outlive its futures
     for future in admin.create_topics([NewTopic(topic, partitions, 1), NewTopic(f"{name}.dlq", 1, 1)]).values():
         future.result(30)
     conn = await asyncpg.connect(dsn)

@@ -6,6 +6,7 @@ import pytest
 
 from bench import procstat
 from bench.budget import budget, budget_lines, node_clients, redis_counters, redis_view
+from bench.kafka_clients import kafka_config
 
 # Field 2 holds spaces and a ')' on purpose; utime 11, stime 12, cutime 13, cstime 14.
 STAT = "4430 (postgres: a) b) S 1 4430 4430 0 -1 4194560 500 0 0 0 11 12 13 14 20 0 1 0 100 0 0"
@@ -131,3 +132,21 @@ def test_node_clients_are_one_redis_or_every_seed_of_a_cluster() -> None:
     finally:
         for c in (*single, *cluster):
             c.close()
+
+
+def test_the_bench_s_kafka_clients_take_the_pipeline_s_security_settings() -> None:
+    env = {
+        "FLASHGATE_KAFKA_SECURITY_PROTOCOL": "SASL_SSL",
+        "FLASHGATE_KAFKA_SASL_MECHANISM": "SCRAM-SHA-256",
+        "FLASHGATE_KAFKA_SASL_USERNAME": "bench",
+        "FLASHGATE_KAFKA_SASL_PASSWORD": "secret",
+    }
+    config = kafka_config("k:9093", {"log_level": 3}, env=env)
+    assert config["bootstrap.servers"] == "k:9093"
+    assert (config["security.protocol"], config["sasl.mechanism"], config["sasl.username"]) == (
+        "SASL_SSL",
+        "SCRAM-SHA-256",
+        "bench",
+    )
+    assert config["log_level"] == 3
+    assert "security.protocol" not in kafka_config("k:9092", env={})  # none set: plaintext
