@@ -67,6 +67,14 @@ class AbSettings:
     out_dir: Path = Path("bench/results")
     a_env: tuple[tuple[str, str], ...] = ()  # extra environment of A's gate and worker (e.g. a setting to compare)
     b_env: tuple[tuple[str, str], ...] = ()
+    # "ab": A then B in every round; "alternate": A B, then B A, … The second run of a round has an
+    # advantage (an A/A run: Kafka 0.74, total 0.94 of the first; docs/benchmarks.md), which alternating cancels.
+    order: str = "ab"
+
+
+def round_order(order: str, rnd: int) -> tuple[str, str]:
+    """Which variant runs first in round `rnd` (1-based)."""
+    return ("B", "A") if order == "alternate" and rnd % 2 == 0 else ("A", "B")
 
 
 def check_checkout(path: Path) -> Path:
@@ -220,7 +228,8 @@ def _serving_pids(port: int) -> list[int]:
 
 
 def run_ab(s: AbSettings) -> dict[str, Any]:
-    """Every round, A then B; the raw record is rewritten after each run, so a failure keeps what ran."""
+    """Every round, A then B (or alternated, `order`); the raw record is rewritten after each run, so a failure
+    keeps what ran."""
     stamp = time.strftime("%Y%m%d-%H%M%S")
     work = (s.out_dir / f"ab-{stamp}").resolve()  # the variants run with cwd=<checkout>
     work.mkdir(parents=True, exist_ok=True)
@@ -228,8 +237,8 @@ def run_ab(s: AbSettings) -> dict[str, Any]:
     record: dict[str, Any] = {"when": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "machine": machine(), "files": str(path),
                               "settings": {k: str(v) for k, v in vars(s).items()}, "runs": []}  # fmt: skip
     for rnd in range(1, s.rounds + 1):
-        for variant, checkout in (("A", s.a), ("B", s.b)):
-            run = one_run(s, variant, checkout, rnd, work)
+        for variant in round_order(s.order, rnd):
+            run = one_run(s, variant, s.a if variant == "A" else s.b, rnd, work)
             record["runs"].append(run)
             f = run["figures"]
             print(f"round {rnd} {variant}: {f['accepted/s'] or 0:,.0f} accepted/s  p99 {f['p99 ms'] or 0:.1f} ms  "

@@ -134,6 +134,8 @@ def flash_sale_command(
     "--b", "b", required=True, type=click.Path(exists=True, file_okay=False, path_type=Path), help="Checkout B."
 )
 @click.option("--rounds", default=3, show_default=True, help="Rounds of A then B.")
+@click.option("--order", type=click.Choice(["ab", "alternate"]), default="ab", show_default=True,
+              help="A then B in each round, or alternate (A B, B A, …): a round's second run has an edge.")  # fmt: skip
 @click.option("--stock", default=200_000, show_default=True, help="Units on sale (enough to sell all window long).")
 @click.option("--duration", default=10, show_default=True, help="Seconds of load per run (wrk -d).")
 @click.option("--connections", default=128, show_default=True, help="Concurrent keep-alive connections (wrk -c).")
@@ -151,6 +153,7 @@ def ab_command(
     a: Path,
     b: Path,
     rounds: int,
+    order: str,
     stock: int,
     duration: int,
     connections: int,
@@ -188,7 +191,7 @@ def ab_command(
                               duration_s=duration, connections=connections, threads=threads, users=users,
                               workers=workers, b_workers=b_workers, bare=bare,
                               lock=Path(lock) if lock else None,
-                              out_dir=out_dir, a_env=a_pairs, b_env=b_pairs)  # fmt: skip
+                              out_dir=out_dir, a_env=a_pairs, b_env=b_pairs, order=order)  # fmt: skip
         record = run_ab(settings)
     except (AbError, BenchError, WrkError, ServeError, OSError) as e:
         raise click.ClickException(f"bench ab: {e}") from e

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
-from bench.ab import AbError, check_checkout, lines
+from bench.ab import AbError, check_checkout, lines, round_order
 from bench.ab_stats import figures, median, ratio, summarize, summary_lines
 from bench.cli import bench_group
 
@@ -102,3 +102,8 @@ def test_cli_app_refuses_what_cannot_run() -> None:
     result = CliRunner().invoke(bench_group, base, env={"REDIS_URL": "r", "KAFKA_BOOTSTRAP": ""})
     assert result.exit_code == 1
     assert "KAFKA_BOOTSTRAP is not set" in result.output
+
+
+def test_alternate_order_swaps_who_runs_first_every_other_round() -> None:
+    assert [round_order("ab", r) for r in (1, 2, 3)] == [("A", "B")] * 3
+    assert [round_order("alternate", r) for r in (1, 2, 3, 4)] == [("A", "B"), ("B", "A"), ("A", "B"), ("B", "A")]
