@@ -11,7 +11,7 @@
     Handoff.send per order (no key: sticky partitions, broker-sized batches)       [Kafka]
         │── budget passes first, or Kafka refuses/fails ───────▶ 202 queued (safe in the outbox)
         ▼ delivery report, polled from the loop
-    OutboxAcker: XACK+XDEL of the tick's delivered entries, one call per SKU      [Redis]
+    OutboxAcker: XDEL of the tick's delivered entries, one call per SKU           [Redis]
         │
         ▼ ack done ──────────────────────────────────────────────────────────────▶ 202 accepted
 
