@@ -29,6 +29,7 @@ import click
 from redis.exceptions import RedisError
 
 from flashgate import names, orderindex, tracecontext
+from flashgate.outbox import OutboxEntry
 from flashgate.redis_url import RedisUrlError, connect
 
 ROW = (
@@ -112,7 +113,12 @@ async def _from_redis(w: Whereabouts, oid: uuid.UUID, redis_url: str) -> None:
     w.sku, w.user, w.qty = w.sku or entry.sku, w.user or entry.user, w.qty or entry.qty
     if waiting:
         w.outbox_entry = entry.stream_id
-        trace = tracecontext.trace_id((waiting[0][1] or {}).get(b"p"))  # the entry's traceparent, if any
+        fields = waiting[0][1] or {}
+        try:
+            outboxed = OutboxEntry.decode(entry.stream_id, [x for kv in fields.items() for x in kv])
+        except (KeyError, ValueError):  # a malformed entry (the relay leaves it in place too): no trace to show
+            outboxed = None
+        trace = None if outboxed is None else tracecontext.trace_id(outboxed.trace)  # the one it came with, if any
         w.trace_id = w.trace_id or (None if trace is None else trace.hex)
     if w.stage == "unknown":
         w.stage = "queued" if waiting else "accepted"
