@@ -52,7 +52,7 @@ class Tracing:
             from opentelemetry.sdk.resources import Resource
             from opentelemetry.sdk.trace import TracerProvider
             from opentelemetry.sdk.trace.export import BatchSpanProcessor
-            from opentelemetry.trace import Link, SpanKind, StatusCode, set_span_in_context
+            from opentelemetry.trace import Link, SpanKind, StatusCode, get_current_span, set_span_in_context
             from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
         except ImportError as e:
             raise ConfigError(
@@ -64,6 +64,7 @@ class Tracing:
         self._tracer = self._provider.get_tracer("flashgate")
         self._propagator = TraceContextTextMapPropagator()
         self._link, self._kind, self._in_context, self._error = Link, SpanKind, set_span_in_context, StatusCode.ERROR
+        self._span_of = get_current_span
 
     def _context(self, traceparent: str) -> Any:
         return self._propagator.extract({"traceparent": traceparent}) if traceparent else None
@@ -97,8 +98,8 @@ class Tracing:
         for raw in traceparents:
             if raw is None:
                 continue
-            span_context = _span_context(self._context(raw.decode("latin-1")))
-            if span_context is not None:
+            span_context = self._span_of(self._context(raw.decode("latin-1"))).get_span_context()
+            if span_context.is_valid:
                 links.append(self._link(span_context))
                 if len(links) == MAX_LINKS:
                     break
@@ -108,10 +109,3 @@ class Tracing:
     def shutdown(self) -> None:
         """Export what is buffered, then stop (process exit)."""
         self._provider.shutdown()
-
-
-def _span_context(context: Any) -> Any:
-    from opentelemetry.trace import get_current_span
-
-    span_context = get_current_span(context).get_span_context()
-    return span_context if span_context.is_valid else None
