@@ -13,7 +13,7 @@ import pytest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
 from flashgate import otel
-from tests.support.gatekit import gate_settings, open_sale, order_headers, running_gate
+from tests.support.gatekit import gate_settings, open_sale, place_each, running_gate
 from tests.support.pipeline import add_product, create_topics, start_worker, trace_ids, wait_persisted
 from tests.support.poll import until
 from tests.support.sales import Sale
@@ -80,13 +80,7 @@ async def test_an_order_s_span_is_the_client_s_child_and_its_batch_links_to_it(
     try:
         settings = gate_settings(stack, topics.orders, otlp_endpoint=collector.url)
         async with running_gate(settings) as (client, _gate):
-            ids = {}
-            for who, extra in {"traced": {"traceparent": f"00-{TRACE}-{PARENT}-01"}, "untraced": {}}.items():
-                answer = await client.post(
-                    "/v1/orders", json={"sku": name, "qty": 1}, headers={**order_headers(who, who), **extra}
-                )
-                assert answer.status_code == 202, answer.text
-                ids[who] = answer.json()["order_id"]
+            ids = await place_each(client, name, {"traced": {"traceparent": f"00-{TRACE}-{PARENT}-01"}, "untraced": {}})
         # The gate's spans are out once its lifespan ended (shutdown flushes them).
         spans = {attributes(s)["flashgate.order_id"]: s for s in collector.named("flashgate-gate", otel.ORDER_SPAN)}
         traced, untraced = spans[ids["traced"]], spans[ids["untraced"]]

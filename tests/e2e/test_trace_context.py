@@ -10,7 +10,7 @@ from click.testing import CliRunner
 
 from flashgate import events
 from ops.cli import cli
-from tests.support.gatekit import gate_settings, open_sale, order_headers, running_gate
+from tests.support.gatekit import gate_settings, open_sale, place_each, running_gate
 from tests.support.kafkautil import consume
 from tests.support.pipeline import add_product, create_topics, start_worker, trace_ids, wait_persisted
 from tests.support.sales import Sale
@@ -32,24 +32,18 @@ async def test_a_traceparent_is_kept_from_the_202_to_the_row(stack: StackHandle,
                 "untraced": {},
                 "invalid": {"traceparent": f"00-{'0' * 32}-00f067aa0ba902b7-01"},  # all-zero trace id: ignored
             }
-            order_ids = {}
-            for who, extra in sent.items():
-                answer = await client.post(
-                    "/v1/orders", json={"sku": name, "qty": 1}, headers={**order_headers(who, who), **extra}
-                )
-                assert answer.status_code == 202, answer.text
-                order_ids[who] = uuid.UUID(answer.json()["order_id"])
+            order_ids = await place_each(client, name, sent)
         state = await wait_persisted(stack.database_url, name, 3)
         assert len(state.order_ids) == 3, worker.log()[-2000:]
         rows = await trace_ids(stack.database_url, name)
-        assert {who: rows[str(order_id)] for who, order_id in order_ids.items()} == {
+        assert {who: rows[order_id] for who, order_id in order_ids.items()} == {
             "traced": uuid.UUID(hex=TRACE),
             "untraced": None,
             "invalid": None,
         }
         messages = consume(stack.kafka_bootstrap, topics.orders, 3)
         headers = {events.decode(m.value() or b"").order_id: m.headers() for m in messages}
-        assert {who: headers[order_id] for who, order_id in order_ids.items()} == {
+        assert {who: headers[uuid.UUID(order_id)] for who, order_id in order_ids.items()} == {
             "traced": [("traceparent", TRACEPARENT.encode())],
             "untraced": None,
             "invalid": None,
@@ -58,7 +52,7 @@ async def test_a_traceparent_is_kept_from_the_202_to_the_row(stack: StackHandle,
     finally:
         worker.close()
     env = {"DATABASE_URL": stack.database_url, "REDIS_URL": stack.redis_url}
-    shown = await asyncio.to_thread(CliRunner().invoke, cli, ["order", "show", str(order_ids["traced"])], env=env)
+    shown = await asyncio.to_thread(CliRunner().invoke, cli, ["order", "show", order_ids["traced"]], env=env)
     assert f"trace id: {TRACE}" in shown.output, shown.output
-    untraced = await asyncio.to_thread(CliRunner().invoke, cli, ["order", "show", str(order_ids["untraced"])], env=env)
+    untraced = await asyncio.to_thread(CliRunner().invoke, cli, ["order", "show", order_ids["untraced"]], env=env)
     assert "trace id: none (sent without a traceparent" in untraced.output, untraced.output

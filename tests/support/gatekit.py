@@ -106,3 +106,15 @@ async def running_gate(settings: GateSettings) -> AsyncIterator[tuple[httpx.Asyn
 
 def order_headers(user: str, key: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token(user)}", "Idempotency-Key": key}
+
+
+async def place_each(client: httpx.AsyncClient, sku: str, extra: dict[str, dict[str, str]]) -> dict[str, str]:
+    """One order of 1 unit per buyer of `extra` (buyer → extra headers), each answered 202; buyer → order id."""
+    order_ids = {}
+    for who, headers in extra.items():
+        answer = await client.post(
+            "/v1/orders", json={"sku": sku, "qty": 1}, headers={**order_headers(who, who), **headers}
+        )
+        assert answer.status_code == 202, answer.text
+        order_ids[who] = str(answer.json()["order_id"])
+    return order_ids
