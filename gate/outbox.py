@@ -25,13 +25,13 @@ import uuid
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from functools import partial
-from typing import Any
+from typing import Any, Protocol
 
 from flashgate import names
 from flashgate.events import SCHEMA_VERSION, OrderAccepted
 from flashgate.outbox import OutboxEntry
 from gate.errors import GateError, HandoffError, RedisUnavailable
-from gate.handoff import Handoff
+from gate.handoff import OnDelivered
 from gate.metrics import GateMetrics
 from gate.redis_batch import RoundTrips
 from gate.scripts import Scripts
@@ -166,6 +166,29 @@ class OutboxAcker:
             await asyncio.gather(*self._tasks, return_exceptions=True)
 
 
+class RelaySource(Protocol):
+    """What a relay reads of the outboxes: OutboxClient (a fake in unit tests)."""
+
+    async def sale_skus(self) -> set[str]: ...
+    async def lengths(self, skus: Sequence[str]) -> list[int | RedisUnavailable]: ...
+    async def claim(
+        self, sku: str, *, relay: str, min_age_ms: int, lease_ms: int, cursor: str, count: int
+    ) -> tuple[str, list[OutboxEntry]]: ...
+
+
+class RelaySink(Protocol):
+    """Where a relay republishes: gate.handoff.Handoff (a fake in unit tests)."""
+
+    def in_flight(self, order_id: str) -> bool: ...
+    def send(self, event: OrderAccepted, on_delivered: OnDelivered, *, trace: str = "") -> None: ...
+
+
+class Acks(Protocol):
+    """What a relay tells of a delivered entry: OutboxAcker (a fake in unit tests)."""
+
+    def ack(self, sku: str, stream_id: str) -> asyncio.Future[bool]: ...
+
+
 class Relay:
     """`await relay.tick()` republishes what is stale now; `run()` ticks every `interval_s`.
 
@@ -179,9 +202,9 @@ class Relay:
 
     def __init__(
         self,
-        outbox: OutboxClient,
-        handoff: Handoff,
-        acker: OutboxAcker,
+        outbox: RelaySource,
+        handoff: RelaySink,
+        acker: Acks,
         *,
         metrics: GateMetrics,
         stale_ms: int,

@@ -6,6 +6,9 @@
   itself (gate/redis_batch.py) below the RoundTrips seam.
 - `FakeProducer` is a `gate.handoff.ProducerLike` and a `worker.dlq.ProducerLike`: it holds
   every message until the test delivers (or fails) it.
+- `FakeOutboxes`, `FakeSink` and `FakeAcks` are what `gate.outbox.Relay` reads, republishes to
+  and acks through (its RelaySource, RelaySink and Acks): outboxes by SKU, a SKU's shard can be
+  down; what was sent, with each delivery callback; what was acked.
 - `FakeConsumer` is a `worker.consumer.ConsumerLike`: it hands out scripted batches of real
   `confluent_kafka.Message`s and records every commit; `ScriptedWriter` runs the worker's loop
   over one, with each batch's PostgreSQL transaction a scripted coroutine.
@@ -20,7 +23,7 @@ import time
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal, cast
 
 import hiredis
@@ -31,7 +34,10 @@ from redis.asyncio.connection import Connection
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from flashgate import names
-from flashgate.events import encode
+from flashgate.events import OrderAccepted, encode
+from flashgate.outbox import OutboxEntry
+from gate.errors import RedisUnavailable
+from gate.handoff import OnDelivered
 from gate.scripts import Scripts
 from tests.support.orders import order
 from tests.support.poll import until
@@ -198,6 +204,56 @@ def fake_redis(server: FakeRedisServer) -> aioredis.Redis:
     """A redis-py client whose connections (and so a RedisBatcher's) talk to `server`."""
     pool = aioredis.ConnectionPool(connection_class=FakeConnection, server=server)
     return aioredis.Redis(connection_pool=pool)
+
+
+class FakeOutboxes:
+    """Outboxes by SKU (a `gate.outbox.RelaySource`); a SKU in `down` answers as a dead Redis Cluster shard would."""
+
+    def __init__(self, outboxes: dict[str, list[OutboxEntry]], down: set[str] | None = None) -> None:
+        self.outboxes, self.down = outboxes, down or set()
+
+    async def sale_skus(self) -> set[str]:
+        return set(self.outboxes)
+
+    async def lengths(self, skus: Sequence[str]) -> list[int | RedisUnavailable]:
+        return [RedisUnavailable() if sku in self.down else len(self.outboxes[sku]) for sku in skus]
+
+    async def claim(
+        self, sku: str, *, relay: str, min_age_ms: int, lease_ms: int, cursor: str, count: int
+    ) -> tuple[str, list[OutboxEntry]]:
+        if sku in self.down:
+            raise RedisUnavailable()
+        return "0-0", self.outboxes[sku]
+
+
+@dataclass
+class FakeSink:
+    """A `gate.outbox.RelaySink` that keeps what it is sent: events, traces and delivery callbacks."""
+
+    sent: list[OrderAccepted] = field(default_factory=list)
+    traces: list[str] = field(default_factory=list)
+    callbacks: list[OnDelivered] = field(default_factory=list)
+
+    def in_flight(self, order_id: str) -> bool:
+        return False
+
+    def send(self, event: OrderAccepted, on_delivered: OnDelivered, *, trace: str = "") -> None:
+        self.sent.append(event)
+        self.traces.append(trace)
+        self.callbacks.append(on_delivered)
+
+
+@dataclass
+class FakeAcks:
+    """A `gate.outbox.Acks` that records each (sku, stream id) acked."""
+
+    acked: list[tuple[str, str]] = field(default_factory=list)
+
+    def ack(self, sku: str, stream_id: str) -> asyncio.Future[bool]:
+        self.acked.append((sku, stream_id))
+        done: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        done.set_result(True)
+        return done
 
 
 @dataclass

@@ -2,51 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any, cast
-
 import pytest
 import redis.asyncio as aioredis
 
 from flashgate.outbox import OutboxEntry
 from gate.breaker import Breaker
-from gate.errors import RedisUnavailable
-from gate.handoff import Handoff
+from gate.errors import HandoffError, RedisUnavailable
 from gate.metrics import GateMetrics
-from gate.outbox import OutboxAcker, OutboxClient, Relay
+from gate.outbox import OutboxClient, Relay
 from gate.redis_batch import RedisBatcher
 from gate.scripts import Scripts
-
-
-class FakeOutbox:
-    """Outboxes by SKU; a SKU in `down` answers as a dead Redis Cluster shard would."""
-
-    def __init__(self, outboxes: dict[str, list[OutboxEntry]], down: set[str]) -> None:
-        self.outboxes, self.down = outboxes, down
-
-    async def sale_skus(self) -> set[str]:
-        return set(self.outboxes)
-
-    async def lengths(self, skus: list[str]) -> list[int | RedisUnavailable]:
-        return [RedisUnavailable() if sku in self.down else len(self.outboxes[sku]) for sku in skus]
-
-    async def claim(self, sku: str, **_: Any) -> tuple[str, list[OutboxEntry]]:
-        if sku in self.down:
-            raise RedisUnavailable()
-        return "0-0", self.outboxes[sku]
-
-
-class FakeHandoff:
-    def __init__(self) -> None:
-        self.sent: list[Any] = []
-        self.traces: list[str] = []
-
-    def in_flight(self, order_id: str) -> bool:
-        return False
-
-    def send(self, event: Any, on_delivery: Callable[..., None], *, trace: str = "") -> None:
-        self.sent.append(event)
-        self.traces.append(trace)
+from tests.support.fakes import FakeAcks, FakeOutboxes, FakeSink
 
 
 def entry(n: int) -> OutboxEntry:
@@ -54,12 +20,9 @@ def entry(n: int) -> OutboxEntry:
 
 
 async def test_a_shard_down_fails_the_tick_after_the_other_skus_are_relayed() -> None:
-    outbox = FakeOutbox({"a": [entry(1)], "b": [entry(2)], "c": [entry(3)]}, down={"b"})
-    handoff, metrics = FakeHandoff(), GateMetrics(None)
-    relay = Relay(
-        cast(OutboxClient, outbox), cast(Handoff, handoff), cast(OutboxAcker, None),
-        metrics=metrics, stale_ms=1000, batch=10, discover_s=1.0,
-    )  # fmt: skip
+    outbox = FakeOutboxes({"a": [entry(1)], "b": [entry(2)], "c": [entry(3)]}, down={"b"})
+    handoff, metrics = FakeSink(), GateMetrics(None)
+    relay = Relay(outbox, handoff, FakeAcks(), metrics=metrics, stale_ms=1000, batch=10, discover_s=1.0)
     with pytest.raises(RedisUnavailable):
         await relay.tick()
     assert sorted(e.sku for e in handoff.sent) == ["a", "c"]
@@ -88,11 +51,20 @@ async def test_lengths_put_each_unreachable_sku_s_error_in_its_place() -> None:
 async def test_a_republished_order_keeps_its_trace_context() -> None:
     traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
     traced = OutboxEntry("9-0", "0190a0e0-0000-7000-8000-000000000009", "u9", 1, "k9", 1, trace=traceparent)
-    outbox = FakeOutbox({"a": [entry(1), traced]}, down=set())
-    handoff = FakeHandoff()
-    relay = Relay(
-        cast(OutboxClient, outbox), cast(Handoff, handoff), cast(OutboxAcker, None),
-        metrics=GateMetrics(None), stale_ms=1000, batch=10, discover_s=1.0,
-    )  # fmt: skip
+    outbox = FakeOutboxes({"a": [entry(1), traced]})
+    handoff = FakeSink()
+    relay = Relay(outbox, handoff, FakeAcks(), metrics=GateMetrics(None), stale_ms=1000, batch=10, discover_s=1.0)
     assert await relay.tick() == 2
     assert handoff.traces == ["", traceparent]
+
+
+async def test_only_a_delivered_entry_is_acked() -> None:
+    """The delivery report decides: acknowledged by Kafka → acked in the outbox; failed → left for the next tick."""
+    outbox, handoff, acks = FakeOutboxes({"a": [entry(1), entry(2)]}), FakeSink(), FakeAcks()
+    relay = Relay(outbox, handoff, acks, metrics=GateMetrics(None), stale_ms=1000, batch=10, discover_s=0)
+    relay.note_sku("a")
+    assert await relay.tick() == 2
+    delivered, failed = handoff.callbacks
+    delivered(None)
+    failed(HandoffError("message timed out"))
+    assert acks.acked == [("a", "1-0")]
