@@ -1,41 +1,52 @@
-"""The `flashgate` command: one entry point, one subcommand group per concern."""
+"""The `flashgate` command: one entry point, one subcommand group per concern.
+
+Each subcommand's module is imported only when that subcommand runs (or a listing needs its
+help): `flashgate stack status` does not pay for Redis, Litestar and asyncpg.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import importlib
 from pathlib import Path
 
-import asyncpg
 import click
 
-from bench.cli import bench_group
-from gate.serve import gate_command, relay_command
-from ops import migrate
-from ops.monitor.main import monitor_command
-from ops.order import order_group
-from ops.sale.cli import sale_group
-from ops.stack.cli import stack_group
-from ops.topics.cli import topics_group
-from reconcile.cli import reconcile_group
-from worker.cli import worker_command
+# name → "module:attribute" of its click command
+SUBCOMMANDS = {
+    "stack": "ops.stack.cli:stack_group",
+    "topics": "ops.topics.cli:topics_group",
+    "gate": "gate.serve:gate_command",
+    "relay": "gate.serve:relay_command",
+    "worker": "worker.cli:worker_command",
+    "monitor": "ops.monitor.main:monitor_command",
+    "sale": "ops.sale.cli:sale_group",
+    "reconcile": "reconcile.cli:reconcile_group",
+    "order": "ops.order:order_group",
+    "bench": "bench.cli:bench_group",
+}
 
 
-@click.group()
+class LazyGroup(click.Group):
+    """A group whose subcommands in `SUBCOMMANDS` are imported on first use."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *SUBCOMMANDS})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        target = SUBCOMMANDS.get(cmd_name)
+        if target is None:
+            return super().get_command(ctx, cmd_name)
+        module, attribute = target.split(":")
+        command = getattr(importlib.import_module(module), attribute)
+        assert isinstance(command, click.Command), target
+        return command
+
+
+@click.group(cls=LazyGroup)
 @click.version_option(package_name="flashgate", message="%(prog)s %(version)s")
 def cli() -> None:
     """flashgate: a flash-sale order gate (gate, worker, on-call tools, local stack)."""
-
-
-cli.add_command(stack_group)
-cli.add_command(topics_group)
-cli.add_command(gate_command)
-cli.add_command(relay_command)
-cli.add_command(worker_command)
-cli.add_command(monitor_command)
-cli.add_command(sale_group)
-cli.add_command(reconcile_group)
-cli.add_command(order_group)
-cli.add_command(bench_group)
 
 
 @cli.command("migrate")
@@ -48,6 +59,10 @@ cli.add_command(bench_group)
 )
 def migrate_command(database_url: str, sql_dir: Path | None) -> None:
     """Apply pending SQL migrations (each once, in order); exit 1 if none are found."""
+    import asyncpg
+
+    from ops import migrate
+
     try:
         applied = asyncio.run(migrate.apply_all(database_url, sql_dir or migrate.SQL_DIR))
     except (migrate.MigrationError, asyncpg.PostgresError, OSError) as e:
