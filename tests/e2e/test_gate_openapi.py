@@ -30,7 +30,7 @@ from tests.support.stackctl import StackHandle
 ROOT = Path(__file__).resolve().parents[2]
 ST = Path(sys.executable).parent / "st"
 MAX_EXAMPLES = 10  # per operation and phase; 20 doubles the phases (10 → 20 s on the shared 2-core box)
-MAX_TIME_S = 45
+MAX_TIME_S = 30
 SEED = 1
 
 
