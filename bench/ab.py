@@ -57,6 +57,7 @@ class AbSettings:
     rounds: int = 3
     stock: int = 200_000
     duration_s: int = 10
+    warmup_s: int = 3  # unmeasured load before each run (bench/flash_sale.py)
     connections: int = 128
     threads: int = 1
     users: int = 100_000
@@ -209,7 +210,8 @@ def one_run(s: AbSettings, variant: str, checkout: Path, rnd: int, work: Path) -
             code = loaded_code(probe_file, pids, checkout)
             settings = FlashSaleSettings(
                 gate_url=f"http://127.0.0.1:{port}", redis_url=redis_url, database_url=database_url,
-                stock=s.stock, duration_s=s.duration_s, connections=s.connections, threads=s.threads,
+                stock=s.stock, duration_s=s.duration_s, warmup_s=s.warmup_s, connections=s.connections,
+                threads=s.threads,
                 users=s.users, workers=workers, bare=s.bare, out_dir=work, kafka_bootstrap=bootstrap,
                 worker_pids=(worker_pid,), save=False,
             )  # fmt: skip

@@ -63,6 +63,7 @@ def bench_group() -> None:
 @GATE_URL
 @click.option("--stock", default=10_000, show_default=True, help="Units on sale.")
 @click.option("--duration", default=10, show_default=True, help="Seconds of load (wrk -d).")
+@click.option("--warmup", default=0, show_default=True, help="Seconds of the same load first, not measured.")
 @click.option("--connections", default=128, show_default=True, help="Concurrent keep-alive connections (wrk -c).")
 @click.option("--threads", default=1, show_default=True, help="wrk threads.")
 @click.option("--users", default=100_000, show_default=True, help="Distinct buyers (X-User-Id).")
@@ -77,6 +78,7 @@ def flash_sale_command(
     gate_url: str,
     stock: int,
     duration: int,
+    warmup: int,
     connections: int,
     threads: int,
     users: int,
@@ -98,14 +100,15 @@ def flash_sale_command(
     from bench.served import ServeError
     from bench.wrk import WrkError
 
-    if min(stock, duration, connections, threads, users, workers) < 1 or connections < threads:
-        raise click.ClickException("stock, duration, users, workers >= 1 and connections >= threads >= 1")
+    if min(stock, duration, connections, threads, users, workers) < 1 or connections < threads or warmup < 0:
+        raise click.ClickException("stock, duration, users, workers >= 1, connections >= threads >= 1, warmup >= 0")
     settings = FlashSaleSettings(
         gate_url=gate_url.rstrip("/"),
         redis_url=_env("REDIS_URL"),
         database_url=_env("DATABASE_URL"),
         stock=stock,
         duration_s=duration,
+        warmup_s=warmup,
         connections=connections,
         threads=threads,
         users=users,
@@ -138,6 +141,8 @@ def flash_sale_command(
               help="A then B in each round, or alternate (A B, B A, …): a round's second run has an edge.")  # fmt: skip
 @click.option("--stock", default=200_000, show_default=True, help="Units on sale (enough to sell all window long).")
 @click.option("--duration", default=10, show_default=True, help="Seconds of load per run (wrk -d).")
+@click.option("--warmup", default=3, show_default=True,
+              help="Seconds of the same load before each measured run (a fresh gate, a broker's JIT).")  # fmt: skip
 @click.option("--connections", default=128, show_default=True, help="Concurrent keep-alive connections (wrk -c).")
 @click.option("--threads", default=1, show_default=True, help="wrk threads.")
 @click.option("--users", default=100_000, show_default=True, help="Distinct buyers (X-User-Id).")
@@ -156,6 +161,7 @@ def ab_command(
     order: str,
     stock: int,
     duration: int,
+    warmup: int,
     connections: int,
     threads: int,
     users: int,
@@ -183,12 +189,15 @@ def ab_command(
         raise click.ClickException(
             "rounds, stock, duration, users, workers, b-workers >= 1 and connections >= threads >= 1"
         )
+    if warmup < 0:
+        raise click.ClickException("warmup >= 0")
     for name in ("REDIS_URL", "DATABASE_URL", "KAFKA_BOOTSTRAP"):
         _env(name)
     a_pairs, b_pairs = _pairs(a_env), _pairs(b_env)
     try:
         settings = AbSettings(a=check_checkout(a), b=check_checkout(b), rounds=rounds, stock=stock,
-                              duration_s=duration, connections=connections, threads=threads, users=users,
+                              duration_s=duration, warmup_s=warmup, connections=connections, threads=threads,
+                              users=users,
                               workers=workers, b_workers=b_workers, bare=bare,
                               lock=Path(lock) if lock else None,
                               out_dir=out_dir, a_env=a_pairs, b_env=b_pairs, order=order)  # fmt: skip

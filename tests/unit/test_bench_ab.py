@@ -84,6 +84,14 @@ def test_cli_ab_refuses_what_cannot_run(tmp_path: Path) -> None:
     result = CliRunner().invoke(bench_group, ["ab", "--a", str(tmp_path), "--b", str(tmp_path), "--b-workers", "0"])
     assert result.exit_code == 1
     assert "b-workers >= 1" in result.output
+    result = CliRunner().invoke(
+        bench_group, ["ab", "--a", str(tmp_path), "--b", str(tmp_path), "--warmup", "-1"], env=env
+    )
+    assert result.exit_code == 1
+    assert "warmup >= 0" in result.output
+    result = CliRunner().invoke(bench_group, ["flash-sale", "--warmup", "-1"], env=env)
+    assert result.exit_code == 1
+    assert "warmup >= 0" in result.output
 
 
 def test_lines_name_each_side_s_gate_processes_when_they_differ() -> None:
