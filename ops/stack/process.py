@@ -2,7 +2,11 @@
 
 A service outlives the `flashgate` command that started it (own session, output to a log
 file). Liveness ignores zombies and checks the recorded start time, so a recycled pid is
-never mistaken for our service.
+never mistaken for our service. The start time is the kernel's, in clock ticks since boot
+(/proc/<pid>/stat), not a wall-clock time: when the wall clock is stepped (NTP, a VM's time
+sync), a wall-clock start time computed again no longer matches the recorded one, and the
+launcher would take its own running services for stopped ones (2026-12-01: a CI run's `stack
+stop` left Redis running after a ~22 s step, and the next `stack start` found the port taken).
 """
 
 from __future__ import annotations
@@ -30,7 +34,7 @@ def spawn(
 ) -> int:
     """Start `argv` in its own session with output appended to `log_path`; return its pid.
 
-    With `pid_path`, writes "<pid> <create_time>" there so `read_pid` can verify it later.
+    With `pid_path`, writes "<pid> ticks:<start ticks>" there so `read_pid` can verify it later.
     """
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with open(log_path, "ab") as log:
@@ -48,24 +52,37 @@ def spawn(
     # about a subprocess it would never wait for.
     proc.returncode = 0
     if pid_path is not None:
-        pid_path.write_text(f"{proc.pid} {psutil.Process(proc.pid).create_time()!r}\n")
+        pid_path.write_text(f"{proc.pid} {TICKS}{start_ticks(proc.pid)}\n")
     return proc.pid
 
 
+TICKS = "ticks:"
+
+
+def start_ticks(pid: int) -> int | None:
+    """When `pid` started, in clock ticks since boot (field 22 of /proc/<pid>/stat); None if it is gone."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    # The command name (field 2) is in parentheses and may hold spaces: count from the last ")".
+    return int(stat[stat.rindex(")") + 2 :].split()[19])
+
+
 def read_pid(pid_path: Path) -> int | None:
-    """The live pid recorded in `pid_path`, or None if the file is missing or the process gone."""
+    """The live pid recorded in `pid_path`, or None if the file is missing or the process gone.
+
+    A pid file of an older launcher holds a wall-clock start time instead of ticks; it is still read.
+    """
     try:
-        fields = pid_path.read_text().split()
-        pid, created = int(fields[0]), float(fields[1])
-    except (OSError, ValueError, IndexError):
+        pid, started = pid_path.read_text().split()[:2]
+        if started.startswith(TICKS):
+            same = start_ticks(int(pid)) == int(started.removeprefix(TICKS))
+        else:
+            same = abs(psutil.Process(int(pid)).create_time() - float(started)) <= 0.01
+    except (OSError, ValueError, psutil.Error):
         return None
-    try:
-        proc = psutil.Process(pid)
-        if abs(proc.create_time() - created) > 0.01:
-            return None
-    except psutil.Error:
-        return None
-    return pid if is_alive(pid) else None
+    return int(pid) if same and is_alive(int(pid)) else None
 
 
 def is_alive(pid: int) -> bool:

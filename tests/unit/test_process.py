@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+import psutil
 import pytest
 
 from ops.stack import process
@@ -25,9 +26,24 @@ def test_spawn_read_and_kill(tmp_path: Path) -> None:
 
 def test_stale_pid_file_is_not_trusted(tmp_path: Path) -> None:
     pid = spawn_python(tmp_path, "import time; time.sleep(60)")
-    (tmp_path / "p.pid").write_text(f"{pid} 12345.0\n")  # same pid, another start time
-    assert process.read_pid(tmp_path / "p.pid") is None
+    ticks = process.start_ticks(pid)
+    assert ticks is not None
+    for started in ("ticks:1", f"ticks:{ticks + 1}", "12345.0", "ticks:x", ""):  # same pid, another start
+        (tmp_path / "p.pid").write_text(f"{pid} {started}\n")
+        assert process.read_pid(tmp_path / "p.pid") is None, started
     process.kill_tree(pid)
+
+
+def test_the_start_time_does_not_move_with_the_wall_clock(tmp_path: Path) -> None:
+    """The pid file keeps kernel ticks since boot: a stepped wall clock changes psutil's create_time
+    (boot time + ticks) but not them. A pid file of an older launcher (a wall-clock time) still reads."""
+    pid = spawn_python(tmp_path, "import time; time.sleep(60)")
+    recorded = (tmp_path / "p.pid").read_text().split()
+    assert recorded == [str(pid), f"ticks:{process.start_ticks(pid)}"]
+    (tmp_path / "p.pid").write_text(f"{pid} {psutil.Process(pid).create_time()!r}\n")
+    assert process.read_pid(tmp_path / "p.pid") == pid
+    process.kill_tree(pid)
+    assert process.read_pid(tmp_path / "p.pid") is None
 
 
 def test_terminate_escalates_to_kill(tmp_path: Path) -> None:
