@@ -15,6 +15,7 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
+import tempfile
 from collections.abc import Iterator
 from functools import cache
 from pathlib import Path
@@ -24,6 +25,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
+from flashgate.kafka_client import ENV_PREFIX, ENV_PROPERTIES, PROPERTIES_FILE_ENV
 from flashgate.names import ORDERS_TOPIC, WRITERS_GROUP
 from flashgate.settings import variables
 from gate.app import live, ready
@@ -44,6 +46,8 @@ OPERATOR_KINDS = {
     ("kafka.strimzi.io/v1beta2", "Kafka"),
     ("kafka.strimzi.io/v1beta2", "KafkaNodePool"),
     ("kafka.strimzi.io/v1beta2", "KafkaTopic"),
+    ("kafka.strimzi.io/v1beta2", "KafkaUser"),
+    ("keda.sh/v1alpha1", "TriggerAuthentication"),
     ("postgresql.cnpg.io/v1", "Cluster"),
     ("postgresql.cnpg.io/v1", "Pooler"),
 }
@@ -82,6 +86,18 @@ def flashgate_containers(objects: tuple[dict[str, Any], ...]) -> Iterator[tuple[
                 yield c["args"][0], c
 
 
+def secret_value(objects: tuple[dict[str, Any], ...], name: str, key: str) -> str:
+    """A Secret's value: from a rendered Secret, or a placeholder for the `password` of the Secret
+    Strimzi makes for a KafkaUser of that name (which only a cluster can render)."""
+    rendered_secrets = [o for o in objects if o["kind"] == "Secret" and o["metadata"]["name"] == name]
+    if rendered_secrets:
+        value: str = rendered_secrets[0]["stringData"][key]
+        return value
+    assert key == "password", (name, key)
+    one(objects, "KafkaUser", name)
+    return "made-by-strimzi"
+
+
 def container_env(objects: tuple[dict[str, Any], ...], c: dict[str, Any]) -> dict[str, str]:
     """The container's environment as the process sees it, Secret and ConfigMap values resolved."""
     env: dict[str, str] = {}
@@ -92,12 +108,22 @@ def container_env(objects: tuple[dict[str, Any], ...], c: dict[str, Any]) -> dic
             env[var["name"]] = var["value"]
         else:
             ref = var["valueFrom"]["secretKeyRef"]
-            env[var["name"]] = one(objects, "Secret", ref["name"])["stringData"][ref["key"]]
+            env[var["name"]] = secret_value(objects, ref["name"], ref["key"])
     return env
 
 
+@cache
+def mounted_file() -> str:
+    """A file standing in for one a pod mounts (the Kafka CA): settings check that such files exist."""
+    path = Path(tempfile.mkdtemp(prefix="flashgate-deploy-test-")) / "mounted.pem"
+    path.write_text("")
+    return str(path)
+
+
 def settings_from(role: str, env: dict[str, str]) -> object:
-    """Build the role's settings as the process would (raises when a needed variable is missing)."""
+    """Build the role's settings as the process would (raises when a needed variable is missing);
+    a file the pod mounts (FLASHGATE_KAFKA_*_LOCATION) stands in as an empty local file."""
+    env = {k: mounted_file() if k.startswith(ENV_PREFIX) and k.endswith("_LOCATION") else v for k, v in env.items()}
     if role == "gate":
         return GateSettings.from_env(env)
     if role == "relay":
@@ -119,6 +145,7 @@ def variables_the_code_reads() -> frozenset[str]:
              for m in literal.findall(p.read_text())}  # fmt: skip
     for cls in (GateSettings, AuthSettings, WorkerSettings, MonitorSettings, ReconcileSettings):
         names |= set(variables(cls))
+    names |= {ENV_PREFIX + suffix for suffix in ENV_PROPERTIES} | {PROPERTIES_FILE_ENV}
     return frozenset(names)
 
 
@@ -186,7 +213,8 @@ def test_keda_scales_workers_on_the_writers_lag(path: str) -> None:
     scaled = one(objects, "ScaledObject", "flashgate-worker")
     (trigger,) = scaled["spec"]["triggers"]
     worker_env = container_env(objects, dict(flashgate_containers(objects))["worker"])
-    settings = WorkerSettings.from_env(env=worker_env)
+    settings = settings_from("worker", worker_env)
+    assert isinstance(settings, WorkerSettings)
     assert trigger["type"] == "kafka"
     assert (trigger["metadata"]["consumerGroup"], trigger["metadata"]["topic"]) == (settings.group, settings.topic)
     assert (settings.group, settings.topic) == (WRITERS_GROUP, ORDERS_TOPIC)
@@ -195,6 +223,43 @@ def test_keda_scales_workers_on_the_writers_lag(path: str) -> None:
     topics = [o for o in objects if o["kind"] == "KafkaTopic" and o["metadata"]["name"] == settings.topic]
     if topics:  # the overlay brings Kafka: never more workers than partitions
         assert scaled["spec"]["maxReplicaCount"] == topics[0]["spec"]["partitions"]
+
+
+def test_production_kafka_clients_authenticate_as_the_kafka_user_over_tls() -> None:
+    """Every role that talks to Kafka, and KEDA, use the listener's TLS and SCRAM mechanism as the
+    KafkaUser, with the CA file mounted where the settings say; migrate gets no Kafka credentials."""
+    objects = rendered("deploy/overlays/production")
+    kafka = one(objects, "Kafka", "flashgate")
+    (listener,) = kafka["spec"]["kafka"]["listeners"]
+    user = one(objects, "KafkaUser", "flashgate")
+    assert listener["tls"]
+    assert listener["authentication"]["type"] == user["spec"]["authentication"]["type"]
+    # Strimzi's name of the mechanism → librdkafka's, KEDA's
+    mechanism, keda_sasl = {"scram-sha-512": ("SCRAM-SHA-512", "scram_sha512")}[listener["authentication"]["type"]]
+    pods = {c["args"][0]: o["spec"]["template"]["spec"] for o in objects if o["kind"] in ("Deployment", "Job")
+            for c in o["spec"]["template"]["spec"]["containers"] if FLASHGATE_IMAGE.search(c["image"])}  # fmt: skip
+    for role, c in flashgate_containers(objects):
+        env = container_env(objects, c)
+        if role == "migrate":
+            assert "FLASHGATE_KAFKA_SASL_PASSWORD" not in env
+            continue
+        settings = settings_from(role, env)
+        security = dict(settings.kafka_security.properties)  # type: ignore[attr-defined]
+        assert (security["security.protocol"], security["sasl.mechanism"]) == ("SASL_SSL", mechanism), role
+        assert security["sasl.username"] == user["metadata"]["name"], role
+        assert env["KAFKA_BOOTSTRAP"].endswith(f":{listener['port']}"), role
+        ca = Path(env["FLASHGATE_KAFKA_SSL_CA_LOCATION"])
+        (mount,) = [m for m in c["volumeMounts"] if Path(m["mountPath"]) == ca.parent]
+        (volume,) = [v for v in pods[role]["volumes"] if v["name"] == mount["name"]]
+        assert volume["secret"]["secretName"] == f"{kafka['metadata']['name']}-cluster-ca-cert", role
+        assert {"key": "ca.crt", "path": ca.name} in volume["secret"]["items"], role
+    (trigger,) = one(objects, "ScaledObject", "flashgate-worker")["spec"]["triggers"]
+    assert (trigger["metadata"]["sasl"], trigger["metadata"]["tls"]) == (keda_sasl, "enable")
+    auth = one(objects, "TriggerAuthentication", trigger["authenticationRef"]["name"])
+    refs = {r["parameter"]: (r["name"], r["key"]) for r in auth["spec"]["secretTargetRef"]}
+    assert secret_value(objects, *refs["username"]) == user["metadata"]["name"]
+    assert refs["password"] == (user["metadata"]["name"], "password")
+    assert refs["ca"] == (f"{kafka['metadata']['name']}-cluster-ca-cert", "ca.crt")
 
 
 def test_prometheusrule_is_the_alert_rules_file() -> None:
