@@ -211,8 +211,7 @@ def one_run(s: AbSettings, variant: str, checkout: Path, rnd: int, work: Path) -
             settings = FlashSaleSettings(
                 gate_url=f"http://127.0.0.1:{port}", redis_url=redis_url, database_url=database_url,
                 stock=s.stock, duration_s=s.duration_s, warmup_s=s.warmup_s, connections=s.connections,
-                threads=s.threads,
-                users=s.users, workers=workers, bare=s.bare, out_dir=work, kafka_bootstrap=bootstrap,
+                threads=s.threads, users=s.users, workers=workers, bare=s.bare, out_dir=work, kafka_bootstrap=bootstrap,
                 worker_pids=(worker_pid,), save=False,
             )  # fmt: skip
             result = flash_sale(settings)

@@ -197,8 +197,7 @@ def ab_command(
     try:
         settings = AbSettings(a=check_checkout(a), b=check_checkout(b), rounds=rounds, stock=stock,
                               duration_s=duration, warmup_s=warmup, connections=connections, threads=threads,
-                              users=users,
-                              workers=workers, b_workers=b_workers, bare=bare,
+                              users=users, workers=workers, b_workers=b_workers, bare=bare,
                               lock=Path(lock) if lock else None,
                               out_dir=out_dir, a_env=a_pairs, b_env=b_pairs, order=order)  # fmt: skip
         record = run_ab(settings)
