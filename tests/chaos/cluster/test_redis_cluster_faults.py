@@ -157,7 +157,9 @@ async def test_moved_and_clusterdown_answer_unavailable_then_the_slots_are_found
         with pytest.raises(RedisUnavailable) as moved:
             await rt.call("GET", names.stock_key(sku))
         assert isinstance(moved.value.__cause__, MovedError), moved.value.__cause__
-        await until(lambda: rt.slot_map == truth, timeout_s=10, what="slot map read again after MOVED")
+        # Slots and their primaries: the replicas a node lists can differ by the node asked (one it
+        # has not yet seen connect, right after `stack up`), so the whole map is not compared.
+        await until(lambda: rt.slot_map.ranges == truth.ranges, timeout_s=10, what="slot map read again after MOVED")
         assert await rt.call("SET", names.stock_key(sku), "1") == "OK"
 
         # A node in cluster mode that serves no slot: CLUSTERDOWN; its empty map is passed over for the seeds'.
@@ -166,13 +168,18 @@ async def test_moved_and_clusterdown_answer_unavailable_then_the_slots_are_found
             with pytest.raises(RedisUnavailable) as down:
                 await rt.call("GET", names.stock_key(sku))
             assert isinstance(down.value.__cause__, ClusterDownError), down.value.__cause__
-            await until(lambda: rt.slot_map == truth, timeout_s=10, what="slot map read again after CLUSTERDOWN")
+            await until(
+                lambda: rt.slot_map.ranges == truth.ranges, timeout_s=10, what="slot map read again after CLUSTERDOWN"
+            )
         # No node serves the slot: 503 without a round trip.
         rt._map = SlotMap(((0, 1, owner or wrong),))
         with pytest.raises(RedisUnavailable):
             rt.call("GET", names.stock_key(sku) if orderindex.sku_slot(sku) > 1 else "x")
     finally:
-        await rt.close()
+        # Bounded: once, after a failed check, this test hung until pytest-timeout with nothing logged;
+        # a close that hangs must fail here, with the await it hangs on in the traceback.
+        async with asyncio.timeout(30):
+            await rt.close()
 
 
 async def reconcile_apply(stack: StackHandle, sku: str) -> tuple[int, str]:
