@@ -12,6 +12,7 @@ import os
 import shutil
 import signal
 import subprocess
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -94,7 +95,8 @@ class ScratchRedis:
         return f"redis://127.0.0.1:{self.port}/0"
 
     def client(self) -> aioredis.Redis:
-        return aioredis.Redis(port=self.port, decode_responses=True, socket_timeout=5)
+        # Bounded connect and read: a server that accepts and stays silent must fail the wait below, not stall it.
+        return aioredis.Redis(port=self.port, decode_responses=True, socket_timeout=2, socket_connect_timeout=2)
 
 
 @asynccontextmanager
@@ -104,14 +106,18 @@ async def scratch_redis(home: Path, *options: str) -> AsyncIterator[ScratchRedis
     try:
         client = server.client()
         try:
-            for _ in range(200):
+            deadline = time.monotonic() + 15
+            while True:
                 try:
                     if await client.ping():
                         break
                 except RedisError:
+                    if time.monotonic() > deadline or server.proc.poll() is not None:
+                        log = (home.parent / f"{home.name}.log").read_text()[-500:]
+                        raise AssertionError(
+                            f"scratch redis-server on {server.port} did not answer PING: {log}"
+                        ) from None
                     await asyncio.sleep(0.05)
-            else:
-                raise AssertionError(f"scratch redis-server on {server.port} did not answer PING")
         finally:
             await client.aclose()
         yield server
