@@ -12,7 +12,6 @@ import os
 import shutil
 import signal
 import subprocess
-import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -22,6 +21,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from ops.stack.ports import free_port
+from tests.support.poll import until
 from tests.support.stackctl import StackHandle
 
 
@@ -94,6 +94,9 @@ class ScratchRedis:
     def url(self) -> str:
         return f"redis://127.0.0.1:{self.port}/0"
 
+    def log_tail(self) -> str:
+        return _log_path(self.home).read_text()[-500:]
+
     def client(self) -> aioredis.Redis:
         # Bounded connect and read: a server that accepts and stays silent must fail the wait below, not stall it.
         return aioredis.Redis(port=self.port, decode_responses=True, socket_timeout=2, socket_connect_timeout=2)
@@ -105,19 +108,18 @@ async def scratch_redis(home: Path, *options: str) -> AsyncIterator[ScratchRedis
     server = await asyncio.to_thread(_spawn_redis, home, options)
     try:
         client = server.client()
+
+        async def answers() -> bool:
+            try:
+                return bool(await client.ping())
+            except RedisError:
+                if server.proc.poll() is not None:
+                    raise AssertionError(f"scratch redis-server on {server.port} exited: {server.log_tail()}") from None
+                return False
+
         try:
-            deadline = time.monotonic() + 15
-            while True:
-                try:
-                    if await client.ping():
-                        break
-                except RedisError:
-                    if time.monotonic() > deadline or server.proc.poll() is not None:
-                        log = (home.parent / f"{home.name}.log").read_text()[-500:]
-                        raise AssertionError(
-                            f"scratch redis-server on {server.port} did not answer PING: {log}"
-                        ) from None
-                    await asyncio.sleep(0.05)
+            await until(answers, timeout_s=15, what=f"scratch redis-server on {server.port} answering PING",
+                        state=server.log_tail)  # fmt: skip
         finally:
             await client.aclose()
         yield server
@@ -126,12 +128,16 @@ async def scratch_redis(home: Path, *options: str) -> AsyncIterator[ScratchRedis
         server.proc.wait(timeout=10)
 
 
+def _log_path(home: Path) -> Path:
+    return home.parent / f"{home.name}.log"
+
+
 def _spawn_redis(home: Path, options: tuple[str, ...]) -> ScratchRedis:
     home.mkdir(parents=True, exist_ok=True)
     port = free_port()
     args = ["redis-server", "--bind", "127.0.0.1", "--port", str(port), "--dir", str(home), "--save", ""]
     args += ["--enable-protected-configs", "yes", *options]
-    with (home.parent / f"{home.name}.log").open("ab") as log:
+    with _log_path(home).open("ab") as log:
         proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT)
     return ScratchRedis(port, home, proc)
 
