@@ -77,13 +77,19 @@ def one(objects: tuple[dict[str, Any], ...], kind: str, name: str) -> dict[str, 
     return found
 
 
-def flashgate_containers(objects: tuple[dict[str, Any], ...]) -> Iterator[tuple[str, dict[str, Any]]]:
-    """(role, container) for every container running the flashgate image; role = its subcommand."""
+def flashgate_pods(objects: tuple[dict[str, Any], ...]) -> Iterator[tuple[str, dict[str, Any], dict[str, Any]]]:
+    """(role, pod spec, container) for every container running the flashgate image; role = its subcommand."""
     for o in objects:
         spec = o.get("spec", {}).get("template", {}).get("spec", {})
         for c in spec.get("containers", []):
             if FLASHGATE_IMAGE.search(c["image"]):
-                yield c["args"][0], c
+                yield c["args"][0], spec, c
+
+
+def flashgate_containers(objects: tuple[dict[str, Any], ...]) -> Iterator[tuple[str, dict[str, Any]]]:
+    """(role, container) for every container running the flashgate image."""
+    for role, _, c in flashgate_pods(objects):
+        yield role, c
 
 
 def secret_value(objects: tuple[dict[str, Any], ...], name: str, key: str) -> str:
@@ -236,9 +242,7 @@ def test_production_kafka_clients_authenticate_as_the_kafka_user_over_tls() -> N
     assert listener["authentication"]["type"] == user["spec"]["authentication"]["type"]
     # Strimzi's name of the mechanism → librdkafka's, KEDA's
     mechanism, keda_sasl = {"scram-sha-512": ("SCRAM-SHA-512", "scram_sha512")}[listener["authentication"]["type"]]
-    pods = {c["args"][0]: o["spec"]["template"]["spec"] for o in objects if o["kind"] in ("Deployment", "Job")
-            for c in o["spec"]["template"]["spec"]["containers"] if FLASHGATE_IMAGE.search(c["image"])}  # fmt: skip
-    for role, c in flashgate_containers(objects):
+    for role, pod, c in flashgate_pods(objects):
         env = container_env(objects, c)
         if role == "migrate":
             assert "FLASHGATE_KAFKA_SASL_PASSWORD" not in env
@@ -250,7 +254,7 @@ def test_production_kafka_clients_authenticate_as_the_kafka_user_over_tls() -> N
         assert env["KAFKA_BOOTSTRAP"].endswith(f":{listener['port']}"), role
         ca = Path(env["FLASHGATE_KAFKA_SSL_CA_LOCATION"])
         (mount,) = [m for m in c["volumeMounts"] if Path(m["mountPath"]) == ca.parent]
-        (volume,) = [v for v in pods[role]["volumes"] if v["name"] == mount["name"]]
+        (volume,) = [v for v in pod["volumes"] if v["name"] == mount["name"]]
         assert volume["secret"]["secretName"] == f"{kafka['metadata']['name']}-cluster-ca-cert", role
         assert {"key": "ca.crt", "path": ca.name} in volume["secret"]["items"], role
     (trigger,) = one(objects, "ScaledObject", "flashgate-worker")["spec"]["triggers"]
