@@ -430,7 +430,8 @@ async def test_relay_claims_only_from_outboxes_that_hold_entries(stack: StackHan
         handoff = SimpleNamespace(
             in_flight=lambda _oid: False, send=lambda event, _cb, **_: sent.append(str(event.order_id))
         )
-        relay = Relay(outbox, handoff, OutboxAcker(outbox), metrics=GateMetrics(),
+        metrics = GateMetrics()
+        relay = Relay(outbox, handoff, OutboxAcker(outbox, metrics=metrics), metrics=metrics,
                       stale_ms=1, batch=10, discover_s=0)  # fmt: skip
         relay.skus.update((*idle, name))
         await asyncio.sleep(0.01)  # the entry is stale now
