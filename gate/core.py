@@ -86,7 +86,7 @@ class Gate:
             metrics=self.metrics,
         )
         self.outbox = OutboxClient(self.batcher, self.scripts)
-        self.acker = OutboxAcker(self.outbox, metrics=self.metrics)
+        self.acker = OutboxAcker(self.outbox)
         self.relay = Relay(
             self.outbox,
             self.handoff,

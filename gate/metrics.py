@@ -103,13 +103,6 @@ class GateMetrics:
             ["result"],
             registry=r,
         )
-        self._p_outbox_ack_calls = Counter(
-            "flashgate_gate_outbox_ack_calls_total",
-            "Calls that deleted delivered orders' outbox entries: riding the SKU's next admission (rode), or "
-            "outbox_ack.lua on their own (alone: no admission of that SKU within 2 ms, or its call failed).",
-            ["how"],
-            registry=r,
-        )
         self._p_relay_republished = Counter(
             "flashgate_relay_republished_total", "Outbox entries the relay handed to Kafka again.", registry=r
         )
@@ -138,7 +131,6 @@ class GateMetrics:
         self.requests: Tally[tuple[str, str]] = Tally()  # (status, outcome)
         self.kafka_deliveries: Tally[str] = Tally()  # result
         self.handoffs: Tally[str] = Tally()  # result
-        self.outbox_ack_calls: Tally[str] = Tally()  # how: rode, alone
         self.relay_ticks: Tally[str] = Tally()  # result
         self.redis_wait_unacked: Tally[str] = Tally()  # node (host:port of a cluster primary)
         self.events: Tally[str] = Tally()  # unlabelled counters: relay_republished, soldout_cache_hits, shed
@@ -164,7 +156,6 @@ class GateMetrics:
         for tally, metric in (
             (self.kafka_deliveries, self._p_kafka_deliveries),
             (self.handoffs, self._p_handoffs),
-            (self.outbox_ack_calls, self._p_outbox_ack_calls),
             (self.relay_ticks, self._p_relay_ticks),
             (self.redis_wait_unacked, self._p_redis_wait_unacked),
         ):

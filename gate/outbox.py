@@ -145,9 +145,8 @@ class OutboxAcker:
     the order reads `queued`, so its answer says so too.
     """
 
-    def __init__(self, outbox: OutboxClient, *, metrics: GateMetrics, ride_s: float = ACK_RIDE_S) -> None:
+    def __init__(self, outbox: OutboxClient, *, ride_s: float = ACK_RIDE_S) -> None:
         self._outbox = outbox
-        self._calls = metrics.outbox_ack_calls
         self._ride_s = ride_s
         self._pending: dict[str, PendingAcks] = {}
         self._alone: asyncio.TimerHandle | None = None  # when what still waits goes alone
@@ -178,7 +177,6 @@ class OutboxAcker:
     def settle(self, pending: PendingAcks, deleted: int) -> None:
         """The admission call that carried `pending` deleted `deleted` of them (the others were gone already)."""
         self.acked += deleted
-        self._calls["rode"] += 1
         pending.done.set_result(True)
 
     def send(self, sku: str, pending: PendingAcks) -> None:
@@ -194,7 +192,6 @@ class OutboxAcker:
             self.send(sku, pending)
 
     async def _ack(self, sku: str, pending: PendingAcks) -> None:
-        self._calls["alone"] += 1
         ok = False
         try:
             deleted = await self._outbox.ack(sku, pending.ids)  # not `+= await`: that reads `acked` before the await

@@ -430,8 +430,7 @@ async def test_relay_claims_only_from_outboxes_that_hold_entries(stack: StackHan
         handoff = SimpleNamespace(
             in_flight=lambda _oid: False, send=lambda event, _cb, **_: sent.append(str(event.order_id))
         )
-        metrics = GateMetrics()
-        relay = Relay(outbox, handoff, OutboxAcker(outbox, metrics=metrics), metrics=metrics,
+        relay = Relay(outbox, handoff, OutboxAcker(outbox), metrics=GateMetrics(),
                       stale_ms=1, batch=10, discover_s=0)  # fmt: skip
         relay.skus.update((*idle, name))
         await asyncio.sleep(0.01)  # the entry is stale now

@@ -59,7 +59,7 @@ async def rig(
     admission = AdmissionClient(redis, Scripts(), idem_ttl_s=60)
     handoff = Handoff({"message.timeout.ms": 1000}, "orders", metrics=metrics, producer_factory=lambda _: producer)
     outbox = OutboxClient(redis, Scripts())
-    acker = OutboxAcker(outbox, metrics=metrics, ride_s=ride_s)
+    acker = OutboxAcker(outbox, ride_s=ride_s)
     relay = Relay(outbox, handoff, acker, metrics=metrics, stale_ms=60_000, batch=100, discover_s=0)
     desk = OrderDesk(
         admission=admission,

@@ -6,14 +6,13 @@ import asyncio
 
 from flashgate import names
 from gate.errors import RedisUnavailable
-from gate.metrics import GateMetrics
 from gate.outbox import MAX_ACKS_PER_CALL, OutboxAcker, OutboxClient
 from gate.scripts import Scripts
 from tests.support.fakes import Command, FakeRoundTrips, plain_redis, script_args, script_of
 
 
-def acker(redis: FakeRoundTrips, *, ride_s: float = 0.002, metrics: GateMetrics | None = None) -> OutboxAcker:
-    return OutboxAcker(OutboxClient(redis, Scripts()), metrics=metrics or GateMetrics(), ride_s=ride_s)
+def acker(redis: FakeRoundTrips, *, ride_s: float = 0.002) -> OutboxAcker:
+    return OutboxAcker(OutboxClient(redis, Scripts()), ride_s=ride_s)
 
 
 async def test_acks_of_one_tick_are_one_call_per_sku_in_one_round_trip() -> None:
@@ -50,8 +49,8 @@ async def test_a_failed_ack_resolves_false_for_its_sku_only() -> None:
 
 
 async def test_acks_nobody_carries_go_alone_after_the_ride_and_at_shutdown() -> None:
-    redis, metrics = FakeRoundTrips(), GateMetrics()
-    a = acker(redis, ride_s=0.05, metrics=metrics)
+    redis = FakeRoundTrips()
+    a = acker(redis, ride_s=0.05)
     done = a.ack("a", "1-0")
     await asyncio.sleep(0.01)
     assert redis.commands == []  # still waiting for an admission of "a" to ride
@@ -61,12 +60,11 @@ async def test_acks_nobody_carries_go_alone_after_the_ride_and_at_shutdown() -> 
     await a.drain()
     assert done.result() is True
     assert [script_args(c)[1] for c in redis.scripts(names.OUTBOX_ACK_SCRIPT)] == [["1-0"], ["2-0"]]
-    assert dict(metrics.outbox_ack_calls) == {"alone": 1}  # the second acker had metrics of its own
 
 
 async def test_a_taken_ride_leaves_nothing_to_send_alone() -> None:
-    redis, metrics = FakeRoundTrips(), GateMetrics()
-    a = acker(redis, ride_s=0.01, metrics=metrics)
+    redis = FakeRoundTrips()
+    a = acker(redis, ride_s=0.01)
     done = a.ack("a", "1-0")
     pending = a.take("a")
     assert pending is not None
@@ -75,7 +73,6 @@ async def test_a_taken_ride_leaves_nothing_to_send_alone() -> None:
     a.settle(pending, deleted=1)
     await asyncio.sleep(0.03)
     assert (done.result(), a.acked, redis.commands) == (True, 1, [])
-    assert dict(metrics.outbox_ack_calls) == {"rode": 1}
 
 
 async def test_a_full_ride_goes_at_once() -> None:
