@@ -103,13 +103,13 @@ async def _run(sku: str, orders: int, concurrency: int) -> AppRun:
         await _load(app, sku.encode(), range(WARMUP_ORDERS), concurrency, run, warm)
         if set(warm) == {202}:
             admission = app.state.gate.admission
-            real = admission.admit_and_ack
+            real = admission.admit_batch
 
-            async def counted(sku_: str, reqs: Any, order_ids: Any, acks: Any) -> Any:
+            async def counted(sku_: str, reqs: Any, order_ids: Any) -> Any:
                 calls.append(len(reqs))
-                return await real(sku_, reqs, order_ids, acks)
+                return await real(sku_, reqs, order_ids)
 
-            admission.admit_and_ack = counted
+            admission.admit_batch = counted
             cpu0, thread0, wall0 = time.process_time(), time.thread_time(), time.perf_counter()
             await _load(app, sku.encode(), range(WARMUP_ORDERS, WARMUP_ORDERS + orders), concurrency, run, statuses)
             cpu, thread, wall = time.process_time() - cpu0, time.thread_time() - thread0, time.perf_counter() - wall0

@@ -74,11 +74,8 @@ SLOTS_PER_ORDER = 5  # width of one order's reply in admit.lua's flat array
 
 
 def parse_admit(raw: Sequence[Any], order_ids: Sequence[str]) -> list[Admission]:
-    """admit.lua's flat reply → one Admission per order; ValueError on a reply the header does not list.
-
-    The reply's last slot (acked entries deleted) is not an order's: `AdmissionClient.admit_and_ack` reads it.
-    """
-    if len(raw) != SLOTS_PER_ORDER * len(order_ids) + 1:
+    """admit.lua's flat reply → one Admission per order; ValueError on a reply the header does not list."""
+    if len(raw) != SLOTS_PER_ORDER * len(order_ids):
         raise ValueError(f"admit.lua answered {len(raw)} slots for {len(order_ids)} orders")
     out: list[Admission] = []
     for i, order_id in enumerate(order_ids):
@@ -122,15 +119,6 @@ class AdmissionClient:
         Every order id must carry the SKU's slot and the same day (`flashgate.orderindex`): the
         index entry of the whole batch goes to the hash of the first one.
         """
-        return (await self.admit_and_ack(sku, reqs, order_ids, ()))[0]
-
-    async def admit_and_ack(
-        self, sku: str, reqs: Sequence[AdmitRequest], order_ids: Sequence[str], acks: Sequence[str]
-    ) -> tuple[list[Admission], int]:
-        """`admit_batch`, in a call that first deletes the SKU's acked outbox entries `acks` (stream ids).
-
-        → (one Admission per order, how many of `acks` this call deleted).
-        """
         slot = orderindex.sku_slot(sku)
         first = uuid.UUID(order_ids[0])
         if any(orderindex.text_slot(o) != slot for o in order_ids):
@@ -148,14 +136,12 @@ class AdmissionClient:
             self._idem_ttl_s,
             orderindex.index_ttl_s(self._idem_ttl_s),
             sku,
-            len(acks),
-            *acks,
         ]
         for req, order_id in zip(reqs, order_ids, strict=True):
             field = names.idem_field(req.user, req.key)
             args += (req.fingerprint, req.qty, order_id, req.user, req.key, field, req.trace)
         raw = await self._scripts.call(self._batcher, names.ADMIT_SCRIPT, keys, args)
-        return parse_admit(raw, order_ids), int(raw[-1])
+        return parse_admit(raw, order_ids)
 
     async def buyers(self, sku: str) -> set[str]:
         """Every user with units admitted on this SKU (bounded by its stock)."""

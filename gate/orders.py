@@ -4,16 +4,15 @@
         │
         ▼ queued with the other orders of this event-loop tick, per SKU
     _admit: ONE admit.lua call for up to `batch_max` orders of one SKU             [Redis]
-        │   each order still gets its own atomic decision, in arrival order; the call
-        │   also deletes the SKU's outbox entries delivered since the last one (the acks)
+        │   each order still gets its own atomic decision, in arrival order
         │── not admitted (replay, 404, 409, 422) ──────────────────────────────▶ answered now
         │── 429 ──▶ RateLimit fields (gate/ratelimit.py; the SKU's policy, cached) ──▶ answered
         ▼ admitted: the order is in the SKU's outbox stream
     Handoff.send per order (no key: sticky partitions, broker-sized batches)       [Kafka]
         │── budget passes first, or Kafka refuses/fails ───────▶ 202 queued (safe in the outbox)
         ▼ delivery report, polled from the loop
-    OutboxAcker: XDEL of the delivered entries, riding the SKU's next admit.lua   [Redis]
-        │        call (within 2 ms; else outbox_ack.lua alone), one call per SKU
+    OutboxAcker: XDEL of the tick's delivered entries, one call per SKU           [Redis]
+        │
         ▼ ack done ──────────────────────────────────────────────────────────────▶ 202 accepted
 
 An order's stage only moves forward, and no answer reports an earlier stage than one already
@@ -131,8 +130,12 @@ class OrderDesk:
             slot = self._slots[sku] = orderindex.sku_slot(sku)
         now_ms = time.time_ns() // 1_000_000  # one day for the whole batch: one index hash
         order_ids = [str(oid) for oid in orderindex.new_order_ids(slot, len(batch), now_ms)]
-        results = await self._judged(sku, batch, order_ids)
-        if results is None:
+        try:
+            results = await self._admission.admit_batch(sku, [w.req for w in batch], order_ids)
+        except Exception as e:  # RedisUnavailable → 503 for each; anything else → 500 for each
+            for w in batch:
+                if not w.answer.done():
+                    w.answer.set_exception(e)
             return
         handed: list[_Waiting] = []
         for w, adm in zip(batch, results, strict=True):
@@ -145,24 +148,6 @@ class OrderDesk:
                 self._answer_judged(sku, w, adm, now_ms)
         if handed:
             asyncio.get_running_loop().call_later(self._budget_s, self._budget_passed, handed)
-
-    async def _judged(self, sku: str, batch: list[_Waiting], order_ids: list[str]) -> list[Admission] | None:
-        """The batch's admit.lua call, carrying the SKU's waiting acks; None if it failed (each order has its error)."""
-        acks = self._acker.take(sku)  # delivered entries of this SKU: deleted by this same call
-        try:
-            results, deleted = await self._admission.admit_and_ack(
-                sku, [w.req for w in batch], order_ids, () if acks is None else acks.ids
-            )
-        except Exception as e:  # RedisUnavailable → 503 for each; anything else → 500 for each
-            if acks is not None:
-                self._acker.send(sku, acks)  # alone: outbox_ack.lua runs where admit.lua may not (maxmemory)
-            for w in batch:
-                if not w.answer.done():
-                    w.answer.set_exception(e)
-            return None
-        if acks is not None:
-            self._acker.settle(acks, deleted)
-        return results
 
     def _answer_judged(self, sku: str, w: _Waiting, adm: Admission, now_ms: int) -> None:
         """An order Redis did not admit now: a replay, or a refusal (404, 409, 422, 429)."""

@@ -3,8 +3,7 @@
     admit.lua XADDs one entry per admitted order (gate/orders.py)
         │
         ▼ Handoff.send(event_of(entry)) ─▶ delivery report, on the loop
-    OutboxAcker: the delivered entries' XDEL rides the SKU's next admit.lua call (within
-    ACK_RIDE_S), else goes alone (outbox_ack.lua); one call per SKU either way
+    OutboxAcker: outbox_ack.lua (XDEL) of the tick's delivered entries, one call per SKU
         ▲
         │ delivered
     Relay, every interval in every gate process (and `flashgate relay`):
@@ -24,7 +23,6 @@ import socket
 import time
 import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import partial
 from typing import Any, Protocol
@@ -117,39 +115,18 @@ def event_of(sku: str, entry: OutboxEntry) -> OrderAccepted:
     )
 
 
-# How long a delivered entry's ack waits for an admit.lua call of its SKU to ride (OutboxAcker).
-ACK_RIDE_S = 0.002
-# At most this many acks in one call (a script's arguments are unpacked on Lua's C stack: < 8000).
-MAX_ACKS_PER_CALL = 1000
-
-
-@dataclass(slots=True)
-class PendingAcks:
-    """Delivered entries of one SKU waiting for their ack call, and the future they share."""
-
-    ids: list[str]
-    done: asyncio.Future[bool]
-
-
 class OutboxAcker:
-    """`ack(sku, stream_id)` after Kafka delivery; one call per SKU, riding the SKU's next admission.
+    """`ack(sku, stream_id)` after Kafka delivery; one outbox_ack.lua call per SKU per event-loop tick.
 
-    `ack` returns a future that completes when the entry's call is done: True once the entry is
-    gone from the outbox (deleted now, or already), False if the call failed. The acks of a SKU
-    wait up to `ride_s` for the SKU's next admit.lua call, which deletes them first (`take` and
-    `settle`, gate/orders.py): one script call, round trip and AOF fsync per tick instead of
-    two. Nobody admitting that SKU meanwhile (a quiet sale, a relay process), they go alone
-    (outbox_ack.lua); so do the acks of an admission call that failed, since outbox_ack.lua also
-    runs at Redis's maxmemory. A failed ack is logged and dropped: the entry stays pending and a
-    relay republishes it later, a harmless duplicate (the worker dedups by order id); until then
-    the order reads `queued`, so its answer says so too.
+    `ack` returns a future that completes when the SKU's call is done: True once the entry is gone
+    from the outbox (deleted now, or already), False if the call failed. A failed ack is logged and
+    dropped: the entry stays pending and a relay republishes it later, a harmless duplicate (the
+    worker dedups by order id); until then the order reads `queued`, so its answer says so too.
     """
 
-    def __init__(self, outbox: OutboxClient, *, ride_s: float = ACK_RIDE_S) -> None:
+    def __init__(self, outbox: OutboxClient) -> None:
         self._outbox = outbox
-        self._ride_s = ride_s
-        self._pending: dict[str, PendingAcks] = {}
-        self._alone: asyncio.TimerHandle | None = None  # when what still waits goes alone
+        self._pending: dict[str, tuple[list[str], asyncio.Future[bool]]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self.acked = 0
 
@@ -157,59 +134,34 @@ class OutboxAcker:
         pending = self._pending.get(sku)
         if pending is None:
             loop = asyncio.get_running_loop()
-            pending = self._pending[sku] = PendingAcks([], loop.create_future())
-            if self._alone is None:
-                self._alone = loop.call_later(self._ride_s, self._send_waiting)
-        pending.ids.append(stream_id)
-        if len(pending.ids) >= MAX_ACKS_PER_CALL:  # full: it goes now
-            self.take(sku)
-            self.send(sku, pending)
-        return pending.done
+            if not self._pending:
+                loop.call_soon(self._flush)
+            pending = self._pending[sku] = ([], loop.create_future())
+        pending[0].append(stream_id)
+        return pending[1]
 
-    def take(self, sku: str) -> PendingAcks | None:
-        """The SKU's acks still waiting, for an admit.lua call about to go; it then calls `settle` or `send`."""
-        pending = self._pending.pop(sku, None)
-        if not self._pending and self._alone is not None:  # the next ack waits its whole ride_s
-            self._alone.cancel()
-            self._alone = None
-        return pending
+    def _flush(self) -> None:
+        pending, self._pending = self._pending, {}
+        loop = asyncio.get_running_loop()
+        for sku, (ids, done) in pending.items():
+            task = loop.create_task(self._ack(sku, ids, done))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
 
-    def settle(self, pending: PendingAcks, deleted: int) -> None:
-        """The admission call that carried `pending` deleted `deleted` of them (the others were gone already)."""
-        self.acked += deleted
-        pending.done.set_result(True)
-
-    def send(self, sku: str, pending: PendingAcks) -> None:
-        """outbox_ack.lua for `pending` alone (nothing carried them, or their ride failed)."""
-        task = asyncio.get_running_loop().create_task(self._ack(sku, pending))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-
-    def _send_waiting(self) -> None:
-        self._alone = None
-        waiting, self._pending = self._pending, {}
-        for sku, pending in waiting.items():
-            self.send(sku, pending)
-
-    async def _ack(self, sku: str, pending: PendingAcks) -> None:
+    async def _ack(self, sku: str, ids: list[str], done: asyncio.Future[bool]) -> None:
         ok = False
         try:
-            deleted = await self._outbox.ack(sku, pending.ids)  # not `+= await`: that reads `acked` before the await
+            deleted = await self._outbox.ack(sku, ids)  # not `+= await`: that reads `acked` before the await
             self.acked += deleted
             ok = True
         except Exception as e:  # Redis down, an error reply: the relay covers both
-            log.warning(
-                "outbox ack of %d entries of %s failed, the relay will republish them: %s", len(pending.ids), sku, e
-            )
+            log.warning("outbox ack of %d entries of %s failed, the relay will republish them: %s", len(ids), sku, e)
         finally:
-            pending.done.set_result(ok)
+            done.set_result(ok)
 
     async def drain(self) -> None:
-        """Send what waits for a ride, and wait for acks in flight (shutdown)."""
+        """Wait for acks in flight (shutdown)."""
         await asyncio.sleep(0)
-        if self._alone is not None:
-            self._alone.cancel()
-            self._send_waiting()
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
 

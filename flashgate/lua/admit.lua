@@ -13,12 +13,6 @@
 -- time), so an admission writes nothing for them. The shebang makes Redis refuse the whole call
 -- before it runs (OOM, MISCONF, READONLY), so an error reply never leaves half a batch written.
 --
--- The call also deletes the SKU's outbox entries Kafka has acknowledged since the last call (the
--- gate's acks ride the next admission: one script call, one round trip and one AOF fsync per tick
--- instead of two; gate/outbox.py OutboxAcker). That XDEL comes first, so a replay in the same batch
--- of an order just acked reads it as no longer pending. Refused whole like the rest (at maxmemory
--- too), the gate then sends those acks alone with outbox_ack.lua, which may run at maxmemory.
---
 -- Time-bucketed hashes. Stored answers and GCRA states expire, and Redis 7.0 hash fields cannot:
 -- so they live in hashes per bucket of Redis time, `<prefix>:<bucket>`, written in the current
 -- bucket, read from the current and the previous one, and expiring when the bucket stops being
@@ -44,12 +38,10 @@
 --                          theoretical arrival time, µs
 --
 -- ARGV[1] idempotency TTL, s   ARGV[2] order-index TTL, s   ARGV[3] SKU
--- ARGV[4] m, how many acked outbox entry ids follow   ARGV[5..4+m] those stream ids (XDEL first)
--- ARGV[4+m+7i-6..4+m+7i] of order i (i = 1..n): fingerprint, qty (>= 1), order id (uuid7, new),
---                  user id, idempotency key, answer field, traceparent ('' for none)
+-- ARGV[7i-3..7i+3] of order i (i = 1..n): fingerprint, qty (>= 1), order id (uuid7, new), user
+--                  id, idempotency key, answer field, traceparent ('' for none)
 --
--- Returns a flat array, 5 slots per order, in ARGV order, then one last slot: how many of the m
--- acked entries this call deleted (0 for ids already gone: acking twice deletes once).
+-- Returns a flat array, 5 slots per order, in ARGV order:
 --   0 ACCEPTED     accepted_at_us, stream_id, stock_left, allowance (answer stored); allowance is 0
 --                  without a rate limit, else "remaining,reset_s,rate,burst": orders this user may
 --                  still send now, seconds until the full burst is back, the sale's policy
@@ -64,13 +56,9 @@
 -- Unused slots are 0.
 
 local idem_ttl, index_ttl, sku = tonumber(ARGV[1]), ARGV[2], ARGV[3]
-local acks = tonumber(ARGV[4])
 local WIDTH = 7
-local BASE = 4 + acks - WIDTH + 1  -- order i's arguments start at ARGV[BASE + WIDTH * i]
-local n = (#ARGV - 4 - acks) / WIDTH
+local n = (#ARGV - 3) / WIDTH
 local out = {}
-local acked = 0
-if acks > 0 then acked = redis.call('XDEL', KEYS[4], unpack(ARGV, 5, 4 + acks)) end
 
 local sale = redis.call('HMGET', KEYS[1], 'units', 'starts_at_ms', 'ends_at_ms', 'per_user_limit', 'rate_per_s', 'burst')
 local t = redis.call('TIME')
@@ -93,7 +81,7 @@ end
 -- What the batch reads, once: the answers, per-user units and GCRA states of its orders.
 local users, fields = {}, {}
 for i = 1, n do
-  local a = BASE + WIDTH * i
+  local a = WIDTH * i - 3
   users[i], fields[i] = ARGV[a + 3], ARGV[a + 5]
 end
 local idem_cur, idem_prev, idem_expiry = buckets(KEYS[6], idem_ttl * 1000)
@@ -142,7 +130,7 @@ end
 
 -- Judge order i; every return path adds exactly one reply.
 local function judge(i)
-  local a = BASE + WIDTH * i
+  local a = WIDTH * i - 3
   local fingerprint, qty, order_id, user, key, field =
     ARGV[a], tonumber(ARGV[a + 1]), ARGV[a + 2], ARGV[a + 3], ARGV[a + 4], ARGV[a + 5]
 
@@ -231,5 +219,4 @@ if taken > 0 then
   redis.call('HSET', KEYS[5], unpack(index))
   redis.call('EXPIRE', KEYS[5], index_ttl)
 end
-out[#out + 1] = acked
 return out

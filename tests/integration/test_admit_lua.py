@@ -291,30 +291,6 @@ async def test_one_call_judges_a_batch_in_order_as_separate_calls_would(stack: S
         assert [(a.code, a.replayed) for a in again] == [(Code.USER_LIMIT, True), (Code.SOLD_OUT, True)]
 
 
-async def test_acks_riding_an_admission_are_deleted_before_its_orders_are_judged(stack: StackHandle, name: str) -> None:
-    async with admission_client(stack) as (client, r):
-        await put_sale(r, Sale(sku=name, units=5))
-        slot = sku_slot(name)
-        first, second = await client.admit_batch(
-            name, [req(name, key="1"), req(name, key="2")], [str(new_order_id(slot)) for _ in range(2)]
-        )
-        acks = [first.stream_id, second.stream_id, first.stream_id, "1-0"]  # one twice, one never there
-        got, deleted = await client.admit_and_ack(
-            name, [req(name, key="1"), req(name, key="3")], [str(new_order_id(slot)) for _ in range(2)], acks
-        )
-        assert deleted == 2
-        replay, new = got
-        # The replay comes after the XDEL: its order is no longer pending in the outbox.
-        assert (replay.code, replay.replayed, replay.order_id, replay.pending) == (
-            Code.ACCEPTED, True, first.order_id, False,
-        )  # fmt: skip
-        assert (new.code, new.stock_left) == (Code.ACCEPTED, 2)
-        entries: list[tuple[str, dict[str, str]]] = await r.xrange(names.outbox_key(name))  # type: ignore[assignment]
-        assert [sid for sid, _ in entries] == [new.stream_id]
-        _, again = await client.admit_and_ack(name, [req(name, key="4")], [str(new_order_id(slot))], acks)
-        assert again == 0  # acking twice deletes once
-
-
 async def test_the_order_index_lives_in_the_skus_slot(stack: StackHandle, name: str) -> None:
     async with admission_client(stack) as (client, r), outbox_client(stack) as outbox:
         await put_sale(r, Sale(sku=name, units=3))

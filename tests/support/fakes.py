@@ -67,28 +67,22 @@ def script_args(command: Command) -> tuple[list[Any], list[Any]]:
     return list(command[3 : 3 + keys]), list(command[3 + keys :])
 
 
-ADMIT_FIXED_ARGS = 3  # idempotency TTL, index TTL, SKU (gate/admission.py); then the acks, then the orders
+ADMIT_FIXED_ARGS = 3  # idempotency TTL, index TTL, SKU (gate/admission.py)
 ADMIT_ARGS_PER_ORDER = 7  # fingerprint, qty, order id, user, key, idempotency field, traceparent
-
-
-def admit_acks(command: Command) -> list[Any]:
-    """The acked stream ids an admit.lua EVALSHA deletes before it admits."""
-    argv = script_args(command)[1]
-    return argv[ADMIT_FIXED_ARGS + 1 : ADMIT_FIXED_ARGS + 1 + int(argv[ADMIT_FIXED_ARGS])]
 
 
 def admit_orders(command: Command) -> list[list[Any]]:
     """The per-order ARGV groups of an admit.lua EVALSHA, in request order."""
-    argv = script_args(command)[1][ADMIT_FIXED_ARGS + 1 + len(admit_acks(command)) :]
+    argv = script_args(command)[1][ADMIT_FIXED_ARGS:]
     return [argv[i : i + ADMIT_ARGS_PER_ORDER] for i in range(0, len(argv), ADMIT_ARGS_PER_ORDER)]
 
 
 def all_admitted(command: Command, *, stock_left: int = 100) -> list[Any]:
-    """admit.lua's reply admitting every order of `command` (ACCEPTED, a stream id each), every ack deleting."""
+    """admit.lua's reply admitting every order of `command` (ACCEPTED, a stream id each)."""
     reply: list[Any] = []
     for n, _ in enumerate(admit_orders(command)):
         reply += [0, 1_764_547_200_000_000 + n, f"1764547200000-{n}", stock_left, b""]
-    return [*reply, len(admit_acks(command))]
+    return reply
 
 
 def plain_redis(command: Command) -> Any:

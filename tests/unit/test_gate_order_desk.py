@@ -11,7 +11,6 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
-import pytest
 from confluent_kafka import KafkaError
 
 from flashgate import names
@@ -26,16 +25,7 @@ from gate.ratelimit import RatePolicies
 from gate.records import OrderRecords
 from gate.scripts import Scripts
 from gate.soldout import SoldOutCache
-from tests.support.fakes import (
-    Command,
-    FakeProducer,
-    FakeRoundTrips,
-    admit_acks,
-    admit_orders,
-    plain_redis,
-    script_args,
-    script_of,
-)
+from tests.support.fakes import Command, FakeProducer, FakeRoundTrips, admit_orders, plain_redis, script_args, script_of
 from tests.support.poll import until
 
 
@@ -45,13 +35,10 @@ class Rig:
     redis: FakeRoundTrips
     producer: FakeProducer
     metrics: GateMetrics
-    acker: OutboxAcker
 
 
 @asynccontextmanager
-async def rig(
-    redis: FakeRoundTrips | None = None, *, budget_s: float = 5.0, ride_s: float = 0.002
-) -> AsyncIterator[Rig]:
+async def rig(redis: FakeRoundTrips | None = None, *, budget_s: float = 5.0) -> AsyncIterator[Rig]:
     """An OrderDesk wired as gate/core.py wires it, on doubles; PostgreSQL absent (no rows)."""
     redis = redis or FakeRoundTrips()
     producer = FakeProducer()
@@ -59,7 +46,7 @@ async def rig(
     admission = AdmissionClient(redis, Scripts(), idem_ttl_s=60)
     handoff = Handoff({"message.timeout.ms": 1000}, "orders", metrics=metrics, producer_factory=lambda _: producer)
     outbox = OutboxClient(redis, Scripts())
-    acker = OutboxAcker(outbox, ride_s=ride_s)
+    acker = OutboxAcker(outbox)
     relay = Relay(outbox, handoff, acker, metrics=metrics, stale_ms=60_000, batch=100, discover_s=0)
     desk = OrderDesk(
         admission=admission,
@@ -73,7 +60,7 @@ async def rig(
         budget_s=budget_s,
     )
     try:
-        yield Rig(desk, redis, producer, metrics, acker)
+        yield Rig(desk, redis, producer, metrics)
     finally:
         await desk.drain()
         await acker.drain()
@@ -109,54 +96,6 @@ async def test_a_tick_of_orders_costs_one_admit_call_per_sku_and_one_ack_call_pe
             (names.outbox_key("b"), ["1764547200000-0"]),
         ]
         assert dict(r.metrics.handoffs) == {"accepted": 3}
-
-
-async def test_acks_ride_the_skus_next_admission_call() -> None:
-    async with rig(ride_s=60) as r:  # no ack goes alone within the test
-        first = place(r.desk, "a", "u1")
-        await until(lambda: len(r.producer.pending) == 1, timeout_s=5, interval_s=0.001)
-        r.producer.deliver()
-        other_sku = place(r.desk, "b", "u2")
-        second = place(r.desk, "a", "u3")
-        answer = await asyncio.wait_for(first, 5)  # its ack rode u3's admission (alone, it would wait 60 s)
-        assert (answer.status, answer.code) == (202, "accepted")
-        admits = r.redis.scripts(names.ADMIT_SCRIPT)
-        assert [(script_args(c)[1][2], admit_acks(c)) for c in admits] == [
-            ("a", []),
-            ("b", []),  # another SKU's call never carries them: its outbox is another key (another node)
-            ("a", ["1764547200000-0"]),
-        ]
-        assert r.redis.scripts(names.OUTBOX_ACK_SCRIPT) == []
-        assert r.acker.acked == 1
-        r.producer.deliver()
-        await r.acker.drain()  # shutdown sends what still waits for a ride
-        assert [(a.status, a.code) for a in await asyncio.gather(other_sku, second)] == [(202, "accepted")] * 2
-        assert sorted(acked_ids(c) for c in r.redis.scripts(names.OUTBOX_ACK_SCRIPT)) == [
-            (names.outbox_key("a"), ["1764547200000-0"]),
-            (names.outbox_key("b"), ["1764547200000-0"]),
-        ]
-
-
-async def test_acks_whose_admission_call_fails_go_alone() -> None:
-    """At maxmemory Redis refuses admit.lua but runs outbox_ack.lua (allow-oom): admitted orders still get their 202."""
-
-    def full_when_carrying(command: Command) -> object:
-        if script_of(command) == names.ADMIT_SCRIPT and admit_acks(command):
-            raise RedisUnavailable()  # an OOM error reply, as the batcher hands it on
-        return plain_redis(command)
-
-    async with rig(FakeRoundTrips(full_when_carrying), ride_s=60) as r:
-        first = place(r.desk, "a", "u1")
-        await until(lambda: len(r.producer.pending) == 1, timeout_s=5, interval_s=0.001)
-        r.producer.deliver()
-        refused = place(r.desk, "a", "u2")
-        answer = await asyncio.wait_for(first, 5)  # its ack went alone (it would wait the whole ride: 60 s)
-        assert (answer.status, answer.code) == (202, "accepted")
-        with pytest.raises(RedisUnavailable):  # the new order of the refused call: 503
-            await refused
-        [alone] = r.redis.scripts(names.OUTBOX_ACK_SCRIPT)
-        assert acked_ids(alone) == (names.outbox_key("a"), ["1764547200000-0"])
-        assert dict(r.metrics.handoffs) == {"accepted": 1}
 
 
 async def test_more_orders_than_batch_max_split_into_several_calls_of_the_same_tick() -> None:

@@ -65,7 +65,6 @@ def test_parse_admit_every_code() -> None:
         6, 20, 0, 0, 0,
         8, 0, 7, 0, 0,
         7, 2, 0, 0, 0,
-        4,  # acked entries deleted: not an order's
     ]  # fmt: skip
     assert parse_admit(raw, ids) == [
         Admission(Code.ACCEPTED, "o1", 5, "1-0", stock_left=3),
@@ -78,11 +77,9 @@ def test_parse_admit_every_code() -> None:
         Admission(Code.USER_LIMIT),
     ]
     with pytest.raises(ValueError, match="99"):
-        parse_admit([99, 0, 0, 0, 0, 0], ["o"])
-    with pytest.raises(ValueError, match="6 slots for 2 orders"):
-        parse_admit([0, 5, "1-0", 3, 0, 0], ["o1", "o2"])
-    with pytest.raises(ValueError, match="5 slots for 1 orders"):
-        parse_admit([0, 5, "1-0", 3, 0], ["o"])  # no acked count
+        parse_admit([99, 0, 0, 0, 0], ["o"])
+    with pytest.raises(ValueError, match="5 slots for 2 orders"):
+        parse_admit([0, 5, "1-0", 3, 0], ["o1", "o2"])
 
 
 def test_outbox_entry_round_trip() -> None:
@@ -241,6 +238,6 @@ def test_a_202_of_a_rate_limited_sale_carries_what_is_left_of_the_burst() -> Non
         (b"ratelimit-policy", b'"buyer";q=3;w=6'),
         (b"ratelimit", b'"buyer";r=2;t=3'),
     )
-    adm = parse_admit([0, 1_700_000_000_000_000, "1-0", 7, "0,2,1,1", 0], ["o"])[0]
+    adm = parse_admit([0, 1_700_000_000_000_000, "1-0", 7, "0,2,1,1"], ["o"])[0]
     assert adm.allowance == "0,2,1,1"
-    assert parse_admit([0, 1, "1-0", 7, 0, 0], ["o"])[0].allowance == ""  # no rate limit
+    assert parse_admit([0, 1, "1-0", 7, 0], ["o"])[0].allowance == ""  # no rate limit
