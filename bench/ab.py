@@ -3,7 +3,9 @@
 What it measures: for each round, for A then B, one `flashgate gate --workers W` and one
 `flashgate worker` running THAT checkout's code (this venv's python with PYTHONPATH=<checkout>,
 cwd=<checkout>, FLASHGATE_GATE_AUTH=off, the stack from the environment), one flash-sale run
-(bench/flash_sale.py, bare baseline off by default) on a fresh SKU, then both are stopped. It
+(bench/flash_sale.py, bare baseline off by default) on a fresh SKU, then both are stopped. The
+load is wrk's closed loop (`connections`, each waiting for its answer), or with `rate` an open
+loop: buyers arriving at that rate whatever the gate answers (vegeta, bench/open_loop.py). It
 proves which code ran: bench/probe/sitecustomize.py reports the file of gate.app, worker.main and
 flashgate.names.LUA_DIR from every process, granian's forked workers included, and a mismatch
 aborts; Redis's script cache is flushed before each gate starts, and the checkout's Lua scripts
@@ -71,6 +73,7 @@ class AbSettings:
     # "ab": A then B in every round; "alternate": A B, then B A, … The second run of a round has an
     # advantage (an A/A run: Kafka 0.74, total 0.94 of the first; docs/benchmarks.md), which alternating cancels.
     order: str = "ab"
+    rate: int | None = None  # open loop: buyers per second (vegeta) instead of wrk's closed loop of `connections`
 
 
 def round_order(order: str, rnd: int) -> tuple[str, str]:
@@ -212,7 +215,7 @@ def one_run(s: AbSettings, variant: str, checkout: Path, rnd: int, work: Path) -
                 gate_url=f"http://127.0.0.1:{port}", redis_url=redis_url, database_url=database_url,
                 stock=s.stock, duration_s=s.duration_s, warmup_s=s.warmup_s, connections=s.connections,
                 threads=s.threads, users=s.users, workers=workers, bare=s.bare, out_dir=work, kafka_bootstrap=bootstrap,
-                worker_pids=(worker_pid,), save=False,
+                worker_pids=(worker_pid,), save=False, rate=s.rate,
             )  # fmt: skip
             result = flash_sale(settings)
         lua = lua_in_redis(redis_url, checkout)

@@ -152,6 +152,8 @@ def flash_sale_command(
 @click.option("--lock", default="/tmp/flashgate-bench.lock", show_default=True,
               help="Bench lock held per variant (flock); '' for none, when you hold it yourself.")  # fmt: skip
 @OUT_DIR
+@click.option("--rate", type=int, default=None,
+              help="Open loop: buyers arriving per second (vegeta) instead of wrk's --connections.")  # fmt: skip
 @click.option("--a-env", multiple=True, metavar="NAME=VALUE", help="Extra environment of A's gate and worker.")
 @click.option("--b-env", multiple=True, metavar="NAME=VALUE", help="Extra environment of B's gate and worker.")
 def ab_command(
@@ -170,17 +172,20 @@ def ab_command(
     bare: bool,
     lock: str,
     out_dir: Path,
+    rate: int | None,
     a_env: tuple[str, ...],
     b_env: tuple[str, ...],
 ) -> None:
     """Interleaved A/B of two checkouts: per round, A then B each serve a flash sale with their own code.
 
-    Needs REDIS_URL, DATABASE_URL and KAFKA_BOOTSTRAP (`eval "$(flashgate stack env)"`) and wrk;
+    Needs REDIS_URL, DATABASE_URL and KAFKA_BOOTSTRAP (`eval "$(flashgate stack env)"`) and wrk (or
+    vegeta, built by `make bootstrap`, with --rate);
     no gate or worker of your own may consume the stack's `orders` topic meanwhile. Prints medians,
     B/A per round and the median B/A; raw results in bench/results/ab-<timestamp>.json.
     """
     from bench.ab import AbError, AbSettings, check_checkout, lines, run_ab
     from bench.flash_sale import BenchError
+    from bench.open_loop import OpenLoopError
     from bench.served import ServeError
     from bench.wrk import WrkError
 
@@ -191,6 +196,8 @@ def ab_command(
         )
     if warmup < 0:
         raise click.ClickException("warmup >= 0")
+    if rate is not None and rate < 1:
+        raise click.ClickException("rate >= 1")
     for name in ("REDIS_URL", "DATABASE_URL", "KAFKA_BOOTSTRAP"):
         _env(name)
     a_pairs, b_pairs = _pairs(a_env), _pairs(b_env)
@@ -199,9 +206,9 @@ def ab_command(
                               duration_s=duration, warmup_s=warmup, connections=connections, threads=threads,
                               users=users, workers=workers, b_workers=b_workers, bare=bare,
                               lock=Path(lock) if lock else None,
-                              out_dir=out_dir, a_env=a_pairs, b_env=b_pairs, order=order)  # fmt: skip
+                              out_dir=out_dir, a_env=a_pairs, b_env=b_pairs, order=order, rate=rate)  # fmt: skip
         record = run_ab(settings)
-    except (AbError, BenchError, WrkError, ServeError, OSError) as e:
+    except (AbError, BenchError, WrkError, OpenLoopError, ServeError, OSError) as e:
         raise click.ClickException(f"bench ab: {e}") from e
     click.echo("\n".join(lines(record)))
 

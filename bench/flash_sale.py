@@ -14,10 +14,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+import resource
 import subprocess
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -25,7 +26,9 @@ from urllib.parse import urlsplit
 import asyncpg
 
 from bench import budget, procstat
+from bench.budget import deltas
 from bench.figures import load_figures
+from bench.open_loop import OpenLoopSettings, run_open_loop
 from bench.served import FLASHGATE, bare_argv, free_port, run_header, serve
 from bench.wrk import WrkRun, cores, run_wrk
 from flashgate import names
@@ -62,6 +65,9 @@ class FlashSaleSettings:
     kafka_bootstrap: str | None = None  # to find the broker for the CPU budget
     worker_pids: tuple[int, ...] = ()  # the worker group; empty: every `flashgate worker` on this Kafka
     save: bool = True  # write the JSON and PNG (the A/B driver keeps its runs in one file instead)
+    # Open loop (the A/B driver's `--rate`): buyers arrive at this many per second whatever the gate
+    # answers (vegeta, bench/open_loop.py) instead of wrk's `connections` waiting for their answers.
+    rate: int | None = None
 
 
 class BenchError(RuntimeError):
@@ -170,19 +176,9 @@ def flash_sale(s: FlashSaleSettings) -> dict[str, Any]:
     create_sale(sku, s.stock, s.per_user_limit)
     groups = procstat.find_groups(gate_port=_port(s.gate_url), redis_url=s.redis_url, database_url=s.database_url,
                                   kafka_bootstrap=s.kafka_bootstrap, workers=s.worker_pids)  # fmt: skip
-    if s.warmup_s > 0:  # its orders are sold, drained and verified with the rest, not measured
-        run_wrk(s.gate_url, sku=sku, users=s.users, connections=s.connections, threads=s.threads,
-                duration_s=s.warmup_s, label=f"warm-up {sku}")  # fmt: skip
-    run = run_wrk(s.gate_url, sku=sku, users=s.users, connections=s.connections, threads=s.threads,
-                  duration_s=s.duration_s, label=f"flash sale {sku}",
-                  counters=lambda: budget.counters(groups, s.redis_url))  # fmt: skip
-    stock_left, _ = asyncio.run(redis_state(s.redis_url, sku))
-    gate = _summary(run, sold_out=stock_left == 0, server="gate")
-    gate["stock_left"] = stock_left
-    gate["budget"] = budget.budget({**run.deltas, f"{budget.CPU}wrk": run.wrk_cpu_s}, wall_s=run.wall_s,
-                                   accepted=gate["by_status"].get(202, 0), cores=cores(), found=groups)  # fmt: skip
+    gate = open_loop_gate(s, sku, groups) if s.rate is not None else closed_loop_gate(s, sku, groups)
     result["gate"] = gate
-    admitted = s.stock - stock_left
+    admitted = s.stock - gate["stock_left"]
     result["persistence"] = asyncio.run(wait_drained(s.redis_url, s.database_url, sku, admitted, s.drain_timeout_s))
     result["verify"] = verify(sku)
     if s.bare:
@@ -200,6 +196,70 @@ def flash_sale(s: FlashSaleSettings) -> dict[str, Any]:
 
     draw(result, stem.with_suffix(".png"))
     return result
+
+
+def closed_loop_gate(s: FlashSaleSettings, sku: str, groups: dict[str, list[int]]) -> dict[str, Any]:
+    """wrk's `connections` against the gate (each waits for its answer), and the CPU budget over the window."""
+    if s.warmup_s > 0:  # its orders are sold, drained and verified with the rest, not measured
+        run_wrk(s.gate_url, sku=sku, users=s.users, connections=s.connections, threads=s.threads,
+                duration_s=s.warmup_s, label=f"warm-up {sku}")  # fmt: skip
+    run = run_wrk(s.gate_url, sku=sku, users=s.users, connections=s.connections, threads=s.threads,
+                  duration_s=s.duration_s, label=f"flash sale {sku}",
+                  counters=lambda: budget.counters(groups, s.redis_url))  # fmt: skip
+    stock_left, _ = asyncio.run(redis_state(s.redis_url, sku))
+    gate = _summary(run, sold_out=stock_left == 0, server="gate")
+    gate["stock_left"] = stock_left
+    gate["budget"] = budget.budget({**run.deltas, f"{budget.CPU}wrk": run.wrk_cpu_s}, wall_s=run.wall_s,
+                                   accepted=gate["by_status"].get(202, 0), cores=cores(), found=groups)  # fmt: skip
+    return gate
+
+
+def open_loop_gate(s: FlashSaleSettings, sku: str, groups: dict[str, list[int]]) -> dict[str, Any]:
+    """vegeta at `s.rate` buyers per second (bench/open_loop.py), and the CPU budget over the window.
+
+    Latencies are taken from when each request was due (coordinated omission corrected); the
+    budget's `wrk` row is the load generator's CPU (vegeta, this process's children), as for wrk.
+    """
+    assert s.rate is not None
+    load = OpenLoopSettings(gate_url=s.gate_url, sku=sku, rate=s.rate, duration_s=s.duration_s, users=s.users)
+    if s.warmup_s > 0:  # sold, drained and verified with the rest, not measured
+        run_open_loop(replace(load, duration_s=s.warmup_s), progress=_quiet)
+    before, generator_before, started = budget.counters(groups, s.redis_url), _children_cpu_s(), time.monotonic()
+    summary = run_open_loop(load, progress=_quiet)["summary"]
+    wall_s = time.monotonic() - started
+    delta = deltas(before, budget.counters(groups, s.redis_url))
+    return open_loop_figures(summary, delta, generator_cpu_s=_children_cpu_s() - generator_before, wall_s=wall_s,
+                             stock_left=asyncio.run(redis_state(s.redis_url, sku))[0], found=groups)  # fmt: skip
+
+
+def open_loop_figures(
+    summary: dict[str, Any],
+    delta: dict[str, float],
+    *,
+    generator_cpu_s: float,
+    wall_s: float,
+    stock_left: int,
+    found: dict[str, list[int]],
+) -> dict[str, Any]:
+    """An open-loop run's summary and counter deltas → the gate figures the A/B driver compares."""
+    by_status = {int(code): n for code, n in summary["answers"].items()}
+    return {
+        "load": "open",
+        **summary,
+        "by_status": by_status,
+        "stock_left": stock_left,
+        "budget": budget.budget({**delta, f"{budget.CPU}wrk": generator_cpu_s}, wall_s=wall_s,
+                                accepted=by_status.get(202, 0), cores=cores(), found=found),
+    }  # fmt: skip
+
+
+def _quiet(_line: str) -> None:
+    """Progress lines of an open-loop run inside a bigger one: not printed."""
+
+
+def _children_cpu_s() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def report_lines(r: dict[str, Any]) -> list[str]:

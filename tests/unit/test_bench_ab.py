@@ -11,6 +11,7 @@ from click.testing import CliRunner
 from bench.ab import AbError, check_checkout, lines, round_order
 from bench.ab_stats import figures, median, ratio, summarize, summary_lines
 from bench.cli import bench_group
+from bench.flash_sale import open_loop_figures
 
 
 def run(rnd: int, variant: str, **figs: float | None) -> dict[str, Any]:
@@ -60,6 +61,23 @@ def test_figures_flatten_a_flash_sale_result() -> None:
     assert f["202 per script call"] == 4.0
 
 
+def test_an_open_loop_run_gives_the_figures_a_closed_loop_run_gives() -> None:
+    summary = {"offered_per_s": 3000, "answers": {"202": 29_000, "503": 1000}, "accepted_per_s": 2900.0,
+               "p50_ms": 20.0, "p99_ms": 45.0}  # fmt: skip
+    delta = {"cpu.gate": 8.7, "cpu.redis": 0.9, "redis.cpu": 0.87, "cmd.evalsha.calls": 2900.0,
+             "cmd.evalsha.usec": 580_000.0}  # fmt: skip
+    gate = open_loop_figures(summary, delta, generator_cpu_s=1.5, wall_s=10.0, stock_left=100,
+                             found={"gate": [1, 2], "redis": [3]})  # fmt: skip
+    assert (gate["load"], gate["by_status"], gate["stock_left"]) == ("open", {202: 29_000, 503: 1000}, 100)
+    f = figures({"gate": gate})
+    assert (f["accepted/s"], f["p50 ms"], f["p99 ms"]) == (2900.0, 20.0, 45.0)
+    assert f["µs/202 gate"] == pytest.approx(300.0)  # 8.7 s / 29,000 accepted
+    assert f["µs/202 wrk"] == pytest.approx(1.5 / 29_000 * 1e6)  # the generator's row: vegeta here
+    assert f["µs/202 kafka"] is None  # no broker found: left out, not zero
+    assert f["µs/202 Redis INFO"] == pytest.approx(30.0)
+    assert f["202 per script call"] == pytest.approx(10.0)
+
+
 def test_check_checkout_refuses_a_folder_that_is_not_one(tmp_path: Path) -> None:
     with pytest.raises(AbError, match="not a flashgate checkout"):
         check_checkout(tmp_path)
@@ -89,6 +107,9 @@ def test_cli_ab_refuses_what_cannot_run(tmp_path: Path) -> None:
     )
     assert result.exit_code == 1
     assert "warmup >= 0" in result.output
+    result = CliRunner().invoke(bench_group, ["ab", "--a", str(tmp_path), "--b", str(tmp_path), "--rate", "0"], env=env)
+    assert result.exit_code == 1
+    assert "rate >= 1" in result.output
     result = CliRunner().invoke(bench_group, ["flash-sale", "--warmup", "-1"], env=env)
     assert result.exit_code == 1
     assert "warmup >= 0" in result.output
