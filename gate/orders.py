@@ -2,8 +2,7 @@
 
     place(req) ──▶ sold out and the user never bought? ──▶ 409 sold_out (no Redis; gate/soldout.py)
         │
-        ▼ queued with the other orders of this event-loop tick, per SKU (and, while the SKU's
-        │ call is in flight, with those arriving until it comes back)
+        ▼ queued with the other orders of this event-loop tick, per SKU
     _admit: ONE admit.lua call for up to `batch_max` orders of one SKU             [Redis]
         │   each order still gets its own atomic decision, in arrival order
         │── not admitted (replay, 404, 409, 422) ──────────────────────────────▶ answered now
@@ -27,7 +26,6 @@ asks PostgreSQL: a row there (the worker got it through Kafka) makes it `accepte
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
 import time
 import uuid
@@ -80,7 +78,6 @@ class OrderDesk:
         metrics: GateMetrics,
         budget_s: float,
         batch_max: int = 256,
-        calls_per_sku: int = 1,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._admission = admission
@@ -93,10 +90,8 @@ class OrderDesk:
         self._metrics = metrics
         self._budget_s = budget_s
         self._batch_max = batch_max
-        self._calls_per_sku = calls_per_sku
         self._clock = clock
         self._queue: dict[str, list[_Waiting]] = {}
-        self._calling: dict[str, int] = {}  # admit.lua calls in flight per SKU
         self._scheduled = False
         self._slots: dict[str, int] = {}
         self._tasks: set[asyncio.Task[None]] = set()
@@ -118,31 +113,16 @@ class OrderDesk:
         return await waiting.answer
 
     def _flush(self) -> None:
-        """Send each SKU's queued orders, unless `calls_per_sku` of its calls are in flight: they then
-        wait for one to come back and go with what arrived meanwhile (one call instead of several)."""
         self._scheduled = False
-        for sku in [sku for sku in self._queue if self._calling.get(sku, 0) < self._calls_per_sku]:
-            waiting = self._queue.pop(sku)
+        queue, self._queue = self._queue, {}
+        for sku, waiting in queue.items():
             for i in range(0, len(waiting), self._batch_max):
-                self._calling[sku] = self._calling.get(sku, 0) + 1
-                self._spawn(self._admit(sku, waiting[i : i + self._batch_max])).add_done_callback(
-                    functools.partial(self._called, sku)
-                )
+                self._spawn(self._admit(sku, waiting[i : i + self._batch_max]))
 
-    def _called(self, sku: str, _task: asyncio.Task[None]) -> None:
-        """One of the SKU's admit.lua calls came back (answered, failed or cancelled): its queue may go now."""
-        self._calling[sku] -= 1
-        if not self._calling[sku]:
-            del self._calling[sku]
-        if sku in self._queue and not self._scheduled:
-            self._scheduled = True
-            asyncio.get_running_loop().call_soon(self._flush)
-
-    def _spawn(self, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         task = asyncio.get_running_loop().create_task(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
-        return task
 
     async def _admit(self, sku: str, batch: list[_Waiting]) -> None:
         slot = self._slots.get(sku)

@@ -106,9 +106,7 @@ class FakeRoundTrips:
         self.answer = answer
         self.ticks: list[list[Command]] = []
         self.breaker_open = False
-        self.hold = False  # True: round trips are sent but not answered until `release()`
         self._queue: list[tuple[Command, asyncio.Future[Any]]] = []
-        self._held: list[tuple[Command, asyncio.Future[Any]]] = []
 
     @property
     def commands(self) -> list[Command]:
@@ -126,20 +124,9 @@ class FakeRoundTrips:
         self._queue.append((command, fut))
         return fut
 
-    def release(self) -> None:
-        """Answer the round trips held so far (`hold`), in order."""
-        held, self._held = self._held, []
-        self._answer(held)
-
     def _flush(self) -> None:
         batch, self._queue = self._queue, []
         self.ticks.append([command for command, _ in batch])
-        if self.hold:
-            self._held += batch
-        else:
-            self._answer(batch)
-
-    def _answer(self, batch: list[tuple[Command, asyncio.Future[Any]]]) -> None:
         for command, fut in batch:
             try:
                 reply = self.answer(command)

@@ -11,7 +11,6 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
-import pytest
 from confluent_kafka import KafkaError
 
 from flashgate import names
@@ -108,51 +107,6 @@ async def test_more_orders_than_batch_max_split_into_several_calls_of_the_same_t
         assert len(r.redis.ticks) == 1
         r.producer.deliver()
         await asyncio.gather(*answers)
-
-
-async def test_orders_arriving_while_their_skus_call_is_in_flight_go_together_when_it_returns() -> None:
-    redis = FakeRoundTrips()
-    redis.hold = True
-    async with rig(redis) as r:
-        first = place(r.desk, "a", "u1")
-        await until(lambda: len(r.redis.scripts(names.ADMIT_SCRIPT)) == 1, timeout_s=5, interval_s=0.001)
-        later = [place(r.desk, "a", "u2")]
-        await asyncio.sleep(0.01)  # ticks go by: u2 waits for u1's call
-        later.append(place(r.desk, "a", "u3"))
-        other = place(r.desk, "b", "u4")  # another SKU is not held back
-        await until(lambda: len(r.redis.scripts(names.ADMIT_SCRIPT)) == 2, timeout_s=5, interval_s=0.001)
-        await asyncio.sleep(0.01)
-        assert [[o[3] for o in admit_orders(c)] for c in r.redis.scripts(names.ADMIT_SCRIPT)] == [["u1"], ["u4"]]
-        redis.hold = False
-        redis.release()
-        await until(lambda: len(r.redis.scripts(names.ADMIT_SCRIPT)) == 3, timeout_s=5, interval_s=0.001)
-        assert [o[3] for o in admit_orders(r.redis.scripts(names.ADMIT_SCRIPT)[2])] == ["u2", "u3"]  # one call
-        await until(lambda: len(r.producer.pending) == 4, timeout_s=5, interval_s=0.001)
-        r.producer.deliver()
-        done = await asyncio.gather(first, other, *later)
-        assert [(a.status, a.code) for a in done] == [(202, "accepted")] * 4
-
-
-async def test_a_failed_call_lets_the_orders_waiting_behind_it_go() -> None:
-    def admit_fails_once(command: Command) -> object:
-        if script_of(command) == names.ADMIT_SCRIPT and len(redis.scripts(names.ADMIT_SCRIPT)) == 1:
-            raise RedisUnavailable()
-        return plain_redis(command)
-
-    redis = FakeRoundTrips(admit_fails_once)
-    redis.hold = True
-    async with rig(redis) as r:
-        first = place(r.desk, "a", "u1")
-        await until(lambda: len(r.redis.scripts(names.ADMIT_SCRIPT)) == 1, timeout_s=5, interval_s=0.001)
-        second = place(r.desk, "a", "u2")
-        await asyncio.sleep(0.01)
-        redis.hold = False
-        redis.release()
-        with pytest.raises(RedisUnavailable):
-            await first
-        await until(lambda: len(r.producer.pending) == 1, timeout_s=5, interval_s=0.001)
-        r.producer.deliver()
-        assert (await second).code == "accepted"
 
 
 async def test_no_delivery_within_the_budget_answers_queued() -> None:
