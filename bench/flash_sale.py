@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import resource
 import subprocess
 import time
 import uuid
@@ -29,6 +28,7 @@ from bench import budget, procstat
 from bench.budget import deltas
 from bench.figures import load_figures
 from bench.open_loop import OpenLoopSettings, run_open_loop
+from bench.proc_cpu import children_cpu_s
 from bench.served import FLASHGATE, bare_argv, free_port, run_header, serve
 from bench.wrk import WrkRun, cores, run_wrk
 from flashgate import names
@@ -224,11 +224,11 @@ def open_loop_gate(s: FlashSaleSettings, sku: str, groups: dict[str, list[int]])
     load = OpenLoopSettings(gate_url=s.gate_url, sku=sku, rate=s.rate, duration_s=s.duration_s, users=s.users)
     if s.warmup_s > 0:  # sold, drained and verified with the rest, not measured
         run_open_loop(replace(load, duration_s=s.warmup_s), progress=_quiet)
-    before, generator_before, started = budget.counters(groups, s.redis_url), _children_cpu_s(), time.monotonic()
+    before, generator_before, started = budget.counters(groups, s.redis_url), children_cpu_s(), time.monotonic()
     summary = run_open_loop(load, progress=_quiet)["summary"]
     wall_s = time.monotonic() - started
     delta = deltas(before, budget.counters(groups, s.redis_url))
-    return open_loop_figures(summary, delta, generator_cpu_s=_children_cpu_s() - generator_before, wall_s=wall_s,
+    return open_loop_figures(summary, delta, generator_cpu_s=children_cpu_s() - generator_before, wall_s=wall_s,
                              stock_left=asyncio.run(redis_state(s.redis_url, sku))[0], found=groups)  # fmt: skip
 
 
@@ -255,11 +255,6 @@ def open_loop_figures(
 
 def _quiet(_line: str) -> None:
     """Progress lines of an open-loop run inside a bigger one: not printed."""
-
-
-def _children_cpu_s() -> float:
-    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return usage.ru_utime + usage.ru_stime
 
 
 def report_lines(r: dict[str, Any]) -> list[str]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import resource
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
@@ -25,6 +26,12 @@ def process_cpu_s(pid: int) -> float:
     """utime + stime of `pid` (all its threads), in seconds."""
     f = _stat_fields(pid)
     return (int(f[11]) + int(f[12])) * _TICK_S  # fields 14, 15 of proc(5)
+
+
+def children_cpu_s() -> float:
+    """User + system CPU of this process's children that have exited and were waited for (a load generator), in s."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def tree_cpu_s(pid: int) -> float:

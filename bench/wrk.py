@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import os
-import resource
 import shutil
 import subprocess
 import time
@@ -25,6 +24,7 @@ import psutil
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
 from bench.budget import deltas
+from bench.proc_cpu import children_cpu_s
 
 SCRIPT = Path(__file__).with_name("flash_sale.lua")
 MARK = "FLASHSALE_JSON "
@@ -66,7 +66,7 @@ def run_wrk(
         raise WrkError("wrk is not installed: apt-get install wrk (make bootstrap does it)")
     argv = [exe, "-c", str(connections), "-t", str(threads), "-d", f"{duration_s}s", "--timeout", "10s",
             "-s", str(SCRIPT), url, "--", sku, str(users)]  # fmt: skip
-    before_children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    before_children = children_cpu_s()
     before = counters() if counters else {}
     box_before = psutil.cpu_times()
     started = time.monotonic()
@@ -81,13 +81,13 @@ def run_wrk(
     wall = time.monotonic() - started
     box_after = psutil.cpu_times()
     after = counters() if counters else {}
-    after_children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    after_children = children_cpu_s()
     if proc.returncode != 0:
         raise WrkError(f"wrk exited {proc.returncode}: {err.strip() or out.strip()}")
     line = next((ln for ln in out.splitlines() if ln.startswith(MARK)), None)
     if line is None:
         raise WrkError(f"wrk printed no result:\n{out}{err}")
-    cpu = (after_children.ru_utime - before_children.ru_utime) + (after_children.ru_stime - before_children.ru_stime)
+    cpu = after_children - before_children
     busy = _busy(box_after) - _busy(box_before)
     return WrkRun(json.loads(line[len(MARK) :]), wall, cpu, busy, deltas(before, after))
 
