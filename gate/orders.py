@@ -10,16 +10,19 @@
         ▼ admitted: the order is in the SKU's outbox stream
     Handoff.send per order (no key: sticky partitions, broker-sized batches)       [Kafka]
         │── budget passes first, or Kafka refuses/fails ───────▶ 202 queued (safe in the outbox)
-        ▼ delivery report, polled from the loop
-    OutboxAcker: XDEL of the tick's delivered entries, one call per SKU           [Redis]
+        ▼ delivery reports, polled from the loop
+    EntryDelivery: every order of the call's outbox entry delivered ──▶ OutboxAcker:
+    XDEL of the tick's delivered entries, one call per SKU                        [Redis]
         │
         ▼ ack done ──────────────────────────────────────────────────────────────▶ 202 accepted
 
 An order's stage only moves forward, and no answer reports an earlier stage than one already
 given (docs/http-api.md, "Stages"): queued (in the outbox) → accepted (in Kafka, gone from the outbox) →
 persisted (a row). So the 202 `accepted` waits for the ack: a replay reads the outbox, and the
-entry is gone before `accepted` is said. A failed ack answers `queued` (the entry stays until a
-relay republishes it; the worker drops the duplicate). A replay of an order still in the outbox
+entry is gone before `accepted` is said. The orders of one admit.lua call share one outbox entry,
+so they are answered together: `accepted` once all are in Kafka and the entry is gone, `queued`
+for all as soon as one fails (the entry stays until a relay republishes its orders; the worker
+drops the duplicates). A failed ack answers `queued` too. A replay of an order still in the outbox
 asks PostgreSQL: a row there (the worker got it through Kafka) makes it `accepted`.
 """
 
@@ -31,16 +34,17 @@ import time
 import uuid
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, replace
+from functools import partial
 from typing import Any
 
 from flashgate import orderindex
-from flashgate.outbox import OutboxEntry
+from flashgate.outbox import OutboxOrder
 from gate.admission import Admission, AdmissionClient, AdmitRequest, Code
 from gate.answers import Answer, order_answer, status_answer
 from gate.errors import HandoffError, NotFound
 from gate.handoff import Handoff
 from gate.metrics import GateMetrics
-from gate.outbox import OutboxAcker, Relay, event_of
+from gate.outbox import EntryDelivery, OutboxAcker, Relay, event_of
 from gate.ratelimit import RatePolicies
 from gate.records import OrderRecords
 from gate.soldout import SoldOutCache
@@ -137,17 +141,17 @@ class OrderDesk:
                 if not w.answer.done():
                     w.answer.set_exception(e)
             return
-        handed: list[_Waiting] = []
+        admitted: list[_Waiting] = []
         for w, adm in zip(batch, results, strict=True):
             self._note_stock(sku, adm)
             if adm.code is Code.ACCEPTED and not adm.replayed:
                 w.adm = adm
-                if self._hand_off(sku, w, adm):
-                    handed.append(w)
+                admitted.append(w)
             else:
                 self._answer_judged(sku, w, adm, now_ms)
-        if handed:
-            asyncio.get_running_loop().call_later(self._budget_s, self._budget_passed, handed)
+        if admitted:
+            self._hand_off(sku, admitted)
+            asyncio.get_running_loop().call_later(self._budget_s, self._budget_passed, admitted)
 
     def _answer_judged(self, sku: str, w: _Waiting, adm: Admission, now_ms: int) -> None:
         """An order Redis did not admit now: a replay, or a refusal (404, 409, 422, 429)."""
@@ -191,29 +195,33 @@ class OrderDesk:
             return
         self._soldout.set_buyers(sku, frozenset(buyers), self._clock())
 
-    def _hand_off(self, sku: str, w: _Waiting, adm: Admission) -> bool:
-        """Produce; False when the producer refused (the order stays in the outbox: answered `queued`)."""
-        self._relay.note_sku(sku)
-        req = w.req
-        entry = OutboxEntry(adm.stream_id, adm.order_id, req.user, req.qty, req.key, adm.accepted_at_us, req.trace)
-        try:
-            self._handoff.send(event_of(sku, entry), lambda err: self._delivered(sku, w, err), trace=req.trace)
-        except HandoffError:
-            self._answer_queued(w)
-            return False
-        return True
+    def _hand_off(self, sku: str, admitted: list[_Waiting]) -> None:
+        """Produce the orders of one call's outbox entry; answered together once the entry is acked or kept.
 
-    def _delivered(self, sku: str, w: _Waiting, err: HandoffError | None) -> None:
-        # Also after the budget: a late delivery still clears the outbox entry.
-        assert w.adm is not None
-        if err is not None:
-            self._answer_queued(w)
-            return
-        done = self._acker.ack(sku, w.adm.stream_id)
-        if w.answer.done():
-            return
+        Also after the budget: a late delivery of the last order still clears the entry.
+        """
+        self._relay.note_sku(sku)
+        first = admitted[0].adm
+        assert first is not None
+        delivery = EntryDelivery(
+            self._acker, sku, first.stream_id, len(admitted), on_done=partial(self._entry_done, admitted)
+        )
+        for w in admitted:
+            assert w.adm is not None
+            req = w.req
+            order = OutboxOrder(w.adm.stream_id, w.adm.order_id, req.user, req.qty, req.key, w.adm.accepted_at_us)
+            try:
+                self._handoff.send(event_of(sku, order), delivery.delivered, trace=req.trace)
+            except HandoffError:  # the entry stays in the outbox: its orders are answered `queued`
+                delivery.refused()
+
+    def _entry_done(self, admitted: list[_Waiting], acked: bool) -> None:
         # Only an order gone from the outbox is answered `accepted`: a replay reads the outbox.
-        done.add_done_callback(lambda acked: self._answer_accepted(w) if acked.result() else self._answer_queued(w))
+        for w in admitted:
+            if acked:
+                self._answer_accepted(w)
+            else:
+                self._answer_queued(w)
 
     def _answer_accepted(self, w: _Waiting) -> None:
         if not w.answer.done() and w.adm is not None:

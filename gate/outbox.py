@@ -1,17 +1,21 @@
 """The outbox on the gate's side: everything that reads or deletes `outbox:{sku}` entries after admit.lua wrote them.
 
-    admit.lua XADDs one entry per admitted order (gate/orders.py)
+    admit.lua XADDs one entry per call, holding the orders it admitted (gate/orders.py)
         │
-        ▼ Handoff.send(event_of(entry)) ─▶ delivery report, on the loop
+        ▼ Handoff.send(event_of(order)) per order ─▶ delivery reports, on the loop
+    EntryDelivery: once every order of the entry is in Kafka ─▶ OutboxAcker
     OutboxAcker: outbox_ack.lua (XDEL) of the tick's delivered entries, one call per SKU
         ▲
         │ delivered
     Relay, every interval in every gate process (and `flashgate relay`):
         XLEN of every known outbox in one round trip ─▶ outbox_claim.lua on the non-empty ones
-        (the SKU's lease, entries older than stale_ms) ─▶ Handoff.send ─▶ OutboxAcker
+        (the SKU's lease, entries older than stale_ms) ─▶ Handoff.send ─▶ EntryDelivery
+
+An entry is deleted only when all of its orders are delivered: one failed order keeps the whole
+entry, and a relay republishes all of its orders later (the worker drops the duplicates).
 
 `OutboxClient` makes the Redis calls (the outbox scripts, XLEN, the sale registry); the entry's
-format is `flashgate.outbox.OutboxEntry`, shared with the reconciler.
+format is `flashgate.outbox`, shared with the reconciler.
 """
 
 from __future__ import annotations
@@ -24,12 +28,11 @@ import time
 import uuid
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
-from functools import partial
 from typing import Any, Protocol
 
 from flashgate import names
 from flashgate.events import SCHEMA_VERSION, OrderAccepted
-from flashgate.outbox import OutboxEntry
+from flashgate.outbox import OutboxOrder, decode_entry
 from gate.errors import GateError, HandoffError, RedisUnavailable
 from gate.handoff import OnDelivered
 from gate.metrics import GateMetrics
@@ -75,8 +78,8 @@ class OutboxClient:
 
     async def claim(
         self, sku: str, *, relay: str, min_age_ms: int, lease_ms: int, cursor: str, count: int
-    ) -> tuple[str, list[OutboxEntry]]:
-        """outbox_claim.lua: entries admitted more than `min_age_ms` ago → (next cursor, entries).
+    ) -> tuple[str, list[list[OutboxOrder]]]:
+        """outbox_claim.lua: entries admitted more than `min_age_ms` ago → (next cursor, their orders by entry).
 
         Nothing unless this relay holds (or now takes) the SKU's relay lease for `lease_ms`.
         """
@@ -87,7 +90,7 @@ class OutboxClient:
         entries = []
         for sid, fields in raw[1]:
             try:
-                entries.append(OutboxEntry.decode(sid, fields))
+                entries.append(decode_entry(sid, fields))
             except (KeyError, ValueError):
                 log.error("outbox:{%s} entry %s is malformed, left in place: %r", sku, sid, fields)
         return str(raw[0]), entries
@@ -102,16 +105,16 @@ def accepted_at(us: int) -> datetime:
     return datetime.fromtimestamp(us // 1_000_000, UTC).replace(microsecond=us % 1_000_000)
 
 
-def event_of(sku: str, entry: OutboxEntry) -> OrderAccepted:
-    """The OrderAccepted an outbox entry stands for (the same bytes the gate first produced)."""
+def event_of(sku: str, order: OutboxOrder) -> OrderAccepted:
+    """The OrderAccepted an outboxed order stands for (the same bytes the gate first produced)."""
     return OrderAccepted(
         schema_version=SCHEMA_VERSION,
-        order_id=uuid.UUID(entry.order_id),
+        order_id=uuid.UUID(order.order_id),
         sku=sku,
-        user_id=entry.user,
-        qty=entry.qty,
-        idempotency_key=entry.key,
-        accepted_at=accepted_at(entry.accepted_at_us),
+        user_id=order.user,
+        qty=order.qty,
+        idempotency_key=order.key,
+        accepted_at=accepted_at(order.accepted_at_us),
     )
 
 
@@ -166,6 +169,46 @@ class OutboxAcker:
             await asyncio.gather(*self._tasks, return_exceptions=True)
 
 
+class EntryDelivery:
+    """The orders of one outbox entry on their way to Kafka; the entry is acked once every one is delivered.
+
+    `delivered` is each order's delivery callback; `refused()` tells of an order the producer would
+    not take. `on_done(acked)` runs once: True when the ack deleted the entry (or found it gone),
+    False as soon as one order failed or was refused, or when the ack failed. A failed entry stays
+    in the outbox and a relay republishes all of its orders later, the delivered ones too (the
+    worker drops those duplicates): deleting it earlier would lose the orders not yet in Kafka.
+    """
+
+    def __init__(
+        self, acks: Acks, sku: str, stream_id: str, orders: int, on_done: Callable[[bool], None] | None = None
+    ) -> None:
+        self._acks = acks
+        self._sku = sku
+        self._stream_id = stream_id
+        self._left = orders
+        self._on_done = on_done
+        self._failed = False
+
+    def delivered(self, err: HandoffError | None) -> None:
+        if err is not None:
+            self.refused()
+            return
+        self._left -= 1
+        if self._left or self._failed:
+            return
+        done = self._acks.ack(self._sku, self._stream_id)
+        on_done = self._on_done
+        if on_done is not None:
+            done.add_done_callback(lambda acked: on_done(acked.result()))
+
+    def refused(self) -> None:
+        if self._failed:
+            return
+        self._failed = True
+        if self._on_done is not None:
+            self._on_done(False)
+
+
 class RelaySource(Protocol):
     """What a relay reads of the outboxes: OutboxClient (a fake in unit tests)."""
 
@@ -173,7 +216,7 @@ class RelaySource(Protocol):
     async def lengths(self, skus: Sequence[str]) -> list[int | RedisUnavailable]: ...
     async def claim(
         self, sku: str, *, relay: str, min_age_ms: int, lease_ms: int, cursor: str, count: int
-    ) -> tuple[str, list[OutboxEntry]]: ...
+    ) -> tuple[str, list[list[OutboxOrder]]]: ...
 
 
 class RelaySink(Protocol):
@@ -230,7 +273,7 @@ class Relay:
         self.skus.add(sku)
 
     async def tick(self) -> int:
-        """One pass over every known outbox; returns how many entries were handed to the producer.
+        """One pass over every known outbox; returns how many orders were handed to the producer.
 
         A SKU whose Redis cannot answer is passed over, and the others are relayed all the same (on a
         Redis Cluster one shard down must not hold up the rest); the tick then raises its error.
@@ -265,7 +308,7 @@ class Relay:
                 failed = failed or e
         self.republished += sent
         if sent:
-            log.info("relay republished %d outbox entries", sent)
+            log.info("relay republished %d outboxed orders", sent)
         return sent, failed
 
     async def _relay_sku(self, sku: str) -> int:
@@ -279,23 +322,22 @@ class Relay:
                 cursor=cursor,
                 count=self._batch,
             )
-            for entry in entries:
-                if self._handoff.in_flight(entry.order_id):
+            for orders in entries:
+                # An order its own gate is still producing: that gate acks the entry (or leaves it
+                # for a later tick); sending the others now could not delete it anyway.
+                if any(self._handoff.in_flight(o.order_id) for o in orders):
                     continue
-                try:
-                    self._handoff.send(
-                        event_of(sku, entry), partial(self._delivered, sku, entry.stream_id), trace=entry.trace
-                    )
-                except HandoffError as e:
-                    log.warning("relay: producer refused a message, next tick retries: %s", e)
-                    return sent
-                sent += 1
+                delivery = EntryDelivery(self._acker, sku, orders[0].stream_id, len(orders))
+                for order in orders:
+                    try:
+                        self._handoff.send(event_of(sku, order), delivery.delivered, trace=order.trace)
+                    except HandoffError as e:
+                        delivery.refused()
+                        log.warning("relay: producer refused a message, next tick retries: %s", e)
+                        return sent
+                    sent += 1
             if cursor == "0-0":
                 return sent
-
-    def _delivered(self, sku: str, stream_id: str, err: HandoffError | None) -> None:
-        if err is None:
-            self._acker.ack(sku, stream_id)
 
     async def run(self, interval_s: float) -> None:
         """Tick forever; a failed tick (Redis down) is logged and retried next interval."""

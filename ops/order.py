@@ -29,7 +29,7 @@ import click
 from redis.exceptions import RedisError
 
 from flashgate import names, orderindex, tracecontext
-from flashgate.outbox import OutboxEntry
+from flashgate.outbox import decode_entry
 from flashgate.redis_url import RedisUrlError, connect
 
 ROW = (
@@ -115,9 +115,10 @@ async def _from_redis(w: Whereabouts, oid: uuid.UUID, redis_url: str) -> None:
         w.outbox_entry = entry.stream_id
         fields = waiting[0][1] or {}
         try:
-            outboxed = OutboxEntry.decode(entry.stream_id, [x for kv in fields.items() for x in kv])
+            orders = decode_entry(entry.stream_id, [x for kv in fields.items() for x in kv])
         except (KeyError, ValueError):  # a malformed entry (the relay leaves it in place too): no trace to show
-            outboxed = None
+            orders = []
+        outboxed = next((o for o in orders if o.order_id == str(oid)), None)
         trace = None if outboxed is None else tracecontext.trace_id(outboxed.trace)  # the one it came with, if any
         w.trace_id = w.trace_id or (None if trace is None else trace.hex)
     if w.stage == "unknown":

@@ -10,7 +10,7 @@ from typing import Any
 from flashgate import names, orderindex
 from flashgate.fingerprint import StoredAnswer, request_fingerprint
 from flashgate.orderindex import IndexEntry
-from flashgate.outbox import OutboxEntry
+from flashgate.outbox import decode_entry
 from flashgate.redis_url import AnyRedis
 from flashgate.saleconfig import SaleConfig
 from reconcile.model import OrderRef, RedisSnapshot
@@ -26,9 +26,8 @@ def _pairs(flat: Sequence[Any]) -> dict[str, str]:
     return {_text(flat[i]): _text(flat[i + 1]) for i in range(0, len(flat), 2)}
 
 
-def _outbox_entry(entry: Sequence[Any]) -> OrderRef:
-    e = OutboxEntry.decode(entry[0], entry[1])
-    return OrderRef(e.order_id, e.user, e.key, e.qty, e.accepted_at_us)
+def _outbox_orders(entry: Sequence[Any]) -> list[OrderRef]:
+    return [OrderRef(o.order_id, o.user, o.key, o.qty, o.accepted_at_us) for o in decode_entry(entry[0], entry[1])]
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,7 +56,7 @@ class SaleRedis:
             sale=_pairs(sale),
             stock=int(stock_text) if stock_text != "" else None,
             bought={user: int(units) for user, units in _pairs(bought).items()},
-            outbox=[_outbox_entry(e) for e in outbox],
+            outbox=[ref for e in outbox for ref in _outbox_orders(e)],
         )
 
     async def apply(

@@ -5,11 +5,13 @@
 -- replay / fingerprint mismatch, unknown SKU and sale window, GCRA rate limit (a limited request
 -- writes nothing), per-user cap, stock check (stock never goes below 0), append to the outbox
 -- stream, store the answer under the idempotency key. The state a batch reads is read once for
--- the whole batch (one HMGET per hash) and what it writes is written once (one HSET per hash),
--- so an order costs Redis one call of its own (its XADD) instead of five to seven; judging an
--- order sees the writes of the orders before it in the same batch (the tables below), so
--- a key or a user twice in one batch is judged as if in two calls. Every order of a call has
--- the same accepted_at (one Redis TIME). Relays find stale outbox entries by their ids (Redis
+-- the whole batch (one HMGET per hash) and what it writes is written once (one HSET per hash,
+-- one XADD), so an order costs Redis no command of its own; judging an order sees the writes of
+-- the orders before it in the same batch (the tables below), so a key or a user twice in one
+-- batch is judged as if in two calls. Every order of a call has the same accepted_at (one Redis
+-- TIME) and the same outbox entry: the call's admitted orders go into ONE stream entry (one XADD
+-- per call, and one XDEL once all of them are in Kafka), so each order's stored answer, index
+-- entry and reply name that entry's id. Relays find stale outbox entries by their ids (Redis
 -- time), so an admission writes nothing for them. The shebang makes Redis refuse the whole call
 -- before it runs (OOM, MISCONF, READONLY), so an error reply never leaves half a batch written.
 --
@@ -28,12 +30,14 @@
 -- KEYS[1] sale:{sku}       hash: units, starts_at_ms, ends_at_ms, per_user_limit, rate_per_s, burst
 -- KEYS[2] stock:{sku}      integer units left
 -- KEYS[3] bought:{sku}     hash: user id → units admitted to that user
--- KEYS[4] outbox:{sku}     stream: o order id, u user, q qty, k idempotency key, t accepted_at µs,
---                          and p traceparent only when the order came with one (flashgate/outbox.py)
+-- KEYS[4] outbox:{sku}     stream, one entry per call that admitted orders: t accepted_at µs, b the
+--                          orders, "o␟u␟q␟k␟p" each (order id, user, qty, idempotency key,
+--                          traceparent or ''), joined by ␞ (flashgate/outbox.py)
 -- KEYS[5] oidx:{tag}:<day> hash: order id → "sku␟user␟qty␟stream id" (tag in the SKU's slot)
 -- KEYS[6] idem:{sku}       prefix of the answer buckets idem:{sku}:<bucket>, hash: answer field
 --                          (flashgate.names.idem_field) → "f␟c␟o␟t␟x": fingerprint, code, order
---                          id, accepted_at µs, stream id (flashgate/fingerprint.py)
+--                          id, accepted_at µs, stream id (flashgate/fingerprint.py); the stream
+--                          id is '+' only inside a call, before its entry is written
 -- KEYS[7] rl:{sku}         prefix of the GCRA buckets rl:{sku}:<width ms>:<bucket>, hash: user id →
 --                          theoretical arrival time, µs
 --
@@ -111,6 +115,10 @@ local new_buyers = 0
 local buyers_before = nil
 local taken = 0
 local index = {}
+-- The call's outbox entry is written after the last order is judged, so what names its id is
+-- completed then: these list the orders, and where their answer, index value and reply need the id.
+local packed = {}       -- the admitted orders, as in the entry's `b` field
+local with_id = {}      -- positions in answer_args, index and out whose value ends in the entry id
 
 local function reply(a, b, c, d, e)
   local k = #out
@@ -139,7 +147,7 @@ local function judge(i)
     local f, c, o, at, x = string.match(stored, '^([^\31]*)\31([^\31]*)\31([^\31]*)\31([^\31]*)\31([^\31]*)$')
     if f ~= fingerprint then return reply(2) end
     local pending = 0
-    if x ~= '' and #redis.call('XRANGE', KEYS[4], x, x) > 0 then pending = 1 end
+    if x == '+' or (x ~= '' and #redis.call('XRANGE', KEYS[4], x, x) > 0) then pending = 1 end
     return reply(1, tonumber(c), o, tonumber(at) or 0, pending)
   end
 
@@ -168,32 +176,42 @@ local function judge(i)
     return refuse(field, fingerprint, 8, left, buyers_before + new_buyers)
   end
 
-  local id
-  local trace = ARGV[a + 6]
-  if trace == '' then
-    id = redis.call('XADD', KEYS[4], '*', 'o', order_id, 'u', user, 'q', qty, 'k', key, 't', now_text)
-  else
-    id = redis.call('XADD', KEYS[4], '*', 'o', order_id, 'u', user, 'q', qty, 'k', key, 't', now_text, 'p', trace)
-  end
+  packed[#packed + 1] = order_id .. '\31' .. user .. '\31' .. ARGV[a + 1] .. '\31' .. key .. '\31' .. ARGV[a + 6]
   taken = taken + qty
   if not units[user] then
     unit_users[#unit_users + 1] = user
     if not units_before[i] then new_buyers = new_buyers + 1 end
   end
   units[user] = bought + qty
-  store(field, fingerprint .. '\31' .. '0\31' .. order_id .. '\31' .. now_text .. '\31' .. id)
+  local answer = fingerprint .. '\31' .. '0\31' .. order_id .. '\31' .. now_text .. '\31'
+  store(field, answer)
+  answers[field] = answer .. '+'  -- a repeat of this key later in the call replays it as pending
+  with_id[#with_id + 1] = answer_args
+  with_id[#with_id + 1] = #answer_args
   index[#index + 1] = order_id
-  index[#index + 1] = sku .. '\31' .. user .. '\31' .. qty .. '\31' .. id
+  index[#index + 1] = sku .. '\31' .. user .. '\31' .. qty .. '\31'
+  with_id[#with_id + 1] = index
+  with_id[#with_id + 1] = #index
+  with_id[#with_id + 1] = out
+  with_id[#with_id + 1] = #out + 3
   local allowance = 0
   if rate > 0 then
     local tat = tats[user]
     allowance = string.format('%d,%d,%s,%d', math.floor((now_us + burst * interval - tat) / interval),
       math.ceil((tat - now_us) / 1000000), sale[5], burst)
   end
-  return reply(0, now_us, id, left - qty, allowance)
+  return reply(0, now_us, '', left - qty, allowance)
 end
 
 for i = 1, n do judge(i) end
+
+if #packed > 0 then
+  local id = redis.call('XADD', KEYS[4], '*', 't', now_text, 'b', table.concat(packed, '\30'))
+  for j = 1, #with_id, 2 do
+    local values, at = with_id[j], with_id[j + 1]
+    values[at] = values[at] .. id
+  end
+end
 
 if #answer_args > 0 then
   redis.call('HSET', idem_cur, unpack(answer_args))

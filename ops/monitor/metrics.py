@@ -19,7 +19,8 @@ class MonitorMetrics:
         )
         self.outbox_entries = Gauge(
             "flashgate_outbox_backlog_entries",
-            "Admitted orders in the SKU's Redis outbox, not yet known to be in Kafka.",
+            "Entries in the SKU's Redis outbox, not yet known to be in Kafka: one per admission call, "
+            "holding its 1-256 admitted orders.",
             ["sku"],
             registry=registry,
         )

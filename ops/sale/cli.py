@@ -107,7 +107,8 @@ def _as_dict(v: store.SaleView) -> dict[str, Any]:
         "sku": p.sku, "name": p.name, "status": _status(p), "units_on_sale": p.units_on_sale,
         "units_sold": p.units_sold, "per_user_limit": p.per_user_limit, "starts_at": _time(p.starts_at),
         "ends_at": _time(p.ends_at), "closed_at": _time(p.closed_at), "rate_per_s": p.rate_per_s, "burst": p.burst,
-        "redis_stock": v.redis_stock, "redis_has_sale": v.redis_has_sale, "outbox": v.outbox, "buyers": v.buyers,
+        "redis_stock": v.redis_stock, "redis_has_sale": v.redis_has_sale, "outbox_entries": v.outbox,
+        "buyers": v.buyers,
     }  # fmt: skip
 
 

@@ -105,7 +105,7 @@ class SaleView:
     product: Product
     redis_stock: int | None
     redis_has_sale: bool | None
-    outbox: int | None
+    outbox: int | None  # entries (one per admission call), not orders
     buyers: int | None
 
 

@@ -15,7 +15,7 @@ from redis.exceptions import OutOfMemoryError
 from flashgate import names, orderindex
 from flashgate.fingerprint import StoredAnswer, request_fingerprint
 from flashgate.orderindex import new_order_id, sku_slot
-from flashgate.outbox import OutboxEntry
+from flashgate.outbox import OutboxOrder, decode_entry
 from gate.admission import AdmissionClient, AdmitRequest, Code
 from gate.breaker import Breaker
 from gate.errors import RedisUnavailable
@@ -51,6 +51,12 @@ async def stored(r: aioredis.Redis, sku: str, user: str = "u1", key: str = "k1")
     return None, 0
 
 
+async def outboxed(r: aioredis.Redis, sku: str) -> list[list[OutboxOrder]]:
+    """The orders of each entry of the SKU's outbox, oldest entry first."""
+    entries: list[tuple[str, dict[str, str]]] = await r.xrange(names.outbox_key(sku))  # type: ignore[assignment]
+    return [decode_entry(sid, [x for kv in fields.items() for x in kv]) for sid, fields in entries]
+
+
 async def admit(client: AdmissionClient, r: AdmitRequest) -> tuple[Code, str]:
     a = await client.admit(r)
     return a.code, a.order_id
@@ -66,10 +72,7 @@ async def test_accept_takes_stock_and_parks_the_order_in_the_outbox(stack: Stack
         assert await r.get(names.stock_key(name)) == "3"
         assert await r.hget(names.bought_key(name), "u1") == "2"
         # What admit.lua wrote reads back with the one definition of each format (flashgate/).
-        entries: list[tuple[str, dict[str, str]]] = await r.xrange(names.outbox_key(name))  # type: ignore[assignment]
-        [(sid, fields)] = entries
-        flat = [x for kv in fields.items() for x in kv]
-        assert OutboxEntry.decode(sid, flat) == OutboxEntry(a.stream_id, order_id, "u1", 2, "k1", a.accepted_at_us)
+        assert await outboxed(r, name) == [[OutboxOrder(a.stream_id, order_id, "u1", 2, "k1", a.accepted_at_us)]]
         index = await r.hget(orderindex.index_key(uuid.UUID(order_id)), order_id)
         assert orderindex.IndexEntry.decode(str(index)) == orderindex.IndexEntry(name, "u1", 2, a.stream_id)
         value, pttl_ms = await stored(r, name)
@@ -181,7 +184,8 @@ async def test_stock_never_goes_negative_under_concurrency(stack: StackHandle, n
         assert stock >= 0
         assert taken + stock == 10
         assert {a.code for a in results} <= {Code.ACCEPTED, Code.SOLD_OUT}
-        assert await r.xlen(names.outbox_key(name)) == sum(a.code is Code.ACCEPTED for a in results)
+        in_outbox = [o.order_id for e in await outboxed(r, name) for o in e]
+        assert sorted(in_outbox) == sorted(a.order_id for a in results if a.code is Code.ACCEPTED)
 
 
 async def test_noscript_after_script_flush_is_recovered(stack: StackHandle, name: str) -> None:
@@ -209,14 +213,14 @@ async def test_claim_gives_stale_entries_to_the_lease_holder_only(stack: StackHa
         async def claim(relay: str, min_age_ms: int, count: int = 10, cursor: str = "0-0") -> tuple[str, list[str]]:
             got = await outbox.claim(name, relay=relay, min_age_ms=min_age_ms, lease_ms=60_000, cursor=cursor,
                                      count=count)  # fmt: skip
-            return got[0], [e.order_id for e in got[1]]
+            return got[0], [o.order_id for e in got[1] for o in e]
 
         assert await claim("r1", 60_000) == ("0-0", [])  # nothing that old; r1 holds the lease now
         await outbox.ack(name, [b.stream_id])
         assert await claim("r1", 0) == ("0-0", [a.order_id])
         assert await claim("r2", 0) == ("0-0", [])  # another relay waits for the lease
         _cursor, entries = await outbox.claim(name, relay="r1", min_age_ms=0, lease_ms=60_000, cursor="0-0", count=10)
-        assert [(e.order_id, e.user, e.qty, e.key) for e in entries] == [(a.order_id, "u1", 1, "a")]
+        assert [[(o.order_id, o.user, o.qty, o.key) for o in e] for e in entries] == [[(a.order_id, "u1", 1, "a")]]
         # Paging: a full page returns a cursor, the next page starts after it.
         c = await client.admit(req(name, key="c"))
         first = await claim("r1", 0, count=1)
@@ -237,10 +241,10 @@ async def test_a_trace_context_rides_in_the_outbox_entry_of_its_order_only(stack
         traced, plain = await client.admit_batch(
             name, [AdmitRequest(name, "u1", "a", 1, traceparent), req(name, key="b")], ids
         )
-        entries: list[tuple[str, dict[str, str]]] = await r.xrange(names.outbox_key(name))  # type: ignore[assignment]
-        assert [fields.get("p") for _, fields in entries] == [traceparent, None]
+        [entry] = await outboxed(r, name)
+        assert [(o.order_id, o.trace) for o in entry] == [(traced.order_id, traceparent), (plain.order_id, "")]
         _, claimed = await outbox.claim(name, relay="r", min_age_ms=0, lease_ms=1000, cursor="0-0", count=10)
-        assert [(e.order_id, e.trace) for e in claimed] == [(traced.order_id, traceparent), (plain.order_id, "")]
+        assert claimed == [entry]
 
 
 async def test_claim_skips_malformed_entries(stack: StackHandle, name: str) -> None:
@@ -249,7 +253,16 @@ async def test_claim_skips_malformed_entries(stack: StackHandle, name: str) -> N
         await r.xadd(names.outbox_key(name), {"o": "only-an-id"})
         good = await client.admit(req(name))
         _, entries = await outbox.claim(name, relay="r", min_age_ms=0, lease_ms=1000, cursor="0-0", count=10)
-        assert [e.order_id for e in entries] == [good.order_id]
+        assert [[o.order_id for o in e] for e in entries] == [[good.order_id]]
+
+
+async def test_an_entry_of_the_earlier_layout_is_claimed_as_one_order(stack: StackHandle, name: str) -> None:
+    """A gate of the release before one entry per call wrote one order per entry: relays still republish it."""
+    async with admission_client(stack) as (_client, r), outbox_client(stack) as outbox:
+        order_id = str(new_order_id(sku_slot(name)))
+        sid = await r.xadd(names.outbox_key(name), {"o": order_id, "u": "u1", "q": "2", "k": "k1", "t": "17"})
+        _, entries = await outbox.claim(name, relay="r", min_age_ms=0, lease_ms=1000, cursor="0-0", count=10)
+        assert entries == [[OutboxOrder(str(sid), order_id, "u1", 2, "k1", 17)]]
 
 
 async def test_one_call_judges_a_batch_in_order_as_separate_calls_would(stack: StackHandle, name: str) -> None:
@@ -284,8 +297,14 @@ async def test_one_call_judges_a_batch_in_order_as_separate_calls_would(stack: S
         assert len({got[i].accepted_at_us for i in (0, 4, 6)}) == 1  # one Redis TIME per call
         assert await r.get(names.stock_key(name)) == "0"
         assert await r.hgetall(names.bought_key(name)) == {"a": "1", "b": "2", "c": "1"}
-        entries: list[tuple[str, dict[str, str]]] = await r.xrange(names.outbox_key(name))  # type: ignore[assignment]
-        assert [f["o"] for _, f in entries] == [ids[0], ids[4], ids[6]]
+        # One outbox entry for the call's admitted orders; their answers and index entries name it.
+        [entry] = await outboxed(r, name)
+        assert [(o.order_id, o.user, o.qty) for o in entry] == [(ids[0], "a", 1), (ids[4], "b", 2), (ids[6], "c", 1)]
+        assert {o.stream_id for o in entry} == {got[i].stream_id for i in (0, 4, 6)}
+        value, _ = await stored(r, name, user="b", key="1")
+        assert StoredAnswer.decode(str(value)).stream_id == entry[0].stream_id
+        index = await r.hget(orderindex.index_key(uuid.UUID(ids[6])), ids[6])
+        assert orderindex.IndexEntry.decode(str(index)) == orderindex.IndexEntry(name, "c", 1, entry[0].stream_id)
         # Stored answers: each key replays its own outcome later.
         again = await client.admit_batch(name, [reqs[3], reqs[5]], [str(new_order_id(slot)) for _ in range(2)])
         assert [(a.code, a.replayed) for a in again] == [(Code.USER_LIMIT, True), (Code.SOLD_OUT, True)]

@@ -35,7 +35,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 
 from flashgate import names
 from flashgate.events import OrderAccepted, encode
-from flashgate.outbox import OutboxEntry
+from flashgate.outbox import OutboxOrder
 from gate.errors import RedisUnavailable
 from gate.handoff import OnDelivered
 from gate.scripts import Scripts
@@ -78,11 +78,8 @@ def admit_orders(command: Command) -> list[list[Any]]:
 
 
 def all_admitted(command: Command, *, stock_left: int = 100) -> list[Any]:
-    """admit.lua's reply admitting every order of `command` (ACCEPTED, a stream id each)."""
-    reply: list[Any] = []
-    for n, _ in enumerate(admit_orders(command)):
-        reply += [0, 1_764_547_200_000_000 + n, f"1764547200000-{n}", stock_left, b""]
-    return reply
+    """admit.lua's reply admitting every order of `command`: ACCEPTED, one accepted_at and outbox entry per call."""
+    return [0, 1_764_547_200_000_000, "1764547200000-0", stock_left, b""] * len(admit_orders(command))
 
 
 def plain_redis(command: Command) -> Any:
@@ -207,9 +204,10 @@ def fake_redis(server: FakeRedisServer) -> aioredis.Redis:
 
 
 class FakeOutboxes:
-    """Outboxes by SKU (a `gate.outbox.RelaySource`); a SKU in `down` answers as a dead Redis Cluster shard would."""
+    """Outboxes by SKU, each a list of entries' orders (a `gate.outbox.RelaySource`); a SKU in `down` answers as a
+    dead Redis Cluster shard would."""
 
-    def __init__(self, outboxes: dict[str, list[OutboxEntry]], down: set[str] | None = None) -> None:
+    def __init__(self, outboxes: dict[str, list[list[OutboxOrder]]], down: set[str] | None = None) -> None:
         self.outboxes, self.down = outboxes, down or set()
 
     async def sale_skus(self) -> set[str]:
@@ -220,7 +218,7 @@ class FakeOutboxes:
 
     async def claim(
         self, sku: str, *, relay: str, min_age_ms: int, lease_ms: int, cursor: str, count: int
-    ) -> tuple[str, list[OutboxEntry]]:
+    ) -> tuple[str, list[list[OutboxOrder]]]:
         if sku in self.down:
             raise RedisUnavailable()
         return "0-0", self.outboxes[sku]
@@ -228,14 +226,18 @@ class FakeOutboxes:
 
 @dataclass
 class FakeSink:
-    """A `gate.outbox.RelaySink` that keeps what it is sent: events, traces and delivery callbacks."""
+    """A `gate.outbox.RelaySink` that keeps what it is sent: events, traces and delivery callbacks.
+
+    The order ids in `producing` are in flight, as if their own gate were still producing them.
+    """
 
     sent: list[OrderAccepted] = field(default_factory=list)
     traces: list[str] = field(default_factory=list)
     callbacks: list[OnDelivered] = field(default_factory=list)
+    producing: set[str] = field(default_factory=set)
 
     def in_flight(self, order_id: str) -> bool:
-        return False
+        return order_id in self.producing
 
     def send(self, event: OrderAccepted, on_delivered: OnDelivered, *, trace: str = "") -> None:
         self.sent.append(event)

@@ -92,7 +92,7 @@ async def test_a_tick_of_orders_costs_one_admit_call_per_sku_and_one_ack_call_pe
         acks = r.redis.scripts(names.OUTBOX_ACK_SCRIPT)
         assert len(r.redis.ticks) == 2  # the three deliveries of one poll: one more round trip
         assert sorted(acked_ids(c) for c in acks) == [
-            (names.outbox_key("a"), ["1764547200000-0", "1764547200000-1"]),
+            (names.outbox_key("a"), ["1764547200000-0"]),  # u1 and u3: one call, one outbox entry
             (names.outbox_key("b"), ["1764547200000-0"]),
         ]
         assert dict(r.metrics.handoffs) == {"accepted": 3}
@@ -145,6 +145,33 @@ async def test_a_failed_delivery_answers_queued_without_an_ack() -> None:
         r.producer.deliver(KafkaError(KafkaError._MSG_TIMED_OUT, "timed out"))
         assert (await answer).code == "queued"
         assert r.redis.scripts(names.OUTBOX_ACK_SCRIPT) == []
+
+
+async def test_the_orders_of_one_entry_are_acked_and_answered_together() -> None:
+    """One admit.lua call, one outbox entry: it is deleted, and its orders answered, once all are in Kafka."""
+    async with rig() as r:
+        answers = [place(r.desk, "a", "u1"), place(r.desk, "a", "u2")]
+        await until(lambda: len(r.producer.pending) == 2, timeout_s=5, interval_s=0.001)
+        r.producer.deliver(first=1)
+        await asyncio.sleep(0.01)
+        assert r.redis.scripts(names.OUTBOX_ACK_SCRIPT) == []  # u2's order is not in Kafka yet
+        assert not any(a.done() for a in answers)
+        r.producer.deliver()
+        assert [(await a).code for a in answers] == ["accepted", "accepted"]
+        assert [acked_ids(c)[1] for c in r.redis.scripts(names.OUTBOX_ACK_SCRIPT)] == [["1764547200000-0"]]
+
+
+async def test_one_failed_delivery_keeps_the_whole_entry_and_answers_all_its_orders_queued() -> None:
+    """Deleting the entry would lose the failed order; the delivered one stays in it too (a relay resends both)."""
+    async with rig() as r:
+        answers = [place(r.desk, "a", "u1"), place(r.desk, "a", "u2")]
+        await until(lambda: len(r.producer.pending) == 2, timeout_s=5, interval_s=0.001)
+        r.producer.deliver(KafkaError(KafkaError._MSG_TIMED_OUT, "timed out"), first=1)
+        assert [(await a).code for a in answers] == ["queued", "queued"]  # at once: the entry stays
+        r.producer.deliver()
+        await asyncio.sleep(0.01)
+        assert r.redis.scripts(names.OUTBOX_ACK_SCRIPT) == []
+        assert dict(r.metrics.handoffs) == {"queued": 2}
 
 
 async def test_a_producer_that_refuses_answers_queued_at_once() -> None:

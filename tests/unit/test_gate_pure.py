@@ -20,7 +20,7 @@ from flashgate.orderindex import (
     slot_tag,
     text_slot,
 )
-from flashgate.outbox import OutboxEntry
+from flashgate.outbox import OutboxOrder, decode_entry, entry_fields
 from flashgate.settings import ConfigError
 from gate.admission import Admission, Code, IndexedOrder, parse_admit
 from gate.answers import status_answer
@@ -82,19 +82,38 @@ def test_parse_admit_every_code() -> None:
         parse_admit([0, 5, "1-0", 3, 0], ["o1", "o2"])
 
 
-def test_outbox_entry_round_trip() -> None:
-    e = OutboxEntry.decode("1-0", ["o", "id", "u", "user", "q", "2", "k", "key", "t", "17"])
-    assert e == OutboxEntry("1-0", "id", "user", 2, "key", 17)
-    assert OutboxEntry.decode(b"1-0", [x.encode() for kv in e.fields().items() for x in kv]) == e
+def test_an_outbox_entry_holds_the_orders_of_one_call() -> None:
+    trace = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+    orders = [OutboxOrder("1-0", "id1", "user", 2, "key", 17), OutboxOrder("1-0", "id2", "u2", 1, "k2", 17, trace)]
+    fields = entry_fields(orders)
+    assert fields == {"t": "17", "b": "id1\x1fuser\x1f2\x1fkey\x1f\x1eid2\x1fu2\x1f1\x1fk2\x1f" + trace}
+    assert decode_entry(b"1-0", [x.encode() for kv in fields.items() for x in kv]) == orders
+    assert decode_entry("1-0", [x for kv in entry_fields(orders[:1]).items() for x in kv]) == orders[:1]
+    with pytest.raises(ValueError, match="same time"):
+        entry_fields([orders[0], OutboxOrder("1-0", "id3", "u3", 1, "k3", 18)])
+    with pytest.raises(ValueError, match="same time"):
+        entry_fields([])
+
+
+def test_an_outbox_entry_of_the_earlier_layout_is_one_order() -> None:
+    """Entries written by gates before one entry per call (a rolling upgrade) are still read."""
+    assert decode_entry("1-0", ["o", "id", "u", "user", "q", "2", "k", "key", "t", "17"]) == [
+        OutboxOrder("1-0", "id", "user", 2, "key", 17)
+    ]
     traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
-    traced = OutboxEntry("1-0", "id", "user", 2, "key", 17, trace=traceparent)
-    assert traced.fields()["p"] == traced.trace
-    assert "p" not in e.fields()  # an order without a trace context writes no `p`
-    assert OutboxEntry.decode("1-0", [x for kv in traced.fields().items() for x in kv]) == traced
+    traced = ["o", "id", "u", "user", "q", "2", "k", "key", "t", "17", "p", traceparent]
+    assert decode_entry("1-0", traced) == [OutboxOrder("1-0", "id", "user", 2, "key", 17, traceparent)]
+
+
+def test_a_malformed_outbox_entry_is_refused() -> None:
     with pytest.raises(KeyError):
-        OutboxEntry.decode("1-0", ["o", "only-an-id"])
+        decode_entry("1-0", ["o", "only-an-id"])
     with pytest.raises(ValueError, match="odd"):
-        OutboxEntry.decode("1-0", ["o"])
+        decode_entry("1-0", ["o"])
+    with pytest.raises(ValueError, match="4 fields instead of 5"):
+        decode_entry("1-0", ["t", "17", "b", "id\x1fuser\x1f2\x1fkey"])
+    with pytest.raises(ValueError):
+        decode_entry("1-0", ["t", "17", "b", "id\x1fuser\x1ftwo\x1fkey\x1f"])
 
 
 def test_order_ids_are_uuid7_that_carry_the_sku_slot() -> None:

@@ -5,9 +5,11 @@ from __future__ import annotations
 import pytest
 import redis.asyncio as aioredis
 
-from flashgate.outbox import OutboxEntry
+from flashgate.events import OrderAccepted
+from flashgate.outbox import OutboxOrder
 from gate.breaker import Breaker
 from gate.errors import HandoffError, RedisUnavailable
+from gate.handoff import OnDelivered
 from gate.metrics import GateMetrics
 from gate.outbox import OutboxClient, Relay
 from gate.redis_batch import RedisBatcher
@@ -15,8 +17,14 @@ from gate.scripts import Scripts
 from tests.support.fakes import FakeAcks, FakeOutboxes, FakeSink
 
 
-def entry(n: int) -> OutboxEntry:
-    return OutboxEntry(f"{n}-0", f"0190a0e0-0000-7000-8000-00000000000{n}", f"u{n}", 1, f"k{n}", 1_700_000_000_000_000)
+def order(n: int, stream_id: str = "") -> OutboxOrder:
+    sid = stream_id or f"{n}-0"
+    return OutboxOrder(sid, f"0190a0e0-0000-7000-8000-00000000000{n}", f"u{n}", 1, f"k{n}", 1_700_000_000_000_000)
+
+
+def entry(n: int) -> list[OutboxOrder]:
+    """An outbox entry of one order."""
+    return [order(n)]
 
 
 async def test_a_shard_down_fails_the_tick_after_the_other_skus_are_relayed() -> None:
@@ -50,8 +58,8 @@ async def test_lengths_put_each_unreachable_sku_s_error_in_its_place() -> None:
 
 async def test_a_republished_order_keeps_its_trace_context() -> None:
     traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
-    traced = OutboxEntry("9-0", "0190a0e0-0000-7000-8000-000000000009", "u9", 1, "k9", 1, trace=traceparent)
-    outbox = FakeOutboxes({"a": [entry(1), traced]})
+    traced = OutboxOrder("9-0", "0190a0e0-0000-7000-8000-000000000009", "u9", 1, "k9", 1, trace=traceparent)
+    outbox = FakeOutboxes({"a": [entry(1), [traced]]})
     handoff = FakeSink()
     relay = Relay(outbox, handoff, FakeAcks(), metrics=GateMetrics(None), stale_ms=1000, batch=10, discover_s=1.0)
     assert await relay.tick() == 2
@@ -68,3 +76,53 @@ async def test_only_a_delivered_entry_is_acked() -> None:
     delivered(None)
     failed(HandoffError("message timed out"))
     assert acks.acked == [("a", "1-0")]
+
+
+async def test_an_entry_of_several_orders_is_acked_once_all_are_delivered() -> None:
+    """One entry holds one admit.lua call's orders: deleting it before every one is in Kafka would lose the rest."""
+    both, failing = [order(1, "5-0"), order(2, "5-0")], [order(3, "6-0"), order(4, "6-0")]
+    outbox, handoff, acks = FakeOutboxes({"a": [both, failing]}), FakeSink(), FakeAcks()
+    relay = Relay(outbox, handoff, acks, metrics=GateMetrics(None), stale_ms=1000, batch=10, discover_s=0)
+    relay.note_sku("a")
+    assert await relay.tick() == 4
+    first, second, third, fourth = handoff.callbacks
+    first(None)
+    third(None)
+    assert acks.acked == []  # each entry still has an order on its way
+    second(None)
+    fourth(HandoffError("message timed out"))
+    assert acks.acked == [("a", "5-0")]  # the failed one's entry stays: all of its orders go again next tick
+
+
+async def test_an_entry_with_an_order_still_in_flight_is_left_to_its_gate() -> None:
+    """The gate that admitted it is producing one of its orders: that gate acks the entry, the relay sends none."""
+    outbox, handoff = FakeOutboxes({"a": [[order(1, "5-0"), order(2, "5-0")], entry(3)]}), FakeSink()
+    handoff.producing.add(order(2).order_id)
+    relay = Relay(outbox, handoff, FakeAcks(), metrics=GateMetrics(None), stale_ms=1000, batch=10, discover_s=0)
+    relay.note_sku("a")
+    assert await relay.tick() == 1
+    assert [str(e.order_id) for e in handoff.sent] == [order(3).order_id]
+
+
+async def test_a_refused_order_leaves_its_entry_in_the_outbox() -> None:
+    """The producer's queue is full: the tick stops, and the orders already sent cannot delete the entry."""
+    outbox, acks = FakeOutboxes({"a": [[order(1, "5-0"), order(2, "5-0")]]}), FakeAcks()
+    handoff = RefusingSink(after=1)
+    relay = Relay(outbox, handoff, acks, metrics=GateMetrics(None), stale_ms=1000, batch=10, discover_s=0)
+    relay.note_sku("a")
+    assert await relay.tick() == 1
+    handoff.callbacks[0](None)
+    assert acks.acked == []
+
+
+class RefusingSink(FakeSink):
+    """A FakeSink whose producer takes `after` messages, then refuses every one."""
+
+    def __init__(self, after: int) -> None:
+        super().__init__()
+        self.after = after
+
+    def send(self, event: OrderAccepted, on_delivered: OnDelivered, *, trace: str = "") -> None:
+        if len(self.sent) >= self.after:
+            raise HandoffError("local queue full")
+        super().send(event, on_delivered, trace=trace)

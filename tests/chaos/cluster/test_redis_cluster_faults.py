@@ -106,7 +106,7 @@ async def test_every_script_keeps_to_its_declared_slot(stack: StackHandle, name:
         assert indexed.sku == sku
         outbox = OutboxClient(rt, Scripts())
         _, entries = await outbox.claim(sku, relay=name, min_age_ms=0, lease_ms=1000, cursor="0-0", count=10)
-        assert [e.order_id for e in entries] == [first.order_id]
+        assert [[o.order_id for o in e] for e in entries] == [[first.order_id]]
         assert await outbox.ack(sku, [first.stream_id]) == 1
         # The reconciler's and sale tools' scripts.
         sales = SaleRedis(client)
