@@ -36,8 +36,7 @@
 -- KEYS[5] oidx:{tag}:<day> hash: order id → "sku␟user␟qty␟stream id" (tag in the SKU's slot)
 -- KEYS[6] idem:{sku}       prefix of the answer buckets idem:{sku}:<bucket>, hash: answer field
 --                          (flashgate.names.idem_field) → "f␟c␟o␟t␟x": fingerprint, code, order
---                          id, accepted_at µs, stream id (flashgate/fingerprint.py); the stream
---                          id is '+' only inside a call, before its entry is written
+--                          id, accepted_at µs, stream id (flashgate/fingerprint.py)
 -- KEYS[7] rl:{sku}         prefix of the GCRA buckets rl:{sku}:<width ms>:<bucket>, hash: user id →
 --                          theoretical arrival time, µs
 --
@@ -115,10 +114,10 @@ local new_buyers = 0
 local buyers_before = nil
 local taken = 0
 local index = {}
--- The call's outbox entry is written after the last order is judged, so what names its id is
--- completed then: these list the orders, and where their answer, index value and reply need the id.
+-- The call's outbox entry is written after the last order is judged, so what names its id (the
+-- admitted orders' stored answers, index values and replies) is written then, each string built once.
 local packed = {}       -- the admitted orders, as in the entry's `b` field
-local with_id = {}      -- positions in answer_args, index and out whose value ends in the entry id
+local admitted = {}     -- the admitted orders' positions in ARGV
 
 local function reply(a, b, c, d, e)
   local k = #out
@@ -142,12 +141,17 @@ local function judge(i)
   local fingerprint, qty, order_id, user, key, field =
     ARGV[a], tonumber(ARGV[a + 1]), ARGV[a + 2], ARGV[a + 3], ARGV[a + 4], ARGV[a + 5]
 
-  local stored = answers[field] or answers_cur[i] or answers_prev[i]
+  local earlier = answers[field]
+  if type(earlier) == 'number' then  -- admitted earlier in this call: replayed as pending
+    if ARGV[WIDTH * earlier - 3] ~= fingerprint then return reply(2) end
+    return reply(1, 0, ARGV[WIDTH * earlier - 1], now_us, 1)
+  end
+  local stored = earlier or answers_cur[i] or answers_prev[i]
   if stored then
     local f, c, o, at, x = string.match(stored, '^([^\31]*)\31([^\31]*)\31([^\31]*)\31([^\31]*)\31([^\31]*)$')
     if f ~= fingerprint then return reply(2) end
     local pending = 0
-    if x == '+' or (x ~= '' and #redis.call('XRANGE', KEYS[4], x, x) > 0) then pending = 1 end
+    if x ~= '' and #redis.call('XRANGE', KEYS[4], x, x) > 0 then pending = 1 end
     return reply(1, tonumber(c), o, tonumber(at) or 0, pending)
   end
 
@@ -183,17 +187,8 @@ local function judge(i)
     if not units_before[i] then new_buyers = new_buyers + 1 end
   end
   units[user] = bought + qty
-  local answer = fingerprint .. '\31' .. '0\31' .. order_id .. '\31' .. now_text .. '\31'
-  store(field, answer)
-  answers[field] = answer .. '+'  -- a repeat of this key later in the call replays it as pending
-  with_id[#with_id + 1] = answer_args
-  with_id[#with_id + 1] = #answer_args
-  index[#index + 1] = order_id
-  index[#index + 1] = sku .. '\31' .. user .. '\31' .. qty .. '\31'
-  with_id[#with_id + 1] = index
-  with_id[#with_id + 1] = #index
-  with_id[#with_id + 1] = out
-  with_id[#with_id + 1] = #out + 3
+  answers[field] = i  -- its answer is stored once the entry id is known
+  admitted[#admitted + 1] = i
   local allowance = 0
   if rate > 0 then
     local tat = tats[user]
@@ -207,9 +202,15 @@ for i = 1, n do judge(i) end
 
 if #packed > 0 then
   local id = redis.call('XADD', KEYS[4], '*', 't', now_text, 'b', table.concat(packed, '\30'))
-  for j = 1, #with_id, 2 do
-    local values, at = with_id[j], with_id[j + 1]
-    values[at] = values[at] .. id
+  local index_sku = sku .. '\31'
+  local tail = '\31' .. now_text .. '\31' .. id
+  for _, i in ipairs(admitted) do
+    local a = WIDTH * i - 3
+    local order_id = ARGV[a + 2]
+    store(ARGV[a + 5], ARGV[a] .. '\31' .. '0\31' .. order_id .. tail)
+    index[#index + 1] = order_id
+    index[#index + 1] = index_sku .. ARGV[a + 3] .. '\31' .. ARGV[a + 1] .. '\31' .. id
+    out[5 * i - 2] = id
   end
 end
 

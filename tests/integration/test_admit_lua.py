@@ -291,7 +291,7 @@ async def test_one_call_judges_a_batch_in_order_as_separate_calls_would(stack: S
             (Code.ACCEPTED, False),
             (Code.SOLD_OUT, False),
         ]
-        assert (got[1].order_id, got[1].pending) == (ids[0], True)
+        assert (got[1].order_id, got[1].pending, got[1].accepted_at_us) == (ids[0], True, got[0].accepted_at_us)
         assert [got[i].stock_left for i in (0, 4, 5, 6, 7)] == [3, 1, 1, 0, 0]
         assert got[7].buyers == 3
         assert len({got[i].accepted_at_us for i in (0, 4, 6)}) == 1  # one Redis TIME per call
