@@ -1,4 +1,4 @@
-"""`flashgate bench …`: flash sale, A/B of two checkouts, soak run, worker drain (docs/benchmarks.md)."""
+"""`flashgate bench …`: flash sale, A/B of two checkouts or of their admit.lua, soak run, worker drain."""
 
 from __future__ import annotations
 
@@ -27,6 +27,7 @@ GATE_URL = click.option(
     "--gate-url", default="http://127.0.0.1:8000", show_default=True, help="The running gate (auth off)."
 )
 OUT_DIR = click.option("--out", "out_dir", default="bench/results", show_default=True, type=click.Path(path_type=Path))
+CHECKOUT = click.Path(exists=True, file_okay=False, path_type=Path)
 
 
 def worker_pids_option(purpose: str) -> Callable[[F], F]:
@@ -130,12 +131,8 @@ def flash_sale_command(
 
 
 @bench_group.command("ab")
-@click.option(
-    "--a", "a", required=True, type=click.Path(exists=True, file_okay=False, path_type=Path), help="Checkout A."
-)
-@click.option(
-    "--b", "b", required=True, type=click.Path(exists=True, file_okay=False, path_type=Path), help="Checkout B."
-)
+@click.option("--a", "a", required=True, type=CHECKOUT, help="Checkout A.")
+@click.option("--b", "b", required=True, type=CHECKOUT, help="Checkout B.")
 @click.option("--rounds", default=3, show_default=True, help="Rounds of A then B.")
 @click.option("--order", type=click.Choice(["ab", "alternate"]), default="ab", show_default=True,
               help="A then B in each round, or alternate (A B, B A, …): a round's second run has an edge.")  # fmt: skip
@@ -222,6 +219,52 @@ def _pairs(assignments: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
             raise click.ClickException(f"bench ab: expected NAME=VALUE, not {text!r}")
         pairs.append((name, value))
     return tuple(pairs)
+
+
+@bench_group.command("script-ab")
+@click.option("--a", "a", required=True, type=CHECKOUT, help="Checkout A (its flashgate/lua).")
+@click.option("--b", "b", required=True, type=CHECKOUT, help="Checkout B (its flashgate/lua).")
+@click.option("--batch", "batches", type=int, multiple=True, default=(16, 64), show_default=True,
+              help="Orders per admit.lua call (repeatable).")  # fmt: skip
+@click.option("--calls", default=1000, show_default=True, help="Measured calls per batch size and run.")
+@click.option("--callers", default=4, show_default=True, help="Concurrent callers.")
+@click.option("--rounds", default=3, show_default=True, help="Rounds of A and B, alternating which goes first.")
+@click.option("--sale", type=click.Choice(["open", "limited"]), default="open", show_default=True,
+              help="open: no rate limit or cap; limited: every order also runs GCRA and the per-user cap.")  # fmt: skip
+@click.option("--lock", default="/tmp/flashgate-bench.lock", show_default=True,
+              help="Bench lock held for the whole run (flock); '' for none.")  # fmt: skip
+@OUT_DIR
+def script_ab_command(
+    a: Path,
+    b: Path,
+    batches: tuple[int, ...],
+    calls: int,
+    callers: int,
+    rounds: int,
+    sale: str,
+    lock: str,
+    out_dir: Path,
+) -> None:
+    """Interleaved A/B of two checkouts' admit.lua alone: Redis CPU and evalsha µs per admission.
+
+    Needs REDIS_URL (`eval "$(flashgate stack env)"`), a Redis nothing else loads meanwhile: its
+    CPU is read from INFO. Both variants call through this checkout's client; only the scripts
+    differ. Raw results in bench/results/script-ab-<timestamp>.json.
+    """
+    from redis.exceptions import RedisError
+
+    from bench.script_ab import ScriptAbError, ScriptAbSettings, lines, run_script_ab
+
+    if min(rounds, calls, callers, *batches) < 1 or calls < callers:
+        raise click.ClickException("bench script-ab: rounds, batch >= 1 and calls >= callers >= 1")
+    settings = ScriptAbSettings(a=a, b=b, redis_url=_env("REDIS_URL"), batches=batches, calls=calls,
+                                callers=callers, rounds=rounds, sale=sale, lock=Path(lock) if lock else None,
+                                out_dir=out_dir)  # fmt: skip
+    try:
+        record = run_script_ab(settings)
+    except (ScriptAbError, RedisError, OSError) as e:
+        raise click.ClickException(f"bench script-ab: {e}") from e
+    click.echo("\n".join(lines(record, (str(a.resolve()), str(b.resolve())))))
 
 
 @bench_group.command("soak")

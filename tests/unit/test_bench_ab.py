@@ -13,6 +13,8 @@ from bench.ab_stats import figures, median, ratio, summarize, summary_lines
 from bench.cli import bench_group
 from bench.flash_sale import open_loop_figures
 
+ROOT = Path(__file__).resolve().parents[2]
+
 
 def run(rnd: int, variant: str, **figs: float | None) -> dict[str, Any]:
     return {"round": rnd, "variant": variant, "figures": figs}
@@ -136,3 +138,22 @@ def test_cli_app_refuses_what_cannot_run() -> None:
 def test_alternate_order_swaps_who_runs_first_every_other_round() -> None:
     assert [round_order("ab", r) for r in (1, 2, 3)] == [("A", "B")] * 3
     assert [round_order("alternate", r) for r in (1, 2, 3, 4)] == [("A", "B"), ("B", "A"), ("A", "B"), ("B", "A")]
+
+
+def test_script_ab_refuses_a_checkout_without_the_scripts(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("REDIS_URL", "redis://127.0.0.1:1/0")  # never reached: the checkouts are checked first
+    (tmp_path / "flashgate" / "lua").mkdir(parents=True)
+    (tmp_path / "flashgate" / "lua" / "admit.lua").write_text("return {}")
+    got = CliRunner().invoke(bench_group, ["script-ab", "--a", str(ROOT), "--b", str(tmp_path), "--lock", ""])
+    assert got.exit_code == 1
+    assert got.output.startswith("Error: bench script-ab: ")
+    assert "has no outbox_ack.lua, outbox_claim.lua under" in got.output
+
+
+def test_script_ab_refuses_fewer_calls_than_callers(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("REDIS_URL", "redis://127.0.0.1:1/0")
+    got = CliRunner().invoke(
+        bench_group, ["script-ab", "--a", str(ROOT), "--b", str(ROOT), "--calls", "2", "--callers", "4"]
+    )
+    assert got.exit_code == 1
+    assert "calls >= callers >= 1" in got.output
