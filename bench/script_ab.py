@@ -6,7 +6,7 @@ callers making `calls` admit.lua calls of `batch` new orders in all (every order
 dearest path, outbox entry, stored answer and index), after `warmup` calls not measured. Redis
 CPU is `INFO cpu` (used_cpu_user + used_cpu_sys: the whole server, AOF writes and fsync included,
 so keep other load off the stack's Redis), the script's own time `INFO commandstats` (evalsha µs).
-The SKU's keys are deleted after its batch (its order-index entries expire with their TTL).
+The SKU's keys are deleted after its batch (index entries and GCRA states expire with their TTLs).
 
 Both variants call through THIS checkout's client (gate.admission.AdmissionClient, one packed
 EVALSHA per call); only the Lua scripts come from each checkout's flashgate/lua. So it compares
@@ -52,6 +52,8 @@ from tests.support.sales import Sale, put_sale
 # "open": no rate limit, no cap; "limited": every order also runs GCRA and the per-user cap
 # (each buyer orders once, so every order still passes them).
 SALES: dict[str, dict[str, Any]] = {"open": {}, "limited": {"rate_per_s": 1.0, "burst": 2, "per_user_limit": 2}}
+
+IDEM_TTL_S = 600  # the admission client's; it names the answer buckets deleted after a run
 
 
 class ScriptAbError(RuntimeError):
@@ -110,8 +112,9 @@ async def scripted_admission(
 ) -> AsyncIterator[tuple[AdmissionClient, aioredis.Redis]]:
     """An admission client running `scripts_dir`'s scripts and a plain client, `sale` put in Redis.
 
-    On leaving, the SKU's keys are deleted and it leaves the sale registry, so no relay republishes
-    what the benchmark admitted.
+    On leaving, the SKU leaves the sale registry, so no relay republishes what the benchmark
+    admitted, and its keys are deleted by name (no keyspace SCAN): config, stock, buyers, outbox
+    and answer buckets. Its index entries and GCRA states expire with their TTLs.
     """
     redis = aioredis.Redis.from_url(redis_url, decode_responses=True)
     await put_sale(redis, sale)
@@ -119,15 +122,23 @@ async def scripted_admission(
     scripts = Scripts(scripts_dir)
     for source in scripts.source.values():
         await redis.script_load(source)
+    started_ms = await redis_ms(redis)
     try:
-        yield AdmissionClient(batcher, scripts, idem_ttl_s=600), redis
+        yield AdmissionClient(batcher, scripts, idem_ttl_s=IDEM_TTL_S), redis
     finally:
         await batcher.close()
         await redis.srem(names.SALE_REGISTRY, sale.sku)
-        keys = [k async for k in redis.scan_iter(match=f"*{{{sale.sku}}}*", count=1000)]
-        for at in range(0, len(keys), 500):
-            await redis.delete(*keys[at : at + 500])
+        # The answer buckets the calls can have written (the one before the start, to the one now).
+        width_ms = IDEM_TTL_S * 1000
+        buckets = range(started_ms // width_ms - 1, await redis_ms(redis) // width_ms + 1)
+        await redis.delete(*names.sale_keys(sale.sku), *(f"{names.idem_prefix(sale.sku)}:{b}" for b in buckets))
         await redis.aclose()
+
+
+async def redis_ms(redis: aioredis.Redis) -> int:
+    """Redis's clock, which picks admit.lua's answer bucket."""
+    seconds, micros = await redis.time()
+    return int(seconds) * 1000 + int(micros) // 1000
 
 
 def admit_calls(client: AdmissionClient, sku: str, batch: int) -> Any:
