@@ -29,7 +29,7 @@ import itertools
 import json
 import time
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from importlib.resources.abc import Traversable
@@ -43,6 +43,7 @@ from bench.ab import bench_lock, lua_dir, round_order
 from bench.served import machine
 from flashgate import names
 from flashgate.orderindex import new_order_id, sku_slot
+from flashgate.redis_url import redis_now_ms
 from gate.admission import AdmissionClient, AdmitRequest, Code
 from gate.breaker import Breaker
 from gate.redis_batch import RedisBatcher
@@ -122,7 +123,7 @@ async def scripted_admission(
     scripts = Scripts(scripts_dir)
     for source in scripts.source.values():
         await redis.script_load(source)
-    started_ms = await redis_ms(redis)
+    started_ms = await redis_now_ms(redis)
     try:
         yield AdmissionClient(batcher, scripts, idem_ttl_s=IDEM_TTL_S), redis
     finally:
@@ -130,19 +131,14 @@ async def scripted_admission(
         await redis.srem(names.SALE_REGISTRY, sale.sku)
         # The answer buckets the calls can have written (the one before the start, to the one now).
         width_ms = IDEM_TTL_S * 1000
-        buckets = range(started_ms // width_ms - 1, await redis_ms(redis) // width_ms + 1)
-        await redis.delete(*names.sale_keys(sale.sku), *(f"{names.idem_prefix(sale.sku)}:{b}" for b in buckets))
+        first, last = started_ms // width_ms - 1, await redis_now_ms(redis) // width_ms
+        buckets = [names.idem_bucket(sale.sku, IDEM_TTL_S, b * width_ms) for b in range(first, last + 1)]
+        await redis.delete(*names.sale_keys(sale.sku), *buckets)
         await redis.aclose()
 
 
-async def redis_ms(redis: aioredis.Redis) -> int:
-    """Redis's clock, which picks admit.lua's answer bucket."""
-    seconds, micros = await redis.time()
-    return int(seconds) * 1000 + int(micros) // 1000
-
-
-def admit_calls(client: AdmissionClient, sku: str, batch: int) -> Any:
-    """A coroutine function: each call admits `batch` new orders of new buyers on `sku`, or raises."""
+def admit_calls(client: AdmissionClient, sku: str, batch: int) -> Callable[[], Awaitable[int]]:
+    """Each call of the function returned admits `batch` new orders of new buyers on `sku`, or raises."""
     slot = sku_slot(sku)
     n = itertools.count()
 

@@ -47,7 +47,7 @@ from bench.http1 import order_request, read_answer
 from bench.served import box_snapshot, run_header
 from bench.soak_figures import Limits, checks_as_dicts, judge, passed, summarize
 from flashgate import names, orderindex
-from flashgate.redis_url import AnyRedis, connect
+from flashgate.redis_url import AnyRedis, connect, redis_now_ms
 
 Conn = tuple[asyncio.StreamReader, asyncio.StreamWriter]
 
@@ -247,8 +247,7 @@ async def probe(s: SoakSettings, sku: str, r: AnyRedis) -> tuple[int, str]:
     if answer is None or answer[0] != 202:
         raise BenchError(f"the probe order was not accepted: {answer}")
     ttl_s = int(os.environ.get("FLASHGATE_IDEM_TTL_S", "86400"))
-    seconds, micros = await r.time()
-    now_ms = (int(seconds) * 1_000_000 + int(micros)) // 1000
+    now_ms = await redis_now_ms(r)
     field = names.idem_field("probe", "probe")
     buckets = (names.idem_bucket(sku, ttl_s, now_ms), names.idem_bucket(sku, ttl_s, now_ms - ttl_s * 1000))
     if not any([await r.hexists(bucket, field) for bucket in buckets]):

@@ -85,6 +85,12 @@ def check(url: str) -> None:
         raise RedisUrlError("REDIS_URL: use redis://, rediss://, unix:// or redis+cluster://")
 
 
+async def redis_now_ms(client: AnyRedis) -> int:
+    """Redis's clock (TIME) in ms: the one admit.lua picks its answer and GCRA buckets by."""
+    seconds, micros = await client.time()
+    return (int(seconds) * 1_000_000 + int(micros)) // 1000
+
+
 def connect(url: str, **kwargs: Any) -> AnyRedis:
     """A redis-py asyncio client for `url` (no I/O until the first command); `kwargs` as redis-py takes them.
 

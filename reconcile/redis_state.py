@@ -11,7 +11,7 @@ from flashgate import names, orderindex
 from flashgate.fingerprint import StoredAnswer, request_fingerprint
 from flashgate.orderindex import IndexEntry
 from flashgate.outbox import decode_entry
-from flashgate.redis_url import AnyRedis
+from flashgate.redis_url import AnyRedis, redis_now_ms
 from flashgate.saleconfig import SaleConfig
 from reconcile.model import OrderRef, RedisSnapshot
 
@@ -108,8 +108,7 @@ class SaleRedis:
         Reads the two answer hashes admit.lua reads (the bucket of Redis time now and the one
         before, `names.idem_bucket`) with HSCAN, so a big sale does not block Redis; never a SCAN.
         """
-        seconds, micros = await self._client.time()
-        now_ms = (int(seconds) * 1_000_000 + int(micros)) // 1000
+        now_ms = await redis_now_ms(self._client)
         found: dict[str, str] = {}
         for at_ms in (now_ms - ttl_s * 1000, now_ms):
             bucket = names.idem_bucket(sku, ttl_s, at_ms)

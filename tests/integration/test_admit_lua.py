@@ -16,6 +16,7 @@ from flashgate import names, orderindex
 from flashgate.fingerprint import StoredAnswer, request_fingerprint
 from flashgate.orderindex import new_order_id, sku_slot
 from flashgate.outbox import OutboxOrder, decode_entry
+from flashgate.redis_url import redis_now_ms
 from gate.admission import AdmissionClient, AdmitRequest, Code
 from gate.breaker import Breaker
 from gate.errors import RedisUnavailable
@@ -35,14 +36,9 @@ def req(sku: str, user: str = "u1", key: str = "k1", qty: int = 1) -> AdmitReque
 TTL_S = 60  # the idempotency TTL of tests.support.gatekit.admission_client
 
 
-async def redis_ms(r: aioredis.Redis) -> int:
-    seconds, micros = await r.time()
-    return (int(seconds) * 1_000_000 + int(micros)) // 1000
-
-
 async def stored(r: aioredis.Redis, sku: str, user: str = "u1", key: str = "k1") -> tuple[str | None, int]:
     """The stored answer of (user, key) on `sku` and its hash's PTTL (ms), or (None, 0)."""
-    now_ms = await redis_ms(r)
+    now_ms = await redis_now_ms(r)
     for at_ms in (now_ms, now_ms - TTL_S * 1000):
         bucket = names.idem_bucket(sku, TTL_S, at_ms)
         value = await r.hget(bucket, names.idem_field(user, key))
@@ -78,7 +74,7 @@ async def test_accept_takes_stock_and_parks_the_order_in_the_outbox(stack: Stack
         value, pttl_ms = await stored(r, name)
         # The answer's hash expires when its bucket stops being the previous one: TTL to 2 TTL after.
         expires_ms = (a.accepted_at_us // 1000 // (TTL_S * 1000) + 2) * TTL_S * 1000
-        assert abs(await redis_ms(r) + pttl_ms - expires_ms) < 1000
+        assert abs(await redis_now_ms(r) + pttl_ms - expires_ms) < 1000
         assert StoredAnswer.decode(str(value)) == StoredAnswer(
             request_fingerprint(name, 2), 0, order_id, a.accepted_at_us, a.stream_id
         )
@@ -372,7 +368,7 @@ def rate_bucket(sku: str, width_ms: int, now_ms: int) -> str:
 async def early_in_buckets(r: aioredis.Redis, *widths_ms: int, margin_ms: int = 1500) -> int:
     """Redis time (ms) at least `margin_ms` before the end of its bucket of every width (waits if need be)."""
     while True:
-        now_ms = await redis_ms(r)
+        now_ms = await redis_now_ms(r)
         left = min(w - now_ms % w for w in widths_ms)
         if left >= margin_ms:
             return now_ms
