@@ -42,7 +42,7 @@ from bench import ab_stats
 from bench.ab import bench_lock, lua_dir, round_order
 from bench.served import machine
 from flashgate import names
-from flashgate.orderindex import new_order_id, sku_slot
+from flashgate.orderindex import new_order_ids, sku_slot
 from flashgate.redis_url import redis_now_ms
 from gate.admission import AdmissionClient, AdmitRequest, Code
 from gate.breaker import Breaker
@@ -144,7 +144,7 @@ def admit_calls(client: AdmissionClient, sku: str, batch: int) -> Callable[[], A
 
     async def one_call() -> int:
         reqs = [AdmitRequest(sku=sku, user=f"u{i}", key=f"k{i}", qty=1) for i in itertools.islice(n, batch)]
-        got = await client.admit_batch(sku, reqs, [str(new_order_id(slot)) for _ in reqs])
+        got = await client.admit_batch(sku, reqs, [str(o) for o in new_order_ids(slot, len(reqs))])
         codes = {a.code for a in got}
         if codes != {Code.ACCEPTED}:
             raise ScriptAbError(f"a call of {batch} new orders on {sku} answered {sorted(c.name for c in codes)}")

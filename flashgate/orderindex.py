@@ -6,8 +6,20 @@ slot: a UUIDv7 (RFC 9562) whose first 14 bits of `rand_b` are the SKU's cluster 
 index lives in a hash per (slot, day) named with a hash tag that maps to that slot. The day comes
 from the UUIDv7 timestamp, so a whole day's index expires at once (TTL = idempotency TTL + 1 day).
 
+One index entry per admit.lua call, not per order: the ids of one call share everything but their
+last 12 bits, the order's position in the call. So the id's text up to its last 3 hex digits (the
+*call field*) names the call's entry, and the entry lists the call's admitted orders by position:
+
+    call field → sku␟stream id␞pos␟user␟qty␞pos␟user␟qty…     (pos: the id's last 3 hex digits)
+
+A hash field costs Redis more than the bytes of a longer value, so one field per call makes an
+admission cheaper (bench/results/script-ab-20261202-*.json) and the index ~8× smaller. Gates
+before 2026-12-02 wrote one field per order, keyed by the whole id, `sku␟user␟qty␟stream id`;
+readers look up both fields in one HMGET (`index_fields`, `lookup`) while those entries live.
+
 Layout of the 128 bits: 48 unix_ts_ms | 4 version (7) | 12 rand_a | 2 variant (0b10) |
-14 slot | 48 rand. 60 random bits per millisecond remain.
+14 slot | 36 rand | 12 position. 48 random bits per call and millisecond remain; the ids of one
+call differ only in their position, which GET cannot exploit: another user's order is a 404.
 """
 
 from __future__ import annotations
@@ -16,12 +28,17 @@ import binascii
 import os
 import time
 import uuid
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from functools import cache
 
 SLOTS = 16384
 DAY_MS = 86_400_000
 SEPARATOR = "\x1f"
+ORDER_SEPARATOR = "\x1e"
+POSITION_BITS = 12
+CALL_ORDERS_MAX = 1 << POSITION_BITS  # order ids one admit.lua call can hand out
+CALL_CHARS = 33  # an id's text without its last 3 hex digits (its position): the call field
 
 
 def key_slot(key: str) -> int:
@@ -67,15 +84,25 @@ def new_order_id(slot: int, now_ms: int | None = None) -> uuid.UUID:
 
 
 def new_order_ids(slot: int, n: int, now_ms: int | None = None) -> list[uuid.UUID]:
-    """`n` order ids of one millisecond for `slot`, from one read of the OS's random source."""
+    """The `n` order ids of one admit.lua call for `slot`: one call field, positions 0..n-1."""
+    if n > CALL_ORDERS_MAX:
+        raise ValueError(f"{n} order ids for one call; at most {CALL_ORDERS_MAX}")
     ms = time.time_ns() // 1_000_000 if now_ms is None else now_ms
-    head = ((ms & ((1 << 48) - 1)) << 80) | (0x7 << 76) | (0b10 << 62) | ((slot % SLOTS) << 48)
-    rand = os.urandom(8 * n)
-    ids = []
-    for i in range(n):
-        r = int.from_bytes(rand[8 * i : 8 * i + 8], "big")
-        ids.append(uuid.UUID(int=head | ((r >> 52) << 64) | (r & ((1 << 48) - 1))))
-    return ids
+    r = int.from_bytes(os.urandom(6), "big")  # 12 bits of rand_a, 36 of the call's rand_b
+    call = (
+        ((ms & ((1 << 48) - 1)) << 80)
+        | (0x7 << 76)
+        | ((r >> 36) << 64)
+        | (0b10 << 62)
+        | ((slot % SLOTS) << 48)
+        | ((r & ((1 << 36) - 1)) << POSITION_BITS)
+    )
+    return [uuid.UUID(int=call | i) for i in range(n)]
+
+
+def call_field(order_id: str) -> str:
+    """The index field of the admit.lua call an order id (text) was handed out for."""
+    return order_id[:CALL_CHARS]
 
 
 def order_slot(order_id: uuid.UUID) -> int:
@@ -98,6 +125,39 @@ def index_key(order_id: uuid.UUID) -> str:
     return f"oidx:{{{slot_tag(order_slot(order_id))}}}:{order_day(order_id)}"
 
 
+def index_fields(order_id: uuid.UUID) -> list[str]:
+    """The fields of `index_key(order_id)` that can hold the order: its call's, and a per-order one of older gates."""
+    text = str(order_id)
+    return [text[:CALL_CHARS], text]
+
+
+def lookup(order_id: uuid.UUID, values: Sequence[str | bytes | None]) -> IndexEntry | None:
+    """The order's entry from the values of `index_fields(order_id)` (HMGET), None when it is not indexed.
+
+    ValueError on a value that is neither form (only admit.lua writes these hashes).
+    """
+    call, single = (v.decode() if isinstance(v, bytes) else v for v in values)
+    if single is not None:
+        return IndexEntry.decode(single)
+    if call is None:
+        return None
+    head, *orders = call.split(ORDER_SEPARATOR)
+    sku, stream_id = head.split(SEPARATOR)
+    mark = str(order_id)[CALL_CHARS:] + SEPARATOR
+    for order in orders:
+        if order.startswith(mark):
+            _, user, qty = order.split(SEPARATOR)
+            return IndexEntry(sku, user, int(qty), stream_id)
+    return None  # an id of the call whose order was not admitted
+
+
+def encode_call(sku: str, stream_id: str, orders: Iterable[tuple[str, str, int]]) -> str:
+    """The call entry admit.lua writes for its admitted (order id, user, qty); for tests and tools."""
+    parts = [f"{sku}{SEPARATOR}{stream_id}"]
+    parts += (SEPARATOR.join((o[CALL_CHARS:], user, str(qty))) for o, user, qty in orders)
+    return ORDER_SEPARATOR.join(parts)
+
+
 def index_ttl_s(idem_ttl_s: int) -> int:
     """How long a day's index hash lives: past the last order of the day by the idempotency TTL."""
     return idem_ttl_s + DAY_MS // 1000
@@ -105,7 +165,10 @@ def index_ttl_s(idem_ttl_s: int) -> int:
 
 @dataclass(frozen=True, slots=True)
 class IndexEntry:
-    """What Redis remembers of an admitted order: its SKU, buyer, units and outbox entry id."""
+    """What Redis remembers of an admitted order: its SKU, buyer, units and outbox entry id.
+
+    `encode`/`decode` are the per-order form gates wrote before 2026-12-02 (module docstring).
+    """
 
     sku: str
     user: str
@@ -113,7 +176,7 @@ class IndexEntry:
     stream_id: str
 
     def encode(self) -> str:
-        """The hash value admit.lua writes (it builds the same string: sku␟user␟qty␟stream id)."""
+        """The per-order hash value of older gates: sku␟user␟qty␟stream id."""
         return SEPARATOR.join((self.sku, self.user, str(self.qty), self.stream_id))
 
     @classmethod

@@ -116,13 +116,16 @@ class AdmissionClient:
     async def admit_batch(self, sku: str, reqs: Sequence[AdmitRequest], order_ids: Sequence[str]) -> list[Admission]:
         """Run admit.lua once for orders of one SKU; each order id is used only if that order is admitted now.
 
-        Every order id must carry the SKU's slot and the same day (`flashgate.orderindex`): the
-        index entry of the whole batch goes to the hash of the first one.
+        The order ids must be one call's (`flashgate.orderindex.new_order_ids` for the SKU's slot):
+        the call's one index entry is named by their shared call field.
         """
         slot = orderindex.sku_slot(sku)
         first = uuid.UUID(order_ids[0])
-        if any(orderindex.text_slot(o) != slot for o in order_ids):
+        call = orderindex.call_field(order_ids[0])
+        if orderindex.order_slot(first) != slot:
             raise ValueError(f"order ids must carry the slot of SKU {sku!r} ({slot})")
+        if any(not o.startswith(call) for o in order_ids):
+            raise ValueError("order ids must be one call's (flashgate.orderindex.new_order_ids)")
         keys = [
             names.sale_key(sku),
             names.stock_key(sku),
@@ -149,10 +152,10 @@ class AdmissionClient:
 
     async def order(self, order_id: uuid.UUID) -> IndexedOrder | None:
         """An indexed order (sku, user, qty, still in the outbox), or None."""
-        value = await self._batcher.call("HGET", orderindex.index_key(order_id), str(order_id))
-        if value is None:
+        values = await self._batcher.call("HMGET", orderindex.index_key(order_id), *orderindex.index_fields(order_id))
+        entry = orderindex.lookup(order_id, values)
+        if entry is None:
             return None
-        entry = orderindex.IndexEntry.decode(value)
         sid = entry.stream_id
         pending = bool(await self._batcher.call("XRANGE", names.outbox_key(entry.sku), sid, sid))
         return IndexedOrder(entry.sku, entry.user, entry.qty, pending)

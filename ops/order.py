@@ -102,10 +102,9 @@ async def _from_postgres(w: Whereabouts, oid: uuid.UUID, database_url: str) -> N
 async def _from_redis(w: Whereabouts, oid: uuid.UUID, redis_url: str) -> None:
     client = connect(redis_url, socket_timeout=TIMEOUT_S, socket_connect_timeout=TIMEOUT_S)  # one Redis or a cluster
     try:
-        value = await client.hget(orderindex.index_key(oid), str(oid))
-        if value is None:
+        entry = orderindex.lookup(oid, await client.hmget(orderindex.index_key(oid), orderindex.index_fields(oid)))
+        if entry is None:
             return
-        entry = orderindex.IndexEntry.decode(value.decode() if isinstance(value, bytes) else value)
         waiting = await client.xrange(names.outbox_key(entry.sku), entry.stream_id, entry.stream_id)
     finally:
         await client.aclose()

@@ -9,7 +9,6 @@ from typing import Any
 
 from flashgate import names, orderindex
 from flashgate.fingerprint import StoredAnswer, request_fingerprint
-from flashgate.orderindex import IndexEntry
 from flashgate.outbox import decode_entry
 from flashgate.redis_url import AnyRedis, redis_now_ms
 from flashgate.saleconfig import SaleConfig
@@ -99,8 +98,9 @@ class SaleRedis:
             oid = uuid.UUID(order_id)
         except ValueError:
             return None
-        value = await self._client.hget(orderindex.index_key(oid), order_id)
-        return IndexEntry.decode(_text(value)).sku if value else None
+        values = await self._client.hmget(orderindex.index_key(oid), orderindex.index_fields(oid))
+        entry = orderindex.lookup(oid, values)
+        return None if entry is None else entry.sku
 
     async def accepted_answers(self, sku: str, *, ttl_s: int) -> dict[str, str]:
         """Order ids of the accepted answers Redis still remembers for `sku` → their answer field.

@@ -10,8 +10,8 @@
 -- the orders before it in the same batch (the tables below), so a key or a user twice in one
 -- batch is judged as if in two calls. Every order of a call has the same accepted_at (one Redis
 -- TIME) and the same outbox entry: the call's admitted orders go into ONE stream entry (one XADD
--- per call, and one XDEL once all of them are in Kafka), so each order's stored answer, index
--- entry and reply name that entry's id. Relays find stale outbox entries by their ids (Redis
+-- per call, and one XDEL once all of them are in Kafka), so each order's stored answer and reply
+-- name that entry's id; so does the call's one order-index entry, which lists its admitted orders. Relays find stale outbox entries by their ids (Redis
 -- time), so an admission writes nothing for them. The shebang makes Redis refuse the whole call
 -- before it runs (OOM, MISCONF, READONLY), so an error reply never leaves half a batch written.
 --
@@ -33,7 +33,9 @@
 -- KEYS[4] outbox:{sku}     stream, one entry per call that admitted orders: t accepted_at µs, b the
 --                          orders, "o␟u␟q␟k␟p" each (order id, user, qty, idempotency key,
 --                          traceparent or ''), joined by ␞ (flashgate/outbox.py)
--- KEYS[5] oidx:{tag}:<day> hash: order id → "sku␟user␟qty␟stream id" (tag in the SKU's slot)
+-- KEYS[5] oidx:{tag}:<day> hash: call field → "sku␟stream id", then "␞pos␟user␟qty" per admitted
+--                          order (tag in the SKU's slot): the order ids of one call share all but
+--                          their last 3 hex digits, pos; the rest is the field (flashgate/orderindex.py)
 -- KEYS[6] idem:{sku}       prefix of the answer buckets idem:{sku}:<bucket>, hash: answer field
 --                          (flashgate.names.idem_field) → "f␟c␟o␟t␟x": fingerprint, code, order
 --                          id, accepted_at µs, stream id (flashgate/fingerprint.py)
@@ -41,8 +43,9 @@
 --                          theoretical arrival time, µs
 --
 -- ARGV[1] idempotency TTL, s   ARGV[2] order-index TTL, s   ARGV[3] SKU
--- ARGV[7i-3..7i+3] of order i (i = 1..n): fingerprint, qty (>= 1), order id (uuid7, new), user
---                  id, idempotency key, answer field, traceparent ('' for none)
+-- ARGV[7i-3..7i+3] of order i (i = 1..n): fingerprint, qty (>= 1), order id (uuid7, new, one call
+--                  field for the whole call), user id, idempotency key, answer field, traceparent
+--                  ('' for none)
 --
 -- Returns a flat array, 5 slots per order, in ARGV order:
 --   0 ACCEPTED     accepted_at_us, stream_id, stock_left, allowance (answer stored); allowance is 0
@@ -113,9 +116,8 @@ local unit_users = {}   -- their users, in first-write order
 local new_buyers = 0
 local buyers_before = nil
 local taken = 0
-local index = {}
 -- The call's outbox entry is written after the last order is judged, so what names its id (the
--- admitted orders' stored answers, index values and replies) is written then, each string built once.
+-- admitted orders' stored answers, the index entry and replies) is written then, each string built once.
 local packed = {}       -- the admitted orders, as in the entry's `b` field
 local admitted = {}     -- the admitted orders' positions in ARGV
 
@@ -202,16 +204,17 @@ for i = 1, n do judge(i) end
 
 if #packed > 0 then
   local id = redis.call('XADD', KEYS[4], '*', 't', now_text, 'b', table.concat(packed, '\30'))
-  local index_sku = sku .. '\31'
   local tail = '\31' .. now_text .. '\31' .. id
+  local index = {sku .. '\31' .. id}
   for _, i in ipairs(admitted) do
     local a = WIDTH * i - 3
     local order_id = ARGV[a + 2]
     store(ARGV[a + 5], ARGV[a] .. '\31' .. '0\31' .. order_id .. tail)
-    index[#index + 1] = order_id
-    index[#index + 1] = index_sku .. ARGV[a + 3] .. '\31' .. ARGV[a + 1] .. '\31' .. id
+    index[#index + 1] = string.sub(order_id, 34) .. '\31' .. ARGV[a + 3] .. '\31' .. ARGV[a + 1]
     out[5 * i - 2] = id
   end
+  redis.call('HSET', KEYS[5], string.sub(ARGV[6], 1, 33), table.concat(index, '\30'))
+  redis.call('EXPIRE', KEYS[5], index_ttl)
 end
 
 if #answer_args > 0 then
@@ -235,7 +238,5 @@ if taken > 0 then
   end
   redis.call('HSET', KEYS[3], unpack(unit_args))
   redis.call('DECRBY', KEYS[2], taken)
-  redis.call('HSET', KEYS[5], unpack(index))
-  redis.call('EXPIRE', KEYS[5], index_ttl)
 end
 return out

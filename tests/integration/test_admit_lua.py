@@ -14,7 +14,7 @@ from redis.exceptions import OutOfMemoryError
 
 from flashgate import names, orderindex
 from flashgate.fingerprint import StoredAnswer, request_fingerprint
-from flashgate.orderindex import new_order_id, sku_slot
+from flashgate.orderindex import new_order_id, new_order_ids, sku_slot
 from flashgate.outbox import OutboxOrder, decode_entry
 from flashgate.redis_url import redis_now_ms
 from gate.admission import AdmissionClient, AdmitRequest, Code
@@ -69,8 +69,8 @@ async def test_accept_takes_stock_and_parks_the_order_in_the_outbox(stack: Stack
         assert await r.hget(names.bought_key(name), "u1") == "2"
         # What admit.lua wrote reads back with the one definition of each format (flashgate/).
         assert await outboxed(r, name) == [[OutboxOrder(a.stream_id, order_id, "u1", 2, "k1", a.accepted_at_us)]]
-        index = await r.hget(orderindex.index_key(uuid.UUID(order_id)), order_id)
-        assert orderindex.IndexEntry.decode(str(index)) == orderindex.IndexEntry(name, "u1", 2, a.stream_id)
+        index = await r.hget(orderindex.index_key(uuid.UUID(order_id)), orderindex.call_field(order_id))
+        assert index == orderindex.encode_call(name, a.stream_id, [(order_id, "u1", 2)])
         value, pttl_ms = await stored(r, name)
         # The answer's hash expires when its bucket stops being the previous one: TTL to 2 TTL after.
         expires_ms = (a.accepted_at_us // 1000 // (TTL_S * 1000) + 2) * TTL_S * 1000
@@ -233,7 +233,7 @@ async def test_a_trace_context_rides_in_the_outbox_entry_of_its_order_only(stack
     async with admission_client(stack) as (client, r), outbox_client(stack) as outbox:
         await put_sale(r, Sale(sku=name, units=5))
         slot = sku_slot(name)
-        ids = [str(new_order_id(slot)) for _ in range(2)]
+        ids = [str(o) for o in new_order_ids(slot, 2)]
         traced, plain = await client.admit_batch(
             name, [AdmitRequest(name, "u1", "a", 1, traceparent), req(name, key="b")], ids
         )
@@ -275,7 +275,7 @@ async def test_one_call_judges_a_batch_in_order_as_separate_calls_would(stack: S
             req(name, user="d", key="1"),  # sold out
         ]
         slot = sku_slot(name)
-        ids = [str(new_order_id(slot)) for _ in reqs]
+        ids = [str(o) for o in new_order_ids(slot, len(reqs))]
         got = await client.admit_batch(name, reqs, ids)
         assert [(a.code, a.replayed) for a in got] == [
             (Code.ACCEPTED, False),
@@ -299,10 +299,19 @@ async def test_one_call_judges_a_batch_in_order_as_separate_calls_would(stack: S
         assert {o.stream_id for o in entry} == {got[i].stream_id for i in (0, 4, 6)}
         value, _ = await stored(r, name, user="b", key="1")
         assert StoredAnswer.decode(str(value)).stream_id == entry[0].stream_id
-        index = await r.hget(orderindex.index_key(uuid.UUID(ids[6])), ids[6])
-        assert orderindex.IndexEntry.decode(str(index)) == orderindex.IndexEntry(name, "c", 1, entry[0].stream_id)
+        # One index entry for the call too: its admitted orders by position, none of the others.
+        oid = uuid.UUID(ids[6])
+        index = await r.hgetall(orderindex.index_key(oid))
+        assert index == {
+            orderindex.call_field(ids[0]): orderindex.encode_call(
+                name, entry[0].stream_id, [(ids[0], "a", 1), (ids[4], "b", 2), (ids[6], "c", 1)]
+            )
+        }
+        values = await r.hmget(orderindex.index_key(oid), orderindex.index_fields(oid))
+        assert orderindex.lookup(oid, values) == orderindex.IndexEntry(name, "c", 1, entry[0].stream_id)
+        assert await client.order(uuid.UUID(ids[5])) is None  # an id of the call whose order was refused
         # Stored answers: each key replays its own outcome later.
-        again = await client.admit_batch(name, [reqs[3], reqs[5]], [str(new_order_id(slot)) for _ in range(2)])
+        again = await client.admit_batch(name, [reqs[3], reqs[5]], [str(o) for o in new_order_ids(slot, 2)])
         assert [(a.code, a.replayed) for a in again] == [(Code.USER_LIMIT, True), (Code.SOLD_OUT, True)]
 
 
@@ -323,6 +332,29 @@ async def test_the_order_index_lives_in_the_skus_slot(stack: StackHandle, name: 
         assert await client.order(new_order_id(sku_slot(name))) is None
 
 
+async def test_an_order_indexed_by_an_earlier_gate_is_still_found(stack: StackHandle, name: str) -> None:
+    """Gates before one index entry per call wrote one field per order, keyed by the whole id."""
+    async with admission_client(stack) as (client, r), outbox_client(stack) as outbox:
+        await put_sale(r, Sale(sku=name, units=3))
+        a = await client.admit(req(name))  # a live outbox entry for the old-form order to point at
+        await outbox.ack(name, [a.stream_id])
+        oid = new_order_id(sku_slot(name))
+        old = orderindex.IndexEntry(name, "u:old", 2, a.stream_id)
+        await r.hset(orderindex.index_key(oid), str(oid), old.encode())
+        indexed = await client.order(oid)
+        assert indexed is not None
+        assert (indexed.sku, indexed.user, indexed.qty, indexed.pending) == (name, "u:old", 2, False)
+
+
+async def test_order_ids_of_two_calls_are_refused_before_redis(stack: StackHandle, name: str) -> None:
+    async with admission_client(stack) as (client, r):
+        await put_sale(r, Sale(sku=name, units=3))
+        two_calls = [str(new_order_id(sku_slot(name))) for _ in range(2)]
+        with pytest.raises(ValueError, match="one call"):
+            await client.admit_batch(name, [req(name, key="1"), req(name, key="2")], two_calls)
+        assert await r.get(names.stock_key(name)) == "3"
+
+
 async def test_order_ids_of_another_slot_are_refused_before_redis(stack: StackHandle, name: str) -> None:
     async with admission_client(stack) as (client, r):
         await put_sale(r, Sale(sku=name, units=3))
@@ -340,7 +372,7 @@ async def test_an_out_of_memory_redis_refuses_the_whole_call_before_it_writes(st
         try:
             with pytest.raises(RedisUnavailable) as refused:
                 await client.admit_batch(name, [req(name, key="1"), req(name, key="2")],
-                                         [str(new_order_id(sku_slot(name))) for _ in range(2)])  # fmt: skip
+                                         [str(o) for o in new_order_ids(sku_slot(name), 2)])  # fmt: skip
             assert isinstance(refused.value.__cause__, OutOfMemoryError)
         finally:
             await r.config_set("maxmemory", 0)
@@ -353,7 +385,7 @@ async def test_one_call_rate_limits_a_user_as_separate_calls_would(stack: StackH
     async with admission_client(stack) as (client, r):
         await put_sale(r, Sale(sku=name, units=100, rate_per_s=0.5, burst=2))
         reqs = [req(name, key=k) for k in "abc"] + [req(name, user="u2", key="a")]
-        got = await client.admit_batch(name, reqs, [str(new_order_id(sku_slot(name))) for _ in reqs])
+        got = await client.admit_batch(name, reqs, [str(o) for o in new_order_ids(sku_slot(name), len(reqs))])
         assert [a.code for a in got] == [Code.ACCEPTED, Code.ACCEPTED, Code.RATE_LIMITED, Code.ACCEPTED]
         assert 0 < got[2].wait_ms <= 2000
         # The next call sees the state this one wrote.

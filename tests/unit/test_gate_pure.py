@@ -10,10 +10,16 @@ import pytest
 
 from flashgate.fingerprint import StoredAnswer
 from flashgate.orderindex import (
+    CALL_ORDERS_MAX,
     IndexEntry,
+    call_field,
+    encode_call,
+    index_fields,
     index_key,
     key_slot,
+    lookup,
     new_order_id,
+    new_order_ids,
     order_day,
     order_slot,
     sku_slot,
@@ -128,6 +134,18 @@ def test_order_ids_are_uuid7_that_carry_the_sku_slot() -> None:
     assert order_day(new_order_id(slot, 3 * 86_400_000 + 5)) == 3
 
 
+def test_the_order_ids_of_one_call_share_its_field_and_differ_in_their_position() -> None:
+    slot = sku_slot("shoe-42")
+    ids = [str(o) for o in new_order_ids(slot, CALL_ORDERS_MAX, 7_000)]
+    assert len(set(ids)) == CALL_ORDERS_MAX
+    assert {call_field(o) for o in ids} == {ids[0][:33]}
+    assert [int(o[33:], 16) for o in ids] == list(range(CALL_ORDERS_MAX))
+    assert all(uuid.UUID(o).version == 7 and text_slot(o) == slot for o in ids)
+    assert len({call_field(str(new_order_ids(slot, 1, 7_000)[0])) for _ in range(1000)}) == 1000
+    with pytest.raises(ValueError, match="at most 4096"):
+        new_order_ids(slot, CALL_ORDERS_MAX + 1)
+
+
 def test_slots_match_redis_cluster() -> None:
     # Values from the Redis Cluster specification (CLUSTER KEYSLOT).
     assert key_slot("123456789") == 0x31C3 % 16384
@@ -148,6 +166,20 @@ def test_index_key_and_entry_round_trip() -> None:
     assert IndexEntry.decode(entry.encode()) == entry
     with pytest.raises(ValueError, match="unpack"):
         IndexEntry.decode("no separators")
+
+
+def test_an_order_is_found_in_its_calls_index_entry_or_in_an_older_per_order_one() -> None:
+    a, b, refused = (str(o) for o in new_order_ids(sku_slot("shoe-42"), 3))
+    call = encode_call("shoe-42", "17-0", [(a, "u:1", 2), (b, "u:2", 1)])
+    assert index_fields(uuid.UUID(b)) == [call_field(b), b]
+    assert lookup(uuid.UUID(b), [call, None]) == IndexEntry("shoe-42", "u:2", 1, "17-0")
+    assert lookup(uuid.UUID(a), [call.encode(), None]) == IndexEntry("shoe-42", "u:1", 2, "17-0")
+    assert lookup(uuid.UUID(refused), [call, None]) is None  # in the call, not admitted
+    assert lookup(uuid.UUID(a), [None, None]) is None
+    old = IndexEntry("shoe-42", "u:9", 3, "16-0")
+    assert lookup(uuid.UUID(a), [None, old.encode().encode()]) == old
+    with pytest.raises(ValueError):
+        lookup(uuid.UUID(a), ["no separators", None])
 
 
 def test_settings_from_env_defaults_and_overrides() -> None:

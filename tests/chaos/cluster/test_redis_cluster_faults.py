@@ -219,9 +219,11 @@ async def test_r3_primary_killed_mid_sale(
         r = aioredis.Redis(port=node_ports(stack)[replica], decode_responses=True, socket_timeout=5)
         try:
             async with r.pipeline(transaction=False) as pipe:
-                for oid in acknowledged:
-                    pipe.hexists(orderindex.index_key(uuid.UUID(oid)), oid)
-                present = await pipe.execute()
+                ids = [uuid.UUID(oid) for oid in acknowledged]
+                for oid in ids:
+                    pipe.hmget(orderindex.index_key(oid), orderindex.index_fields(oid))
+                values = await pipe.execute()
+                present = [orderindex.lookup(oid, v) is not None for oid, v in zip(ids, values, strict=True)]
         finally:
             await r.aclose()
         assert all(present), f"{present.count(False)} of {len(acknowledged)} acknowledged orders missing on {replica}"
