@@ -42,7 +42,7 @@ from bench import ab_stats
 from bench.ab import bench_lock, lua_dir, round_order
 from bench.served import machine
 from flashgate import names
-from flashgate.orderindex import new_order_ids, sku_slot
+from flashgate.orderindex import call_field, index_key, new_order_ids, sku_slot
 from flashgate.redis_url import redis_now_ms
 from gate.admission import AdmissionClient, AdmitRequest, Code
 from gate.breaker import Breaker
@@ -115,7 +115,8 @@ async def scripted_admission(
 
     On leaving, the SKU leaves the sale registry, so no relay republishes what the benchmark
     admitted, and its keys are deleted by name (no keyspace SCAN): config, stock, buyers, outbox
-    and answer buckets. Its index entries and GCRA states expire with their TTLs.
+    and answer buckets. Its GCRA states expire within seconds; `forget_index` removes its index
+    entries, which would live a day and grow the dataset (and the AOF rewrites' forks) run by run.
     """
     redis = aioredis.Redis.from_url(redis_url, decode_responses=True)
     await put_sale(redis, sale)
@@ -137,14 +138,29 @@ async def scripted_admission(
         await redis.aclose()
 
 
-def admit_calls(client: AdmissionClient, sku: str, batch: int) -> Callable[[], Awaitable[int]]:
-    """Each call of the function returned admits `batch` new orders of new buyers on `sku`, or raises."""
+async def forget_index(redis: aioredis.Redis, indexed: dict[str, list[str]]) -> None:
+    """Delete the benchmark's index fields (HDEL by name, in chunks), not other SKUs' of the same slot."""
+    for key, fields in indexed.items():
+        for i in range(0, len(fields), 10_000):
+            await redis.hdel(key, *fields[i : i + 10_000])
+
+
+def admit_calls(
+    client: AdmissionClient, sku: str, batch: int, indexed: dict[str, list[str]]
+) -> Callable[[], Awaitable[int]]:
+    """Each call of the function returned admits `batch` new orders of new buyers on `sku`, or raises.
+
+    The index fields the calls can have written (either form, `flashgate.orderindex`) are added
+    to `indexed`, by index key.
+    """
     slot = sku_slot(sku)
     n = itertools.count()
 
     async def one_call() -> int:
         reqs = [AdmitRequest(sku=sku, user=f"u{i}", key=f"k{i}", qty=1) for i in itertools.islice(n, batch)]
-        got = await client.admit_batch(sku, reqs, [str(o) for o in new_order_ids(slot, len(reqs))])
+        ids = [str(o) for o in new_order_ids(slot, len(reqs))]
+        indexed.setdefault(index_key(uuid.UUID(ids[0])), []).extend([call_field(ids[0]), *ids])
+        got = await client.admit_batch(sku, reqs, ids)
         codes = {a.code for a in got}
         if codes != {Code.ACCEPTED}:
             raise ScriptAbError(f"a call of {batch} new orders on {sku} answered {sorted(c.name for c in codes)}")
@@ -159,7 +175,8 @@ async def one_batch_size(s: ScriptAbSettings, scripts_dir: Path, batch: int) -> 
         client,
         redis,
     ):
-        call = admit_calls(client, sku, batch)
+        indexed: dict[str, list[str]] = {}
+        call = admit_calls(client, sku, batch, indexed)
         for _ in range(s.warmup):
             await call()
         per_caller = max(1, s.calls // s.callers)
@@ -170,6 +187,7 @@ async def one_batch_size(s: ScriptAbSettings, scripts_dir: Path, batch: int) -> 
         before, t0 = await counters(redis), time.perf_counter()
         admitted = sum(await asyncio.gather(*(caller() for _ in range(s.callers))))
         wall, after = time.perf_counter() - t0, await counters(redis)
+        await forget_index(redis, indexed)
     return {
         f"Redis µs/adm @{batch}": (after.cpu_s - before.cpu_s) / admitted * 1e6,
         f"evalsha µs/adm @{batch}": (after.evalsha_us - before.evalsha_us) / admitted,
