@@ -14,7 +14,9 @@ class LoadFigures:
     responses: int
     offered_per_s: float  # responses/s: wrk is closed-loop, so what it offered is what came back
     by_status: dict[int, int]
-    accepted_per_s: float  # 202s over the selling phase (first request → last 202), else the run
+    accepted: int  # 202s of orders admitted in the run: replays (Idempotent-Replayed) not counted
+    replayed_202: int  # 202s that replayed an earlier answer (none when every key is new)
+    accepted_per_s: float  # `accepted` over the selling phase (first request → last 202), else the run
     conflict_per_s: float  # 409s over the run
     rate_limited_per_s: float  # 429s over the run
     sold_out_phase_per_s: float | None  # answers/s after the last 202 (all 409 once sold out)
@@ -46,7 +48,8 @@ def load_figures(raw: dict[str, Any], *, sold_out: bool) -> LoadFigures:
             by_status[st] = by_status.get(st, 0) + c
     responses = sum(by_status.values())
     first_t, last_202_t = raw["first_request_t"], raw["last_202_t"]
-    accepted = by_status.get(202, 0)
+    replayed = int(raw.get("replayed_202", 0))
+    accepted = by_status.get(202, 0) - replayed
     selling_s = (last_202_t - first_t) if (sold_out and accepted and last_202_t > first_t) else duration_s
     # Sold-out phase: only whole seconds strictly between the sell-out second and the last (partial) one.
     full = range(int(last_202_t) + 1, int(first_t + duration_s)) if sold_out and accepted else range(0)
@@ -63,6 +66,8 @@ def load_figures(raw: dict[str, Any], *, sold_out: bool) -> LoadFigures:
         responses=responses,
         offered_per_s=responses / duration_s,
         by_status=by_status,
+        accepted=accepted,
+        replayed_202=replayed,
         accepted_per_s=accepted / selling_s if selling_s > 0 else 0.0,
         conflict_per_s=by_status.get(409, 0) / duration_s,
         rate_limited_per_s=by_status.get(429, 0) / duration_s,

@@ -202,7 +202,7 @@ def closed_loop_gate(s: FlashSaleSettings, sku: str, groups: dict[str, list[int]
     """wrk's `connections` against the gate (each waits for its answer), and the CPU budget over the window."""
     if s.warmup_s > 0:  # its orders are sold, drained and verified with the rest, not measured
         run_wrk(s.gate_url, sku=sku, users=s.users, connections=s.connections, threads=s.threads,
-                duration_s=s.warmup_s, label=f"warm-up {sku}")  # fmt: skip
+                duration_s=s.warmup_s, label=f"warm-up {sku}", keys="w")  # fmt: skip
     run = run_wrk(s.gate_url, sku=sku, users=s.users, connections=s.connections, threads=s.threads,
                   duration_s=s.duration_s, label=f"flash sale {sku}",
                   counters=lambda: budget.counters(groups, s.redis_url))  # fmt: skip
@@ -210,7 +210,7 @@ def closed_loop_gate(s: FlashSaleSettings, sku: str, groups: dict[str, list[int]
     gate = _summary(run, sold_out=stock_left == 0, server="gate")
     gate["stock_left"] = stock_left
     gate["budget"] = budget.budget({**run.deltas, f"{budget.CPU}wrk": run.wrk_cpu_s}, wall_s=run.wall_s,
-                                   accepted=gate["by_status"].get(202, 0), cores=cores(), found=groups)  # fmt: skip
+                                   accepted=gate["accepted"], cores=cores(), found=groups)  # fmt: skip
     return gate
 
 

@@ -59,13 +59,18 @@ def run_wrk(
     duration_s: int,
     label: str,
     counters: Callable[[], dict[str, float]] | None = None,
+    keys: str = "k",
 ) -> WrkRun:
-    """`wrk -c C -t T -d S --latency -s flash_sale.lua URL -- SKU USERS` with a rich progress bar."""
+    """`wrk -c C -t T -d S --latency -s flash_sale.lua URL -- SKU USERS KEYS` with a rich progress bar.
+
+    KEYS prefixes the Idempotency-Keys: runs on one SKU need different ones, or the later run's
+    requests replay the earlier run's orders.
+    """
     exe = shutil.which("wrk")
     if exe is None:
         raise WrkError("wrk is not installed: apt-get install wrk (make bootstrap does it)")
     argv = [exe, "-c", str(connections), "-t", str(threads), "-d", f"{duration_s}s", "--timeout", "10s",
-            "-s", str(SCRIPT), url, "--", sku, str(users)]  # fmt: skip
+            "-s", str(SCRIPT), url, "--", sku, str(users), keys]  # fmt: skip
     before_children = children_cpu_s()
     before = counters() if counters else {}
     box_before = psutil.cpu_times()

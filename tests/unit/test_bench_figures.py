@@ -47,6 +47,13 @@ def test_run_that_did_not_sell_out_rates_over_the_whole_run() -> None:
     assert f.sold_out_phase_per_s is None
 
 
+def test_replayed_202s_are_not_accepted_orders() -> None:
+    f = load_figures({**raw({"10:202": 500, "11:202": 700}, first=10.2, last_202=11.9, duration_s=2.0),
+                      "replayed_202": 200}, sold_out=False)  # fmt: skip
+    assert (f.by_status[202], f.accepted, f.replayed_202) == (1200, 1000, 200)
+    assert f.accepted_per_s == pytest.approx(500.0)
+
+
 @pytest.mark.parametrize(
     ("args", "env", "message"),
     [
