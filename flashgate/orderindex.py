@@ -12,8 +12,9 @@ last 12 bits, the order's position in the call. So the id's text up to its last 
 
     call field → sku␟stream id␞pos␟user␟qty␞pos␟user␟qty…     (pos: the id's last 3 hex digits)
 
-A hash field costs Redis more than the bytes of a longer value, so one field per call makes an
-admission cheaper (bench/results/script-ab-20261202-*.json) and the index ~8× smaller. Gates
+A hash field costs Redis more than the bytes of a longer value: one field per call took admit.lua's
+HSET time per order from 2.6–2.9 to 1.3–1.5 µs in the pipeline, and the index from ~140 to ~20
+bytes per order (docs/benchmarks.md, "One order-index entry per call"). Gates
 before 2026-12-02 wrote one field per order, keyed by the whole id, `sku␟user␟qty␟stream id`;
 readers look up both fields in one HMGET (`index_fields`, `lookup`) while those entries live.
 
