@@ -11,9 +11,10 @@
 -- batch is judged as if in two calls. Every order of a call has the same accepted_at (one Redis
 -- TIME) and the same outbox entry: the call's admitted orders go into ONE stream entry (one XADD
 -- per call, and one XDEL once all of them are in Kafka), so each order's stored answer and reply
--- name that entry's id; so does the call's one order-index entry, which lists its admitted orders. Relays find stale outbox entries by their ids (Redis
--- time), so an admission writes nothing for them. The shebang makes Redis refuse the whole call
--- before it runs (OOM, MISCONF, READONLY), so an error reply never leaves half a batch written.
+-- name that entry's id; so does the call's one order-index entry, which lists its admitted
+-- orders. Relays find stale outbox entries by their ids (Redis time), so an admission writes
+-- nothing for them. The shebang makes Redis refuse the whole call before it runs (OOM, MISCONF,
+-- READONLY), so an error reply never leaves half a batch written.
 --
 -- Time-bucketed hashes. Stored answers and GCRA states expire, and Redis 7.0 hash fields cannot:
 -- so they live in hashes per bucket of Redis time, `<prefix>:<bucket>`, written in the current
