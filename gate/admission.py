@@ -122,7 +122,7 @@ class AdmissionClient:
         slot = orderindex.sku_slot(sku)
         first = uuid.UUID(order_ids[0])
         call = orderindex.call_field(order_ids[0])
-        if orderindex.order_slot(first) != slot:
+        if orderindex.text_slot(call) != slot:  # the slot is in the call field: one check for the call
             raise ValueError(f"order ids must carry the slot of SKU {sku!r} ({slot})")
         if any(not o.startswith(call) for o in order_ids):
             raise ValueError("order ids must be one call's (flashgate.orderindex.new_order_ids)")
