@@ -13,7 +13,7 @@ from datetime import datetime
 import msgspec
 
 from flashgate import tracecontext
-from flashgate.events import EventDecodeError, decode_many
+from flashgate.events import EventDecodeError, OrdersAccepted, decode_many
 
 
 # Incoming and OrderRow are built once per message: msgspec Structs cost ~0.3 µs to build where
@@ -60,7 +60,11 @@ class BatchPlan:
 
 
 def plan_batch(messages: Iterable[Incoming]) -> BatchPlan:
-    """Decode every message; keep the first copy of each order id, mark the undecodable as poison."""
+    """Decode every message; keep the first copy of each order id, mark the undecodable as poison.
+
+    A version-2 message holds the orders of one admission call: each becomes a row of the message's
+    partition and offset, with its own trace; a version-1 message's trace is its header.
+    """
     orders: list[OrderRow] = []
     poison: list[Poison] = []
     seen: set[uuid.UUID] = set()
@@ -76,23 +80,29 @@ def plan_batch(messages: Iterable[Incoming]) -> BatchPlan:
         if isinstance(event, EventDecodeError):
             poison.append(Poison(msg, f"{type(event).__name__}: {event}"))
             continue
-        if event.order_id in seen:
-            redelivered += 1
-            continue
-        seen.add(event.order_id)
-        orders.append(
-            OrderRow(
-                order_id=event.order_id,
-                sku=event.sku,
-                user_id=event.user_id,
-                qty=event.qty,
-                idempotency_key=event.idempotency_key,
-                accepted_at=event.accepted_at,
-                partition=msg.partition,
-                offset=msg.offset,
-                trace_id=None if msg.traceparent is None else tracecontext.trace_id(msg.traceparent),
+        items: list[tuple[uuid.UUID, str, int, str, str | bytes | None]]
+        if isinstance(event, OrdersAccepted):
+            items = [(o.order_id, o.user_id, o.qty, o.idempotency_key, o.traceparent or None) for o in event.orders]
+        else:
+            items = [(event.order_id, event.user_id, event.qty, event.idempotency_key, msg.traceparent)]
+        for order_id, user_id, qty, key, trace in items:
+            if order_id in seen:
+                redelivered += 1
+                continue
+            seen.add(order_id)
+            orders.append(
+                OrderRow(
+                    order_id=order_id,
+                    sku=event.sku,
+                    user_id=user_id,
+                    qty=qty,
+                    idempotency_key=key,
+                    accepted_at=event.accepted_at,
+                    partition=msg.partition,
+                    offset=msg.offset,
+                    trace_id=None if trace is None else tracecontext.trace_id(trace),
+                )
             )
-        )
     return BatchPlan(orders=orders, poison=poison, redelivered=redelivered)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from datetime import UTC, datetime
 
 import msgspec
@@ -10,12 +11,15 @@ import pytest
 from flashgate.events import (
     EventDecodeError,
     OrderAccepted,
+    OrdersAccepted,
     UnknownSchemaVersion,
     decode,
+    decode_any,
+    decode_batch,
     decode_many,
     encode,
 )
-from tests.support.orders import order
+from tests.support.orders import batch, order
 
 
 def event(**changes: object) -> OrderAccepted:
@@ -125,3 +129,57 @@ def test_decode_many_keeps_order_and_count() -> None:
     assert got[0] == events[0]
     assert isinstance(got[1], EventDecodeError)
     assert got[2:] == events[1:]
+
+
+def _batch(**changes: object) -> bytes:
+    raw = msgspec.json.decode(encode(batch(event(), event(order_id=uuid.uuid4(), idempotency_key="key-2"))))
+    raw.update(changes)
+    return msgspec.json.encode(raw)
+
+
+def test_a_version_2_message_round_trips_and_names_its_orders_as_version_1_does() -> None:
+    a, b = event(), event(order_id=uuid.uuid4(), idempotency_key="key-2", qty=3)
+    message = batch(a, b, traces={b.order_id: "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"})
+    payload = encode(message)
+    assert decode_batch(payload) == message == decode_any(payload)
+    assert message.events() == [a, b]
+    assert payload.count(b'"traceparent"') == 1  # an untraced order says nothing of it
+
+
+_BATCH_PAYLOADS = [
+    _batch(),
+    _batch(coupon="X"),  # a newer producer's field
+    msgspec.json.encode({**msgspec.json.decode(_batch()), "schema_version": 2}),  # fields in another order
+    b'{"sku":"SKU-1","schema_version":2' + _batch()[len(b'{"schema_version":2,"sku":"SKU-1"') :],
+    _batch(orders=[]),
+    _batch(orders=[{"order_id": str(uuid.uuid4()), "user_id": "u", "qty": 1, "idempotency_key": "k"}] * 4097),
+    _batch(accepted_at="2026-11-21T12:00:00"),
+    _batch(sku="a b"),
+    _batch(schema_version=3),
+    _batch()[:-1],
+]
+
+
+@pytest.mark.parametrize("payload", _BATCH_PAYLOADS)
+def test_decode_many_gives_decode_anys_verdict_on_version_2(payload: bytes) -> None:
+    try:
+        expected: OrderAccepted | OrdersAccepted | EventDecodeError = decode_any(payload)
+    except EventDecodeError as e:
+        expected = e
+    [got] = decode_many([payload])
+    if isinstance(expected, EventDecodeError):
+        assert type(got) is type(expected)
+        assert str(got) == str(expected)
+    else:
+        assert got == expected
+
+
+def test_version_2_limits() -> None:
+    with pytest.raises(EventDecodeError, match="length >= 1"):
+        decode_batch(_batch(orders=[]))
+    most = [{"order_id": str(uuid.uuid4()), "user_id": "u", "qty": 1, "idempotency_key": f"k{i}"} for i in range(4096)]
+    assert len(decode_batch(_batch(orders=most)).orders) == 4096
+    with pytest.raises(UnknownSchemaVersion):
+        decode_batch(_batch(schema_version=3))
+    with pytest.raises(EventDecodeError):
+        decode(_batch())  # a version-2 message is not a version-1 one

@@ -11,7 +11,7 @@ import pytest
 
 from flashgate.events import encode
 from flashgate.settings import ConfigError
-from tests.support.orders import order
+from tests.support.orders import batch, order
 from worker.batch import (
     TRACES_LOGGED,
     Incoming,
@@ -80,9 +80,57 @@ def test_the_batch_line_names_a_few_trace_ids_and_counts_the_rest() -> None:
 
 def test_plan_flags_unknown_schema_version() -> None:
     raw = msgspec.json.decode(encode(order()))
-    raw["schema_version"] = 2
+    raw["schema_version"] = 99
     plan = plan_batch([msg(msgspec.json.encode(raw))])
     assert plan.poison[0].error.startswith("UnknownSchemaVersion")
+
+
+def test_plan_takes_every_order_of_a_version_2_message_with_its_own_trace() -> None:
+    trace = "4bf92f3577b34da6a3ce929d0e0e4736"
+    a, b, c = order("S", qty=2), order("S"), order("S")
+    message = batch(a, b, c, traces={b.order_id: f"00-{trace}-00f067aa0ba902b7-01", c.order_id: "00-not-valid"})
+    plan = plan_batch([msg(encode(order("T")), 3), msg(encode(message), 4, partition=2)])
+    assert [(o.order_id, o.sku, o.qty, o.offset, o.partition) for o in plan.orders[1:]] == [
+        (a.order_id, "S", 2, 4, 2),
+        (b.order_id, "S", 1, 4, 2),
+        (c.order_id, "S", 1, 4, 2),
+    ]
+    assert {o.accepted_at for o in plan.orders[1:]} == {a.accepted_at}
+    assert [o.trace_id for o in plan.orders[1:]] == [None, uuid.UUID(hex=trace), None]
+    assert plan.poison == []
+
+
+def test_an_order_in_both_versions_is_planned_once() -> None:
+    # A relay of an earlier gate sends version 1, this gate version 2: the worker keeps the first copy.
+    a, b = order(), order()
+    plan = plan_batch([msg(encode(a), 1), msg(encode(batch(a, b)), 2), msg(encode(batch(b)), 3)])
+    assert [(o.order_id, o.offset) for o in plan.orders] == [(a.order_id, 1), (b.order_id, 2)]
+    assert plan.redelivered == 2
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"orders": []},
+        {"accepted_at": "2026-11-21T12:00:00"},
+        {"sku": "no spaces"},
+        {"schema_version": 3},
+    ],
+)
+def test_a_malformed_version_2_message_is_poison_whole(change: dict[str, object]) -> None:
+    raw = msgspec.json.decode(encode(batch(order(), order())))
+    raw.update(change)
+    plan = plan_batch([msg(msgspec.json.encode(raw), 7)])
+    assert plan.orders == []
+    assert [p.message.offset for p in plan.poison] == [7]
+
+
+def test_one_bad_order_makes_its_version_2_message_poison() -> None:
+    raw = msgspec.json.decode(encode(batch(order(), order())))
+    raw["orders"][1]["qty"] = 0
+    plan = plan_batch([msg(msgspec.json.encode(raw), 7)])
+    assert plan.orders == []
+    assert "qty" in plan.poison[0].error
 
 
 def test_fit_admits_in_admission_order_until_stock_runs_out() -> None:
