@@ -84,6 +84,7 @@ class Gate:
             ),
             s.topic,
             metrics=self.metrics,
+            event_version=s.event_version,
         )
         self.outbox = OutboxClient(self.batcher, self.scripts)
         self.acker = OutboxAcker(self.outbox)

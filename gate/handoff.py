@@ -3,7 +3,10 @@
 No poll thread: while messages are in flight the loop calls `poll(0)` every `poll_interval_s`,
 so each delivery callback runs on the loop and answers its order directly, without a thread
 handover or a wake-up per report; idle, the producer is polled every IDLE_POLL_S for its error
-and log callbacks. Messages carry no key: the worker dedups by order id and needs no per-order
+and log callbacks. The orders of one outbox entry (one admission call) go as ONE message of event
+schema version 2 (`send_batch`; flashgate/events.py), so the producer, the broker and the worker
+pay per call, not per order; `event_version` 1 sends one message per order instead, for workers
+older than version 2. Messages carry no key: the worker dedups by order id and needs no per-order
 partitioning, and keyless messages let librdkafka's sticky partitioner fill one partition's
 batch at a time, which the broker pays for per batch, not per message. A fatal producer error
 (idempotence state lost) replaces the producer; the messages of the old one fail, so their
@@ -15,14 +18,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from functools import partial
 from typing import Any, Protocol, cast
 
 from confluent_kafka import KafkaError, KafkaException, Producer
 
 from flashgate import events, tracecontext
-from flashgate.events import OrderAccepted
+from flashgate.events import BATCH_SCHEMA_VERSION, OrderAccepted, OrdersAccepted
 from flashgate.kafka_client import PLAINTEXT, KafkaSecurity, client_config
 from gate.errors import HandoffError
 from gate.metrics import GateMetrics
@@ -66,7 +69,8 @@ def producer_config(
 
 
 class Handoff:
-    """`send(event, on_delivered)`: `on_delivered(None)` once Kafka acknowledged it, `(HandoffError)` if it failed.
+    """`send(event, on_delivered)` or `send_batch(batch, on_delivered)`: `on_delivered(None)` once Kafka
+    acknowledged the message, `(HandoffError)` if it failed.
 
     Callbacks run on the event loop. `send` raises HandoffError when the producer refuses the
     message (queue full); the caller's order then stays in the outbox.
@@ -80,6 +84,7 @@ class Handoff:
         metrics: GateMetrics,
         poll_interval_s: float = 0.001,
         producer_factory: Callable[[dict[str, Any]], ProducerLike] | None = None,
+        event_version: int = BATCH_SCHEMA_VERSION,
     ) -> None:
         self._config = {**config, "error_cb": self._on_error}
         self._topic = topic
@@ -92,6 +97,8 @@ class Handoff:
         self._fast_poll = False
         self._fatal = False
         self._timeout_s = config["message.timeout.ms"] / 1000
+        # Version 2: one message per outbox entry (`send_batch`); 1: one per order (`send`).
+        self.batched = event_version == BATCH_SCHEMA_VERSION
         self.inflight: dict[str, float] = {}  # order id → monotonic time it was handed to the producer
         self.recreated = 0
 
@@ -105,23 +112,33 @@ class Handoff:
         return since is not None and time.monotonic() - since < self._timeout_s + 1
 
     def send(self, event: OrderAccepted, on_delivered: OnDelivered, *, trace: str = "") -> None:
-        """Hand one event to the producer; raises HandoffError if it refuses it.
+        """Hand one version-1 event to the producer; raises HandoffError if it refuses it.
 
         `trace`, the order's traceparent, goes in the message's `traceparent` header (none if "").
         """
-        order_id = str(event.order_id)
+        headers = [(tracecontext.HEADER, trace.encode())] if trace else None
+        self._produce(events.encode(event), (str(event.order_id),), on_delivered, headers)
+
+    def send_batch(self, batch: OrdersAccepted, on_delivered: OnDelivered) -> None:
+        """Hand the orders of one admission call to the producer as ONE version-2 message (their
+        traceparents inside it); `on_delivered` runs once for all of them. Raises HandoffError if refused.
+        """
+        self._produce(events.encode(batch), [str(o.order_id) for o in batch.orders], on_delivered, None)
+
+    def _produce(self, value: bytes, order_ids: Sequence[str], on_delivered: OnDelivered, headers: Any) -> None:
         began = time.perf_counter()
-        delivered = partial(self._on_delivery, order_id, began, on_delivered)
+        delivered = partial(self._on_delivery, order_ids, began, on_delivered)
         try:
-            if trace:
-                headers = [(tracecontext.HEADER, trace.encode())]
-                self._producer.produce(self._topic, events.encode(event), on_delivery=delivered, headers=headers)
+            if headers:
+                self._producer.produce(self._topic, value, on_delivery=delivered, headers=headers)
             else:
-                self._producer.produce(self._topic, events.encode(event), on_delivery=delivered)
+                self._producer.produce(self._topic, value, on_delivery=delivered)
         except (BufferError, KafkaException) as e:
             self._metrics.kafka_deliveries["refused"] += 1
             raise HandoffError(f"producer refused the message: {e}") from e
-        self.inflight[order_id] = time.monotonic()
+        now = time.monotonic()
+        for order_id in order_ids:
+            self.inflight[order_id] = now
         if not self._fast_poll:
             self._schedule_poll(fast=True)
 
@@ -144,8 +161,11 @@ class Handoff:
             self._recreate()
         self._schedule_poll(fast=bool(self.inflight))
 
-    def _on_delivery(self, order_id: str, began: float, on_delivered: OnDelivered, err: Any, _msg: Any) -> None:
-        self.inflight.pop(order_id, None)
+    def _on_delivery(
+        self, order_ids: Sequence[str], began: float, on_delivered: OnDelivered, err: Any, _msg: Any
+    ) -> None:
+        for order_id in order_ids:
+            self.inflight.pop(order_id, None)
         if err is None:
             self._metrics.kafka_deliveries["delivered"] += 1
             self._metrics.kafka_delivery_seconds.observe(time.perf_counter() - began)
@@ -157,7 +177,7 @@ class Handoff:
             on_delivered(failure)
         except Exception:
             # An exception must not escape into librdkafka's poll: it would abort the other reports.
-            log.exception("delivery callback failed for order %s", order_id)
+            log.exception("delivery callback failed for the message of order(s) %s", ", ".join(order_ids[:3]))
 
     def _on_error(self, err: KafkaError) -> None:
         if err.fatal():

@@ -8,7 +8,7 @@
         │── not admitted (replay, 404, 409, 422) ──────────────────────────────▶ answered now
         │── 429 ──▶ RateLimit fields (gate/ratelimit.py; the SKU's policy, cached) ──▶ answered
         ▼ admitted: the order is in the SKU's outbox stream
-    Handoff.send per order (no key: sticky partitions, broker-sized batches)       [Kafka]
+    ONE message for the call's admitted orders (event version 2; no key)          [Kafka]
         │── budget passes first, or Kafka refuses/fails ───────▶ 202 queued (safe in the outbox)
         ▼ delivery reports, polled from the loop
     EntryDelivery: every order of the call's outbox entry delivered ──▶ OutboxAcker:
@@ -29,6 +29,7 @@ asks PostgreSQL: a row there (the worker got it through Kafka) makes it `accepte
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 import uuid
@@ -44,7 +45,7 @@ from gate.answers import Answer, order_answer, status_answer
 from gate.errors import HandoffError, NotFound
 from gate.handoff import Handoff
 from gate.metrics import GateMetrics
-from gate.outbox import EntryDelivery, OutboxAcker, Relay, event_of
+from gate.outbox import OutboxAcker, Relay, produce_entry
 from gate.ratelimit import RatePolicies
 from gate.records import OrderRecords
 from gate.soldout import SoldOutCache
@@ -201,19 +202,16 @@ class OrderDesk:
         Also after the budget: a late delivery of the last order still clears the entry.
         """
         self._relay.note_sku(sku)
-        first = admitted[0].adm
-        assert first is not None
-        delivery = EntryDelivery(
-            self._acker, sku, first.stream_id, len(admitted), on_done=partial(self._entry_done, admitted)
-        )
+        orders = []
         for w in admitted:
-            assert w.adm is not None
-            req = w.req
-            order = OutboxOrder(w.adm.stream_id, w.adm.order_id, req.user, req.qty, req.key, w.adm.accepted_at_us)
-            try:
-                self._handoff.send(event_of(sku, order), delivery.delivered, trace=req.trace)
-            except HandoffError:  # the entry stays in the outbox: its orders are answered `queued`
-                delivery.refused()
+            adm, req = w.adm, w.req
+            assert adm is not None
+            orders.append(
+                OutboxOrder(adm.stream_id, adm.order_id, req.user, req.qty, req.key, adm.accepted_at_us, req.trace)
+            )
+        # Refused: the entry stays in the outbox and its orders are answered `queued` (on_done(False)).
+        with contextlib.suppress(HandoffError):
+            produce_entry(self._handoff, self._acker, sku, orders, on_done=partial(self._entry_done, admitted))
 
     def _entry_done(self, admitted: list[_Waiting], acked: bool) -> None:
         # Only an order gone from the outbox is answered `accepted`: a replay reads the outbox.

@@ -2,14 +2,14 @@
 
     admit.lua XADDs one entry per call, holding the orders it admitted (gate/orders.py)
         │
-        ▼ Handoff.send(event_of(order)) per order ─▶ delivery reports, on the loop
+        ▼ produce_entry: one message for the entry's orders (Handoff.send_batch) ─▶ delivery report, on the loop
     EntryDelivery: once every order of the entry is in Kafka ─▶ OutboxAcker
     OutboxAcker: outbox_ack.lua (XDEL) of the tick's delivered entries, one call per SKU
         ▲
         │ delivered
     Relay, every interval in every gate process (and `flashgate relay`):
         XLEN of every known outbox in one round trip ─▶ outbox_claim.lua on the non-empty ones
-        (the SKU's lease, entries older than stale_ms) ─▶ Handoff.send ─▶ EntryDelivery
+        (the SKU's lease, entries older than stale_ms) ─▶ produce_entry ─▶ EntryDelivery
 
 An entry is deleted only when all of its orders are delivered: one failed order keeps the whole
 entry, and a relay republishes all of its orders later (the worker drops the duplicates).
@@ -31,7 +31,7 @@ from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from flashgate import names
-from flashgate.events import SCHEMA_VERSION, OrderAccepted
+from flashgate.events import BATCH_SCHEMA_VERSION, SCHEMA_VERSION, BatchedOrder, OrderAccepted, OrdersAccepted
 from flashgate.outbox import OutboxOrder, decode_entry
 from gate.errors import GateError, HandoffError, RedisUnavailable
 from gate.handoff import OnDelivered
@@ -118,6 +118,46 @@ def event_of(sku: str, order: OutboxOrder) -> OrderAccepted:
     )
 
 
+def batch_of(sku: str, orders: Sequence[OutboxOrder]) -> OrdersAccepted:
+    """The version-2 message of one outbox entry's orders (they share its accepted_at)."""
+    return OrdersAccepted(
+        schema_version=BATCH_SCHEMA_VERSION,
+        sku=sku,
+        accepted_at=accepted_at(orders[0].accepted_at_us),
+        orders=[BatchedOrder(uuid.UUID(o.order_id), o.user, o.qty, o.key, o.trace) for o in orders],
+    )
+
+
+def produce_entry(
+    handoff: RelaySink,
+    acks: Acks,
+    sku: str,
+    orders: Sequence[OutboxOrder],
+    on_done: Callable[[bool], None] | None = None,
+) -> None:
+    """Hand one outbox entry's orders to Kafka; the entry is acked once all are delivered (EntryDelivery).
+
+    One version-2 message for the whole entry, or with a version-1 handoff one message per order.
+    Raises HandoffError when the producer refuses a message: the entry then stays in the outbox for
+    a relay, and `on_done(False)` has run.
+    """
+    if handoff.batched:
+        delivery = EntryDelivery(acks, sku, orders[0].stream_id, 1, on_done)
+        try:
+            handoff.send_batch(batch_of(sku, orders), delivery.delivered)
+        except HandoffError:
+            delivery.refused()
+            raise
+        return
+    delivery = EntryDelivery(acks, sku, orders[0].stream_id, len(orders), on_done)
+    for order in orders:
+        try:
+            handoff.send(event_of(sku, order), delivery.delivered, trace=order.trace)
+        except HandoffError:
+            delivery.refused()
+            raise
+
+
 class OutboxAcker:
     """`ack(sku, stream_id)` after Kafka delivery; one outbox_ack.lua call per SKU per event-loop tick.
 
@@ -170,22 +210,23 @@ class OutboxAcker:
 
 
 class EntryDelivery:
-    """The orders of one outbox entry on their way to Kafka; the entry is acked once every one is delivered.
+    """The messages of one outbox entry on their way to Kafka; the entry is acked once every one is delivered.
 
-    `delivered` is each order's delivery callback; `refused()` tells of an order the producer would
-    not take. `on_done(acked)` runs once: True when the ack deleted the entry (or found it gone),
-    False as soon as one order failed or was refused, or when the ack failed. A failed entry stays
+    `delivered` is each message's delivery callback (one message per order, or one for the whole
+    entry); `refused()` tells of a message the producer would not take. `on_done(acked)` runs
+    once: True when the ack deleted the entry (or found it gone), False as soon as one message
+    failed or was refused, or when the ack failed. A failed entry stays
     in the outbox and a relay republishes all of its orders later, the delivered ones too (the
     worker drops those duplicates): deleting it earlier would lose the orders not yet in Kafka.
     """
 
     def __init__(
-        self, acks: Acks, sku: str, stream_id: str, orders: int, on_done: Callable[[bool], None] | None = None
+        self, acks: Acks, sku: str, stream_id: str, messages: int, on_done: Callable[[bool], None] | None = None
     ) -> None:
         self._acks = acks
         self._sku = sku
         self._stream_id = stream_id
-        self._left = orders
+        self._left = messages
         self._on_done = on_done
         self._failed = False
 
@@ -220,10 +261,13 @@ class RelaySource(Protocol):
 
 
 class RelaySink(Protocol):
-    """Where a relay republishes: gate.handoff.Handoff (a fake in unit tests)."""
+    """Where outbox entries are produced: gate.handoff.Handoff (a fake in unit tests)."""
+
+    batched: bool  # one version-2 message per entry (send_batch), else one version-1 message per order
 
     def in_flight(self, order_id: str) -> bool: ...
     def send(self, event: OrderAccepted, on_delivered: OnDelivered, *, trace: str = "") -> None: ...
+    def send_batch(self, batch: OrdersAccepted, on_delivered: OnDelivered) -> None: ...
 
 
 class Acks(Protocol):
@@ -327,15 +371,12 @@ class Relay:
                 # for a later tick); sending the others now could not delete it anyway.
                 if any(self._handoff.in_flight(o.order_id) for o in orders):
                     continue
-                delivery = EntryDelivery(self._acker, sku, orders[0].stream_id, len(orders))
-                for order in orders:
-                    try:
-                        self._handoff.send(event_of(sku, order), delivery.delivered, trace=order.trace)
-                    except HandoffError as e:
-                        delivery.refused()
-                        log.warning("relay: producer refused a message, next tick retries: %s", e)
-                        return sent
-                    sent += 1
+                try:
+                    produce_entry(self._handoff, self._acker, sku, orders)
+                except HandoffError as e:
+                    log.warning("relay: producer refused a message, next tick retries: %s", e)
+                    return sent
+                sent += len(orders)
             if cursor == "0-0":
                 return sent
 

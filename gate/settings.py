@@ -122,6 +122,8 @@ class GateSettings:
     kafka_compression: str = "lz4"  # librdkafka compression.type: none, gzip, snappy, lz4, zstd
     linger_ms: int = 10  # keyless batches the broker pays for per batch; docs/benchmarks.md has the measurement
     message_timeout_ms: int = 10_000  # librdkafka gives up on a message after this
+    # 2: one Kafka message per admission call (OrdersAccepted); 1: one per order, for workers before version 2.
+    event_version: Annotated[int, Meta(ge=1, le=2)] = 2
     relay_enabled: bool = True
     relay_interval_ms: int = 1000
     relay_stale_ms: int = 15_000  # republish outbox entries pending longer than this

@@ -9,7 +9,7 @@ from collections.abc import Collection
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
-from flashgate.events import EventDecodeError, decode
+from flashgate.events import EventDecodeError, OrdersAccepted, decode_any
 from flashgate.kafka_client import PLAINTEXT, KafkaSecurity, client_config
 from reconcile.errors import ReconcileError
 from reconcile.model import OrderRef, to_us
@@ -74,8 +74,9 @@ def _read(consumer: Consumer, topic: str, skus: Collection[str] | None, deadline
         if time.monotonic() > deadline:
             raise ReconcileError(f"the Kafka backlog of {topic!r} was not read in time ({len(end)} partitions left)")
         for msg in consumer.consume(num_messages=10_000, timeout=0.5):
-            if msg.error() is None and _within(msg, end) and (order := _order(msg, skus)) is not None:
-                found[order[0]].append(order[1])
+            if msg.error() is None and _within(msg, end):
+                for sku, order in _orders(msg, skus):
+                    found[sku].append(order)
     return found
 
 
@@ -105,11 +106,15 @@ def _within(msg: Message, end: dict[int, int]) -> bool:
     return True
 
 
-def _order(msg: Message, skus: Collection[str] | None) -> tuple[str, OrderRef] | None:
+def _orders(msg: Message, skus: Collection[str] | None) -> list[tuple[str, OrderRef]]:
+    """The orders of one message, of either event version; none for poison or another SKU's."""
     try:
-        e = decode(msg.value() or b"")
+        decoded = decode_any(msg.value() or b"")
     except EventDecodeError:
-        return None
-    if skus is not None and e.sku not in skus:
-        return None
-    return e.sku, OrderRef(str(e.order_id), e.user_id, e.idempotency_key, e.qty, to_us(e.accepted_at))
+        return []
+    if skus is not None and decoded.sku not in skus:
+        return []
+    events = decoded.events() if isinstance(decoded, OrdersAccepted) else [decoded]
+    return [
+        (e.sku, OrderRef(str(e.order_id), e.user_id, e.idempotency_key, e.qty, to_us(e.accepted_at))) for e in events
+    ]

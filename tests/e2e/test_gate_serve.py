@@ -11,7 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from flashgate import events, names
+from flashgate import names
 from gate.admission import AdmitRequest
 from tests.support.gatekit import admission_client, consume_all, create_topic, redis_client
 from tests.support.poll import until
@@ -59,7 +59,7 @@ async def test_served_gate_race_and_graceful_shutdown(stack: StackHandle, name: 
         assert await r.xlen(names.outbox_key(sku)) == 0
     assert await r.get(names.stock_key(f"{name}-many")) == "80"
     await r.aclose()
-    published = Counter(events.decode(m).order_id for m in consume_all(stack, name, expect=21, timeout_s=60))
+    published = Counter(e.order_id for e in consume_all(stack, name, expect=21, timeout_s=60))
     assert len(published) == 21
 
 
@@ -85,7 +85,7 @@ async def test_relay_command_publishes_stranded_orders_and_stops_on_sigterm(
         finally:
             relay.close()
     # The relay covers every outbox it discovers; ours must each be there exactly once.
-    published = Counter(str(events.decode(m).order_id) for m in consume_all(stack, name, expect=3, timeout_s=60))
+    published = Counter(str(e.order_id) for e in consume_all(stack, name, expect=3, timeout_s=60))
     assert {a.order_id: published[a.order_id] for a in stranded} == {a.order_id: 1 for a in stranded}
 
 

@@ -134,8 +134,9 @@ async def test_a_backlog_in_kafka_and_the_outbox_is_not_drift(stack: StackHandle
     topics = create_topics(stack, name)
     open_sale(stack, name, 30)
     async with running_gate(gate_settings(stack, topics.orders, delivery_budget_ms=9000)) as (client, _):
-        for i in range(12):  # no worker: all twelve wait in Kafka
-            assert (await buy(client, name, f"u{i}", "k", order_headers)).status_code == 202
+        # No worker: all twelve wait in Kafka. Sent together, they are one admission call: one message.
+        bought = await asyncio.gather(*(buy(client, name, f"u{i}", "k", order_headers) for i in range(12)))
+        assert [b.status_code for b in bought] == [202] * 12
     async with admission_client(stack) as (admission, _):  # admitted, never handed to Kafka: in the outbox
         parked = await admission.admit(AdmitRequest(name, "outboxed", "k", 2))
         assert parked.stock_left == 16

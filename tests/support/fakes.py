@@ -34,7 +34,7 @@ from redis.asyncio.connection import Connection
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from flashgate import names
-from flashgate.events import OrderAccepted, encode
+from flashgate.events import OrderAccepted, OrdersAccepted, encode
 from flashgate.outbox import OutboxOrder
 from gate.errors import RedisUnavailable
 from gate.handoff import OnDelivered
@@ -228,12 +228,16 @@ class FakeOutboxes:
 class FakeSink:
     """A `gate.outbox.RelaySink` that keeps what it is sent: events, traces and delivery callbacks.
 
-    The order ids in `producing` are in flight, as if their own gate were still producing them.
+    `sent` and `traces` are per order, `callbacks` and `messages` (orders per message) per message:
+    with `batched`, one version-2 message per entry, else one version-1 message per order. The
+    order ids in `producing` are in flight, as if their own gate were still producing them.
     """
 
+    batched: bool = False
     sent: list[OrderAccepted] = field(default_factory=list)
     traces: list[str] = field(default_factory=list)
     callbacks: list[OnDelivered] = field(default_factory=list)
+    messages: list[int] = field(default_factory=list)
     producing: set[str] = field(default_factory=set)
 
     def in_flight(self, order_id: str) -> bool:
@@ -243,6 +247,13 @@ class FakeSink:
         self.sent.append(event)
         self.traces.append(trace)
         self.callbacks.append(on_delivered)
+        self.messages.append(1)
+
+    def send_batch(self, batch: OrdersAccepted, on_delivered: OnDelivered) -> None:
+        self.sent.extend(batch.events())
+        self.traces.extend(o.traceparent for o in batch.orders)
+        self.callbacks.append(on_delivered)
+        self.messages.append(len(batch.orders))
 
 
 @dataclass

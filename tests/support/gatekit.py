@@ -13,6 +13,7 @@ import redis.asyncio as aioredis
 from confluent_kafka.admin import AdminClient
 from confluent_kafka.cimpl import NewTopic
 
+from flashgate.events import OrderAccepted
 from gate.admission import AdmissionClient
 from gate.app import create_app
 from gate.breaker import Breaker
@@ -21,7 +22,7 @@ from gate.outbox import OutboxClient
 from gate.redis_batch import RedisBatcher
 from gate.scripts import Scripts
 from gate.settings import AuthSettings, GateSettings
-from tests.support.kafkautil import consume
+from tests.support.kafkautil import consume_orders
 from tests.support.sales import Sale, put_sale
 from tests.support.stackctl import StackHandle
 
@@ -74,10 +75,10 @@ def create_topic(stack: StackHandle, topic: str, partitions: int = 1) -> None:
     admin.create_topics([NewTopic(topic, num_partitions=partitions, replication_factor=1)])[topic].result(timeout=30)
 
 
-def consume_all(stack: StackHandle, topic: str, *, expect: int, timeout_s: float = 30.0) -> list[bytes]:
-    """The values of `topic` from the start: `expect` messages, and any extras 1 s more brings (duplicates)."""
-    messages = consume(stack.kafka_bootstrap, topic, expect, settle_s=1.0, timeout_s=timeout_s)
-    return [value for m in messages if (value := m.value()) is not None]
+def consume_all(stack: StackHandle, topic: str, *, expect: int, timeout_s: float = 30.0) -> list[OrderAccepted]:
+    """The orders of `topic` from the start, whatever messages hold them: `expect` orders, and any
+    extras 1 s more brings (duplicates)."""
+    return [o.event for o in consume_orders(stack.kafka_bootstrap, topic, expect, settle_s=1.0, timeout_s=timeout_s)]
 
 
 def gate_settings(stack: StackHandle, topic: str, **overrides: Any) -> GateSettings:

@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TypeVar
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
+
+from flashgate import events, tracecontext
+from flashgate.events import OrderAccepted, OrdersAccepted
 
 T = TypeVar("T")
 
@@ -42,9 +46,11 @@ def consume(
     keep: Callable[[Message], bool] | None = None,
     settle_s: float = 0.0,
     timeout_s: float = 30,
+    weight: Callable[[Message], int] | None = None,
 ) -> list[Message]:
     """Read `topic` from the beginning, via a fresh group, until `count` messages passed `keep` (all
-    pass without it); fewer if the deadline passes first.
+    pass without it); fewer if the deadline passes first. With `weight`, a message counts for
+    `weight(message)` (the orders it holds) instead of one, and the messages up to `count` are kept.
 
     With `settle_s`, go on reading that long once `count` arrived and keep any extras too, so a
     test can see duplicates; without it, never more than `count`.
@@ -53,19 +59,52 @@ def consume(
                          "auto.offset.reset": "earliest", "enable.auto.commit": False})  # fmt: skip
     consumer.subscribe([topic])
     got: list[Message] = []
+    counted = 0
     deadline = time.monotonic() + timeout_s
     settling = False
     try:
         while time.monotonic() < deadline:
-            if len(got) >= count and not settling:
+            if counted >= count and not settling:
                 if not settle_s:
                     break
                 settling, deadline = True, time.monotonic() + settle_s
-            batch = consumer.consume(500 if settling else count - len(got), timeout=0.1)
-            got.extend(m for m in batch if m.error() is None and (keep is None or keep(m)))
+            batch = consumer.consume(500 if settling or weight else count - counted, timeout=0.1)
+            for m in batch:
+                if m.error() is None and (keep is None or keep(m)):
+                    if counted < count or settling:
+                        got.append(m)
+                    counted += 1 if weight is None else weight(m)
     finally:
         consumer.close()
-    return got if settling else got[:count]
+    return got
+
+
+@dataclass(frozen=True)
+class Consumed:
+    """One order read from the orders topic, whichever event version its message was."""
+
+    event: OrderAccepted
+    trace: str  # its traceparent: inside a version-2 message, a version-1 message's header; "" for none
+    message: Message
+
+
+def orders_of(message: Message) -> list[Consumed]:
+    """The orders of one message of the orders topic (AssertionError for one that is not an order event)."""
+    decoded = events.decode_any(message.value() or b"")
+    if isinstance(decoded, OrdersAccepted):
+        return [Consumed(e, o.traceparent, message) for e, o in zip(decoded.events(), decoded.orders, strict=True)]
+    header = dict(message.headers() or []).get(tracecontext.HEADER)
+    return [Consumed(decoded, header.decode() if isinstance(header, bytes) else "", message)]
+
+
+def consume_orders(
+    bootstrap: str, topic: str, count: int, *, settle_s: float = 0.0, timeout_s: float = 30
+) -> list[Consumed]:
+    """`consume`, counting orders instead of messages: `count` orders or more (with `settle_s`, extras too)."""
+    messages = consume(
+        bootstrap, topic, count, settle_s=settle_s, timeout_s=timeout_s, weight=lambda m: len(orders_of(m))
+    )
+    return [order for m in messages for order in orders_of(m)]
 
 
 def group_lag(bootstrap: str, group: str, topic: str, *, timeout_s: float = 10) -> int:

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from confluent_kafka import KafkaError
 
 from flashgate import names
+from flashgate.events import BATCH_SCHEMA_VERSION, decode_batch
 from gate.admission import AdmissionClient, AdmitRequest
 from gate.answers import Answer
 from gate.errors import RedisUnavailable
@@ -38,13 +39,24 @@ class Rig:
 
 
 @asynccontextmanager
-async def rig(redis: FakeRoundTrips | None = None, *, budget_s: float = 5.0) -> AsyncIterator[Rig]:
-    """An OrderDesk wired as gate/core.py wires it, on doubles; PostgreSQL absent (no rows)."""
+async def rig(
+    redis: FakeRoundTrips | None = None, *, budget_s: float = 5.0, event_version: int = BATCH_SCHEMA_VERSION
+) -> AsyncIterator[Rig]:
+    """An OrderDesk wired as gate/core.py wires it, on doubles; PostgreSQL absent (no rows).
+
+    `event_version` 2 (the default, as in the gate) produces one message per admission call, 1 one per order.
+    """
     redis = redis or FakeRoundTrips()
     producer = FakeProducer()
     metrics = GateMetrics()
     admission = AdmissionClient(redis, Scripts(), idem_ttl_s=60)
-    handoff = Handoff({"message.timeout.ms": 1000}, "orders", metrics=metrics, producer_factory=lambda _: producer)
+    handoff = Handoff(
+        {"message.timeout.ms": 1000},
+        "orders",
+        metrics=metrics,
+        producer_factory=lambda _: producer,
+        event_version=event_version,
+    )
     outbox = OutboxClient(redis, Scripts())
     acker = OutboxAcker(outbox)
     relay = Relay(outbox, handoff, acker, metrics=metrics, stale_ms=60_000, batch=100, discover_s=0)
@@ -80,11 +92,13 @@ def acked_ids(command: Command) -> tuple[str, list[str]]:
 async def test_a_tick_of_orders_costs_one_admit_call_per_sku_and_one_ack_call_per_sku() -> None:
     async with rig() as r:
         answers = [place(r.desk, "a", "u1"), place(r.desk, "b", "u2"), place(r.desk, "a", "u3")]
-        await until(lambda: len(r.producer.pending) == 3, timeout_s=5, interval_s=0.001)
+        await until(lambda: len(r.producer.pending) == 2, timeout_s=5, interval_s=0.001)
         admits = r.redis.scripts(names.ADMIT_SCRIPT)
         assert len(r.redis.ticks) == 1  # both SKUs' scripts in one round trip
         assert [script_args(c)[1][2] for c in admits] == ["a", "b"]  # the SKU argument
         assert [[o[3] for o in admit_orders(c)] for c in admits] == [["u1", "u3"], ["u2"]]  # users, arrival order
+        messages = [decode_batch(m.value or b"") for m in r.producer.pending]  # one message per admission call
+        assert [(m.sku, [o.user_id for o in m.orders]) for m in messages] == [("a", ["u1", "u3"]), ("b", ["u2"])]
 
         r.producer.deliver()
         done = await asyncio.gather(*answers)
@@ -102,7 +116,7 @@ async def test_more_orders_than_batch_max_split_into_several_calls_of_the_same_t
     async with rig() as r:
         r.desk._batch_max = 2
         answers = [place(r.desk, "a", f"u{i}") for i in range(5)]
-        await until(lambda: len(r.producer.pending) == 5, timeout_s=5, interval_s=0.001)
+        await until(lambda: len(r.producer.pending) == 3, timeout_s=5, interval_s=0.001)
         assert [len(admit_orders(c)) for c in r.redis.scripts(names.ADMIT_SCRIPT)] == [2, 2, 1]
         assert len(r.redis.ticks) == 1
         r.producer.deliver()
@@ -147,9 +161,30 @@ async def test_a_failed_delivery_answers_queued_without_an_ack() -> None:
         assert r.redis.scripts(names.OUTBOX_ACK_SCRIPT) == []
 
 
-async def test_the_orders_of_one_entry_are_acked_and_answered_together() -> None:
-    """One admit.lua call, one outbox entry: it is deleted, and its orders answered, once all are in Kafka."""
+async def test_the_orders_of_one_entry_go_in_one_message_and_are_answered_together() -> None:
     async with rig() as r:
+        answers = [place(r.desk, "a", "u1"), place(r.desk, "a", "u2")]
+        await until(lambda: len(r.producer.pending) == 1, timeout_s=5, interval_s=0.001)
+        [message] = r.producer.pending
+        assert message.headers is None  # the traces, if any, are inside: one per order
+        assert [o.idempotency_key for o in decode_batch(message.value or b"").orders] == ["k-u1", "k-u2"]
+        r.producer.deliver()
+        assert [(await a).code for a in answers] == ["accepted", "accepted"]
+        assert [acked_ids(c)[1] for c in r.redis.scripts(names.OUTBOX_ACK_SCRIPT)] == [["1764547200000-0"]]
+
+
+async def test_a_failed_message_answers_every_order_of_its_entry_queued() -> None:
+    async with rig() as r:
+        answers = [place(r.desk, "a", "u1"), place(r.desk, "a", "u2")]
+        await until(lambda: len(r.producer.pending) == 1, timeout_s=5, interval_s=0.001)
+        r.producer.deliver(KafkaError(KafkaError._MSG_TIMED_OUT, "timed out"))
+        assert [(await a).code for a in answers] == ["queued", "queued"]
+        assert r.redis.scripts(names.OUTBOX_ACK_SCRIPT) == []
+
+
+async def test_version_1_the_orders_of_one_entry_are_acked_and_answered_together() -> None:
+    """One admit.lua call, one outbox entry: it is deleted, and its orders answered, once all are in Kafka."""
+    async with rig(event_version=1) as r:
         answers = [place(r.desk, "a", "u1"), place(r.desk, "a", "u2")]
         await until(lambda: len(r.producer.pending) == 2, timeout_s=5, interval_s=0.001)
         r.producer.deliver(first=1)
@@ -161,9 +196,9 @@ async def test_the_orders_of_one_entry_are_acked_and_answered_together() -> None
         assert [acked_ids(c)[1] for c in r.redis.scripts(names.OUTBOX_ACK_SCRIPT)] == [["1764547200000-0"]]
 
 
-async def test_one_failed_delivery_keeps_the_whole_entry_and_answers_all_its_orders_queued() -> None:
+async def test_version_1_one_failed_delivery_keeps_the_whole_entry_and_answers_all_its_orders_queued() -> None:
     """Deleting the entry would lose the failed order; the delivered one stays in it too (a relay resends both)."""
-    async with rig() as r:
+    async with rig(event_version=1) as r:
         answers = [place(r.desk, "a", "u1"), place(r.desk, "a", "u2")]
         await until(lambda: len(r.producer.pending) == 2, timeout_s=5, interval_s=0.001)
         r.producer.deliver(KafkaError(KafkaError._MSG_TIMED_OUT, "timed out"), first=1)

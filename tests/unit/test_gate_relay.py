@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import redis.asyncio as aioredis
 
-from flashgate.events import OrderAccepted
+from flashgate.events import OrderAccepted, OrdersAccepted
 from flashgate.outbox import OutboxOrder
 from gate.breaker import Breaker
 from gate.errors import HandoffError, RedisUnavailable
@@ -105,12 +105,14 @@ async def test_an_entry_with_an_order_still_in_flight_is_left_to_its_gate() -> N
 
 
 async def test_a_refused_order_leaves_its_entry_in_the_outbox() -> None:
-    """The producer's queue is full: the tick stops, and the orders already sent cannot delete the entry."""
+    """The producer's queue is full: the tick stops, and the orders already sent cannot delete the entry.
+
+    A partly sent entry counts no order republished: all of them go again with the entry."""
     outbox, acks = FakeOutboxes({"a": [[order(1, "5-0"), order(2, "5-0")]]}), FakeAcks()
     handoff = RefusingSink(after=1)
     relay = Relay(outbox, handoff, acks, metrics=GateMetrics(None), stale_ms=1000, batch=10, discover_s=0)
     relay.note_sku("a")
-    assert await relay.tick() == 1
+    assert await relay.tick() == 0
     handoff.callbacks[0](None)
     assert acks.acked == []
 
@@ -118,11 +120,47 @@ async def test_a_refused_order_leaves_its_entry_in_the_outbox() -> None:
 class RefusingSink(FakeSink):
     """A FakeSink whose producer takes `after` messages, then refuses every one."""
 
-    def __init__(self, after: int) -> None:
-        super().__init__()
+    def __init__(self, after: int, *, batched: bool = False) -> None:
+        super().__init__(batched=batched)
         self.after = after
 
     def send(self, event: OrderAccepted, on_delivered: OnDelivered, *, trace: str = "") -> None:
-        if len(self.sent) >= self.after:
+        if len(self.messages) >= self.after:
             raise HandoffError("local queue full")
         super().send(event, on_delivered, trace=trace)
+
+    def send_batch(self, batch: OrdersAccepted, on_delivered: OnDelivered) -> None:
+        if len(self.messages) >= self.after:
+            raise HandoffError("local queue full")
+        super().send_batch(batch, on_delivered)
+
+
+async def test_a_batched_relay_sends_each_entry_as_one_message_and_acks_it_once_delivered() -> None:
+    traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+    traced = OutboxOrder("5-0", order(2).order_id, "u2", 3, "k2", 1_700_000_000_000_000, trace=traceparent)
+    both, failing = [order(1, "5-0"), traced], [order(3, "6-0"), order(4, "6-0")]
+    outbox, handoff, acks = FakeOutboxes({"a": [both, failing]}), FakeSink(batched=True), FakeAcks()
+    relay = Relay(outbox, handoff, acks, metrics=GateMetrics(None), stale_ms=1000, batch=10, discover_s=0)
+    relay.note_sku("a")
+    assert await relay.tick() == 4
+    assert handoff.messages == [2, 2]
+    assert [(str(e.order_id), e.qty, e.sku) for e in handoff.sent[:2]] == [
+        (order(1).order_id, 1, "a"),
+        (traced.order_id, 3, "a"),
+    ]
+    assert handoff.traces == ["", traceparent, "", ""]
+    delivered, failed = handoff.callbacks
+    delivered(None)
+    failed(HandoffError("message timed out"))
+    assert acks.acked == [("a", "5-0")]
+
+
+async def test_a_batched_relay_stops_at_a_refused_entry_and_leaves_it() -> None:
+    outbox, acks = FakeOutboxes({"a": [entry(1), [order(2, "6-0"), order(3, "6-0")], entry(4)]}), FakeAcks()
+    handoff = RefusingSink(after=1, batched=True)
+    relay = Relay(outbox, handoff, acks, metrics=GateMetrics(None), stale_ms=1000, batch=10, discover_s=0)
+    relay.note_sku("a")
+    assert await relay.tick() == 1  # the first entry; the second refused, the third waits for the next tick
+    assert handoff.messages == [1]
+    handoff.callbacks[0](None)
+    assert acks.acked == [("a", "1-0")]
