@@ -328,14 +328,26 @@ def soak_command(
 @click.option("--partitions", default=6, show_default=True)
 @click.option("--workers", default=1, show_default=True, help="flashgate worker processes.")
 @click.option("--batch-max-rows", default=2000, show_default=True)
-def drain_command(orders: int, partitions: int, workers: int, batch_max_rows: int) -> None:
+@click.option(
+    "--orders-per-message",
+    default=1,
+    show_default=True,
+    help="1: event version 1, one order per message; N > 1: version-2 messages of N orders, as a gate sends them.",
+)
+def drain_command(orders: int, partitions: int, workers: int, batch_max_rows: int, orders_per_message: int) -> None:
     """Time workers persisting N pre-filled orders into PostgreSQL (KAFKA_BOOTSTRAP, DATABASE_URL)."""
     from bench.drain import drain, report
+    from flashgate.events import MAX_BATCH_ORDERS
 
-    if min(orders, partitions, workers, batch_max_rows) < 1:
-        raise click.ClickException("--orders, --partitions, --workers and --batch-max-rows must be >= 1")
+    if min(orders, partitions, workers, batch_max_rows, orders_per_message) < 1:
+        raise click.ClickException(
+            "--orders, --partitions, --workers, --batch-max-rows and --orders-per-message must be >= 1"
+        )
+    if orders_per_message > MAX_BATCH_ORDERS:
+        raise click.ClickException(f"--orders-per-message must be <= {MAX_BATCH_ORDERS} (one admission call at most)")
     result = asyncio.run(drain(_env("KAFKA_BOOTSTRAP"), _env("DATABASE_URL"), orders=orders,
-                               partitions=partitions, workers=workers, batch_max_rows=batch_max_rows))  # fmt: skip
+                               partitions=partitions, workers=workers, batch_max_rows=batch_max_rows,
+                               per_message=orders_per_message))  # fmt: skip
     click.echo("\n".join(report(result)))
 
 

@@ -10,7 +10,8 @@ shared box:
 
     flashgate stack up && eval "$(flashgate stack env)"
     flock /tmp/flashgate-bench.lock .venv/bin/python -m bench.drain --orders 100000 \
-        [--batch-max-rows 2000] [--workers 1] [--label NAME] [--out bench/results] [--worker-src DIR]
+        [--batch-max-rows 2000] [--workers 1] [--orders-per-message 1] [--label NAME] [--out bench/results] \
+        [--worker-src DIR]
     flashgate bench drain --orders 200000          # the same, from the CLI (no JSON file)
 
 `--worker-src DIR` runs the workers with DIR first on PYTHONPATH (e.g. a worktree of the
@@ -40,22 +41,25 @@ from confluent_kafka.cimpl import NewTopic
 
 from bench import proc_cpu
 from bench.kafka_clients import kafka_config
-from flashgate.events import SCHEMA_VERSION, OrderAccepted, encode
+from flashgate.events import SCHEMA_VERSION, OrderAccepted, OrdersAccepted, encode
 
 FLASHGATE = str(Path(sys.executable).parent / "flashgate")
 
 
-def prefill(bootstrap: str, topic: str, sku: str, count: int) -> float:
+def prefill(bootstrap: str, topic: str, sku: str, count: int, per_message: int = 1) -> float:
+    """`count` orders into `topic`: one version-1 message each, or version-2 messages of `per_message` orders."""
     role = {"enable.idempotence": True, "acks": "all", "linger.ms": 20, "compression.type": "lz4"}
     producer = Producer({**kafka_config(bootstrap, role), "batch.size": 1_000_000})
     now = datetime.now(UTC)
     began = time.perf_counter()
-    for i in range(count):
-        event = OrderAccepted(schema_version=SCHEMA_VERSION, order_id=uuid.uuid4(), sku=sku, user_id=f"u{i}",
-                              qty=1, idempotency_key=f"k{i}", accepted_at=now)  # fmt: skip
+    for first in range(0, count, per_message):
+        events = [OrderAccepted(schema_version=SCHEMA_VERSION, order_id=uuid.uuid4(), sku=sku, user_id=f"u{i}",
+                                qty=1, idempotency_key=f"k{i}", accepted_at=now)
+                  for i in range(first, min(first + per_message, count))]  # fmt: skip
+        value = encode(events[0]) if per_message == 1 else encode(OrdersAccepted.of(events))
         while True:
             try:
-                producer.produce(topic, key=event.order_id.bytes, value=encode(event))
+                producer.produce(topic, key=events[0].order_id.bytes, value=value)
                 break
             except BufferError:
                 producer.poll(0.05)
@@ -70,7 +74,7 @@ POLL_S = 0.05
 
 async def drain(bootstrap: str, dsn: str, *, orders: int, partitions: int = 6, workers: int = 1,
                 batch_max_rows: int = 2000, worker_src: str | None = None,
-                worker_log: Path | None = None) -> Result:  # fmt: skip
+                worker_log: Path | None = None, per_message: int = 1) -> Result:  # fmt: skip
     """Pre-fill a fresh topic with `orders`, start `workers` workers, wait for every row; rates and CPU.
 
     The window rate and the CPU figures cover the polls that saw the first and the last row;
@@ -88,7 +92,7 @@ async def drain(bootstrap: str, dsn: str, *, orders: int, partitions: int = 6, w
     broker = proc_cpu.listening_pid(int(bootstrap.rsplit(":", 1)[1]))
     if broker is None:
         raise RuntimeError(f"no local process listens on {bootstrap}: the Kafka CPU figure needs the local stack")
-    produce_s = prefill(bootstrap, topic, name, orders)
+    produce_s = prefill(bootstrap, topic, name, orders, per_message)
     env = {
         **os.environ,
         "FLASHGATE_TOPIC": topic,
@@ -137,6 +141,7 @@ async def drain(bootstrap: str, dsn: str, *, orders: int, partitions: int = 6, w
         "partitions": partitions,
         "workers": workers,
         "batch_max_rows": batch_max_rows,
+        "orders_per_message": per_message,
         "prefill_per_s": orders / produce_s,
         "drain_total_s": total_s,
         "drain_per_s_from_start": orders / total_s,
@@ -200,6 +205,8 @@ async def main() -> None:
     ap.add_argument("--partitions", type=int, default=6)
     ap.add_argument("--workers", type=int, default=1)
     ap.add_argument("--batch-max-rows", type=int, default=2000)
+    ap.add_argument("--orders-per-message", type=int, default=1,
+                    help="1: version-1 messages, one order each; N > 1: version-2 messages of N orders")  # fmt: skip
     ap.add_argument("--worker-src", help="put this folder first on the workers' PYTHONPATH (A/B against a worktree)")
     ap.add_argument("--label", default="run", help="name of the variant, kept in the JSON and its file name")
     ap.add_argument("--worker-log", type=Path, help="append the workers' output to this file")
@@ -207,7 +214,8 @@ async def main() -> None:
     a = ap.parse_args()
     r = await drain(os.environ["KAFKA_BOOTSTRAP"], os.environ["DATABASE_URL"], orders=a.orders,
                     partitions=a.partitions, workers=a.workers, batch_max_rows=a.batch_max_rows,
-                    worker_src=a.worker_src, worker_log=a.worker_log)  # fmt: skip
+                    worker_src=a.worker_src, worker_log=a.worker_log,
+                    per_message=a.orders_per_message)  # fmt: skip
     print("\n".join(report(r)))
     if a.out:
         print(f"saved {save(r, a.out, a.label, a.worker_src)}")

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Annotated, TypeVar
 
@@ -85,6 +85,16 @@ class OrdersAccepted(msgspec.Struct, frozen=True, forbid_unknown_fields=False):
     sku: Sku
     accepted_at: datetime
     orders: Annotated[list[BatchedOrder], msgspec.Meta(min_length=1, max_length=MAX_BATCH_ORDERS)]
+
+    @classmethod
+    def of(cls, events: Sequence[OrderAccepted], traces: Sequence[str] = ()) -> OrdersAccepted:
+        """The version-2 message of orders of one SKU admitted at one time (the first event's SKU and time)."""
+        traces = traces or [""] * len(events)
+        orders = [
+            BatchedOrder(e.order_id, e.user_id, e.qty, e.idempotency_key, t)
+            for e, t in zip(events, traces, strict=True)
+        ]
+        return cls(BATCH_SCHEMA_VERSION, events[0].sku, events[0].accepted_at, orders)
 
     def events(self) -> list[OrderAccepted]:
         """Each order as the OrderAccepted a version-1 message would carry."""

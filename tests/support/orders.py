@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 
 import msgspec
 
-from flashgate.events import BATCH_SCHEMA_VERSION, SCHEMA_VERSION, BatchedOrder, OrderAccepted, OrdersAccepted
+from flashgate.events import SCHEMA_VERSION, OrderAccepted, OrdersAccepted
 
 
 def order(sku: str = "S", **changes: object) -> OrderAccepted:
@@ -29,5 +29,4 @@ def order(sku: str = "S", **changes: object) -> OrderAccepted:
 def batch(*events: OrderAccepted, traces: dict[uuid.UUID, str] | None = None) -> OrdersAccepted:
     """The version-2 message of `events` (one SKU, one accepted_at: the first event's), with their traceparents."""
     traces = traces or {}
-    orders = [BatchedOrder(e.order_id, e.user_id, e.qty, e.idempotency_key, traces.get(e.order_id, "")) for e in events]
-    return OrdersAccepted(BATCH_SCHEMA_VERSION, events[0].sku, events[0].accepted_at, orders)
+    return OrdersAccepted.of(events, [traces.get(e.order_id, "") for e in events])

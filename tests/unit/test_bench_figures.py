@@ -60,6 +60,8 @@ def test_replayed_202s_are_not_accepted_orders() -> None:
         (["flash-sale", "--connections", "0"], {"REDIS_URL": "r", "DATABASE_URL": "d"}, "connections >= threads"),
         (["flash-sale"], {"REDIS_URL": "", "DATABASE_URL": "d"}, "REDIS_URL is not set"),
         (["drain", "--orders", "0"], {"KAFKA_BOOTSTRAP": "k", "DATABASE_URL": "d"}, "must be >= 1"),
+        (["drain", "--orders-per-message", "0"], {"KAFKA_BOOTSTRAP": "k", "DATABASE_URL": "d"}, "must be >= 1"),
+        (["drain", "--orders-per-message", "4097"], {"KAFKA_BOOTSTRAP": "k", "DATABASE_URL": "d"}, "must be <= 4096"),
     ],
 )
 def test_cli_refuses_what_cannot_run(args: list[str], env: dict[str, str], message: str) -> None:
