@@ -137,6 +137,9 @@ def _spawn_redis(home: Path, options: tuple[str, ...]) -> ScratchRedis:
     port = free_port()
     args = ["redis-server", "--bind", "127.0.0.1", "--port", str(port), "--dir", str(home), "--save", ""]
     args += ["--enable-protected-configs", "yes", *options]
+    if "--cluster-enabled" in options and "--cluster-port" not in options:
+        # The bus port defaults to port + 10000, which does not exist above 55535 (the kernel's free ports reach 60999).
+        args += ["--cluster-port", str(free_port(exclude={port}))]
     with _log_path(home).open("ab") as log:
         proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT)
     return ScratchRedis(port, home, proc)
