@@ -87,13 +87,14 @@ class GateMetrics:
         )
         self._p_kafka_delivery_seconds = Histogram(
             "flashgate_gate_kafka_delivery_seconds",
-            "From handing an order to the producer to Kafka's delivery report (gate and relay).",
+            "From handing a message to the producer to Kafka's delivery report (gate and relay); a message is "
+            "one admission call's orders (event version 2) or one order (version 1).",
             buckets=_SECONDS,
             registry=r,
         )
         self._p_kafka_deliveries = Counter(
             "flashgate_gate_kafka_deliveries_total",
-            "Kafka delivery outcomes: delivered, failed (report with an error), refused (producer queue).",
+            "Kafka delivery outcomes per message: delivered, failed (report with an error), refused (producer queue).",
             ["result"],
             registry=r,
         )
