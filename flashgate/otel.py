@@ -92,18 +92,17 @@ class Tracing:
             span.set_status(self._error)
         span.end()
 
-    def start_batch(self, traceparents: Sequence[bytes | None]) -> Span:
-        """The span of one worker batch (a traceparent or None per message), linked to its messages' spans."""
+    def start_batch(self, traceparents: Sequence[str | bytes], messages: int) -> Span:
+        """The span of one worker batch of `messages` messages, linked to its orders' spans (their traceparents)."""
         links = []
         for raw in traceparents:
-            if raw is None:
-                continue
-            span_context = self._span_of(self._context(raw.decode("latin-1"))).get_span_context()
+            text = raw.decode("latin-1") if isinstance(raw, bytes) else raw
+            span_context = self._span_of(self._context(text)).get_span_context()
             if span_context.is_valid:
                 links.append(self._link(span_context))
                 if len(links) == MAX_LINKS:
                     break
-        attributes = {"messaging.batch.message_count": len(traceparents)}
+        attributes = {"messaging.batch.message_count": messages}
         return self._tracer.start_span(BATCH_SPAN, kind=self._kind.CONSUMER, links=links, attributes=attributes)
 
     def shutdown(self) -> None:

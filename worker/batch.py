@@ -57,6 +57,7 @@ class BatchPlan:
     orders: list[OrderRow]
     poison: list[Poison]
     redelivered: int  # copies of an order id already seen earlier in this batch
+    traceparents: list[str | bytes]  # of the orders that came with one (its header, or inside a version-2 message)
 
 
 def plan_batch(messages: Iterable[Incoming]) -> BatchPlan:
@@ -69,6 +70,7 @@ def plan_batch(messages: Iterable[Incoming]) -> BatchPlan:
     poison: list[Poison] = []
     seen: set[uuid.UUID] = set()
     redelivered = 0
+    traceparents: list[str | bytes] = []
     messages = list(messages)
     # One call for the batch: `decode_many` has `decode`'s verdicts at less cost per message.
     decoded = iter(decode_many([m.value for m in messages if m.value is not None]))
@@ -86,6 +88,8 @@ def plan_batch(messages: Iterable[Incoming]) -> BatchPlan:
         else:
             items = [(event.order_id, event.user_id, event.qty, event.idempotency_key, msg.traceparent)]
         for order_id, user_id, qty, key, trace in items:
+            if trace:
+                traceparents.append(trace)
             if order_id in seen:
                 redelivered += 1
                 continue
@@ -103,7 +107,7 @@ def plan_batch(messages: Iterable[Incoming]) -> BatchPlan:
                     trace_id=None if trace is None else tracecontext.trace_id(trace),
                 )
             )
-    return BatchPlan(orders=orders, poison=poison, redelivered=redelivered)
+    return BatchPlan(orders=orders, poison=poison, redelivered=redelivered, traceparents=traceparents)
 
 
 TRACES_LOGGED = 10  # trace ids a batch line names at most

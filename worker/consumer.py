@@ -170,7 +170,7 @@ class OrderWriter:
         uncommitted orders in any partition the two share.
         """
         began = time.perf_counter()
-        span = None if self.tracing is None else self.tracing.start_batch([m.traceparent for m in messages])
+        span = None if self.tracing is None else self.tracing.start_batch(plan.traceparents, len(messages))
         try:
             result = await self._dead_letter_and_persist(plan, stop)
         finally:

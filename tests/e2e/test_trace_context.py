@@ -6,6 +6,7 @@ import asyncio
 import uuid
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 
 from ops.cli import cli
@@ -19,19 +20,22 @@ TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
 TRACEPARENT = f"00-{TRACE}-00f067aa0ba902b7-01"
 
 
-async def test_a_traceparent_is_kept_from_the_202_to_the_row(stack: StackHandle, name: str, tmp_path: Path) -> None:
+@pytest.mark.parametrize("version", [2, 1])  # one message for the three orders, one message each
+async def test_a_traceparent_is_kept_from_the_202_to_the_row(
+    stack: StackHandle, name: str, tmp_path: Path, version: int
+) -> None:
     topics = create_topics(stack, name, partitions=1)
     await add_product(stack.database_url, name, 10)
     await open_sale(stack, Sale(sku=name, units=10))
     worker = start_worker(stack, topics, tmp_path / "worker.log")
     try:
-        async with running_gate(gate_settings(stack, topics.orders)) as (client, _gate):
+        async with running_gate(gate_settings(stack, topics.orders, event_version=version)) as (client, _gate):
             sent = {
                 "traced": {"traceparent": TRACEPARENT},
                 "untraced": {},
                 "invalid": {"traceparent": f"00-{'0' * 32}-00f067aa0ba902b7-01"},  # all-zero trace id: ignored
             }
-            order_ids = await place_each(client, name, sent)
+            order_ids = await place_each(client, name, sent, together=True)
         state = await wait_persisted(stack.database_url, name, 3)
         assert len(state.order_ids) == 3, worker.log()[-2000:]
         rows = await trace_ids(stack.database_url, name)
@@ -40,12 +44,14 @@ async def test_a_traceparent_is_kept_from_the_202_to_the_row(stack: StackHandle,
             "untraced": None,
             "invalid": None,
         }
-        consumed = {o.event.order_id: o.trace for o in consume_orders(stack.kafka_bootstrap, topics.orders, 3)}
+        orders = consume_orders(stack.kafka_bootstrap, topics.orders, 3)
+        consumed = {o.event.order_id: o.trace for o in orders}
         assert {who: consumed[uuid.UUID(order_id)] for who, order_id in order_ids.items()} == {
-            "traced": TRACEPARENT,  # inside the version-2 message the gate produced
+            "traced": TRACEPARENT,  # version 2: inside the message; 1: the message's header
             "untraced": "",
             "invalid": "",
         }
+        assert len({o.message.offset() for o in orders}) == (1 if version == 2 else 3)
         assert f"traces={TRACE}" in worker.log()
     finally:
         worker.close()

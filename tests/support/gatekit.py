@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -109,13 +110,22 @@ def order_headers(user: str, key: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token(user)}", "Idempotency-Key": key}
 
 
-async def place_each(client: httpx.AsyncClient, sku: str, extra: dict[str, dict[str, str]]) -> dict[str, str]:
-    """One order of 1 unit per buyer of `extra` (buyer → extra headers), each answered 202; buyer → order id."""
-    order_ids = {}
-    for who, headers in extra.items():
+async def place_each(
+    client: httpx.AsyncClient, sku: str, extra: dict[str, dict[str, str]], *, together: bool = False
+) -> dict[str, str]:
+    """One order of 1 unit per buyer of `extra` (buyer → extra headers), each answered 202; buyer → order id.
+
+    One after the other, or with `together` all at once (so they share one admission call).
+    """
+
+    async def place(who: str, headers: dict[str, str]) -> str:
         answer = await client.post(
             "/v1/orders", json={"sku": sku, "qty": 1}, headers={**order_headers(who, who), **headers}
         )
         assert answer.status_code == 202, answer.text
-        order_ids[who] = str(answer.json()["order_id"])
-    return order_ids
+        return str(answer.json()["order_id"])
+
+    if together:
+        ids = await asyncio.gather(*(place(who, headers) for who, headers in extra.items()))
+        return dict(zip(extra, ids, strict=True))
+    return {who: await place(who, headers) for who, headers in extra.items()}

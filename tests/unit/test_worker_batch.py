@@ -97,6 +97,7 @@ def test_plan_takes_every_order_of_a_version_2_message_with_its_own_trace() -> N
     ]
     assert {o.accepted_at for o in plan.orders[1:]} == {a.accepted_at}
     assert [o.trace_id for o in plan.orders[1:]] == [None, uuid.UUID(hex=trace), None]
+    assert plan.traceparents == [f"00-{trace}-00f067aa0ba902b7-01", "00-not-valid"]  # the batch span's links
     assert plan.poison == []
 
 
