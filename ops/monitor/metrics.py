@@ -13,7 +13,8 @@ class MonitorMetrics:
     def __init__(self, registry: CollectorRegistry) -> None:
         self.lag = Gauge(
             "flashgate_consumer_group_lag_messages",
-            "High watermark minus the group's committed offset, per partition (read by the monitor).",
+            "High watermark minus the group's committed offset, per partition (read by the monitor), in messages: "
+            "one per admission call (event version 2) or per order (version 1).",
             ["group", "topic", "partition"],
             registry=registry,
         )

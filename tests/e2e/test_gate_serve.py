@@ -84,8 +84,8 @@ async def test_relay_command_publishes_stranded_orders_and_stops_on_sigterm(
             assert relay.terminate() == 0
         finally:
             relay.close()
-    # The relay covers every outbox it discovers; ours must each be there exactly once.
-    published = Counter(str(e.order_id) for e in consume_all(stack, name, expect=3, timeout_s=60))
+    # The relay covers every outbox it discovers, other tests' too; ours must each be there exactly once.
+    published = Counter(str(e.order_id) for e in consume_all(stack, name, expect=3, sku=name, timeout_s=60))
     assert {a.order_id: published[a.order_id] for a in stranded} == {a.order_id: 1 for a in stranded}
 
 

@@ -41,6 +41,9 @@ class Processes:
             "FLASHGATE_GATE_AUTH": "off",
             "FLASHGATE_TOPIC": topics.orders,
             "FLASHGATE_GATE_RELAY_DISCOVER_MS": "0",
+            # One message per order: the lag alerts count messages, so N orders make a lag of N
+            # (event version 2 would put each tick's orders in one message).
+            "FLASHGATE_GATE_EVENT_VERSION": "1",
         }
         self.spawned: list[subprocess.Popen[bytes]] = []
         self.workers: list[WorkerProcess] = []
@@ -193,7 +196,7 @@ async def test_stopped_worker_fires_the_lag_alert_through_prometheus(
     assert float(alert["value"]) == more
     assert (
         alert["annotations"]["summary"]
-        == f"Consumer group {procs.topics.group} is {more} orders behind on {procs.topics.orders}"
+        == f"Consumer group {procs.topics.group} is {more} messages behind on {procs.topics.orders}"
     )
 
     # The worker comes back and drains: the lag returns to 0 and the alert resolves.

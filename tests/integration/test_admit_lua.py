@@ -451,7 +451,7 @@ async def test_relay_claims_only_from_outboxes_that_hold_entries(stack: StackHan
         outbox.claim = spy  # type: ignore[method-assign]
         sent: list[str] = []
         handoff = SimpleNamespace(
-            in_flight=lambda _oid: False, send=lambda event, _cb, **_: sent.append(str(event.order_id))
+            batched=False, in_flight=lambda _oid: False, send=lambda event, _cb, **_: sent.append(str(event.order_id))
         )
         relay = Relay(outbox, handoff, OutboxAcker(outbox), metrics=GateMetrics(),
                       stale_ms=1, batch=10, discover_s=0)  # fmt: skip

@@ -76,10 +76,13 @@ def create_topic(stack: StackHandle, topic: str, partitions: int = 1) -> None:
     admin.create_topics([NewTopic(topic, num_partitions=partitions, replication_factor=1)])[topic].result(timeout=30)
 
 
-def consume_all(stack: StackHandle, topic: str, *, expect: int, timeout_s: float = 30.0) -> list[OrderAccepted]:
-    """The orders of `topic` from the start, whatever messages hold them: `expect` orders, and any
-    extras 1 s more brings (duplicates)."""
-    return [o.event for o in consume_orders(stack.kafka_bootstrap, topic, expect, settle_s=1.0, timeout_s=timeout_s)]
+def consume_all(
+    stack: StackHandle, topic: str, *, expect: int, sku: str | None = None, timeout_s: float = 30.0
+) -> list[OrderAccepted]:
+    """The orders of `topic` from the start (of `sku` only, if given), whatever messages hold them:
+    `expect` orders, and any extras 1 s more brings (duplicates)."""
+    consumed = consume_orders(stack.kafka_bootstrap, topic, expect, sku=sku, settle_s=1.0, timeout_s=timeout_s)
+    return [o.event for o in consumed]
 
 
 def gate_settings(stack: StackHandle, topic: str, **overrides: Any) -> GateSettings:

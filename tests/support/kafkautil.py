@@ -89,7 +89,7 @@ class Consumed:
 
 
 def orders_of(message: Message) -> list[Consumed]:
-    """The orders of one message of the orders topic (AssertionError for one that is not an order event)."""
+    """The orders of one message of the orders topic (EventDecodeError for one that is not an order event)."""
     decoded = events.decode_any(message.value() or b"")
     if isinstance(decoded, OrdersAccepted):
         return [Consumed(e, o.traceparent, message) for e, o in zip(decoded.events(), decoded.orders, strict=True)]
@@ -98,11 +98,19 @@ def orders_of(message: Message) -> list[Consumed]:
 
 
 def consume_orders(
-    bootstrap: str, topic: str, count: int, *, settle_s: float = 0.0, timeout_s: float = 30
+    bootstrap: str, topic: str, count: int, *, sku: str | None = None, settle_s: float = 0.0, timeout_s: float = 30
 ) -> list[Consumed]:
-    """`consume`, counting orders instead of messages: `count` orders or more (with `settle_s`, extras too)."""
+    """`consume`, counting orders instead of messages: `count` orders or more (with `settle_s`, extras
+    too); with `sku`, that SKU's orders only (messages of other SKUs are passed over)."""
+
+    def ours(m: Message) -> bool:
+        try:
+            return sku is None or all(o.event.sku == sku for o in orders_of(m))
+        except events.EventDecodeError:
+            return False
+
     messages = consume(
-        bootstrap, topic, count, settle_s=settle_s, timeout_s=timeout_s, weight=lambda m: len(orders_of(m))
+        bootstrap, topic, count, keep=ours, settle_s=settle_s, timeout_s=timeout_s, weight=lambda m: len(orders_of(m))
     )
     return [order for m in messages for order in orders_of(m)]
 
