@@ -40,7 +40,9 @@ async def test_6_worker_sigkilled_mid_batch_restarted_exactly_once(
     await load.finish()
     assert load.final_statuses() == {202: 3000}, (load.final_statuses(), load.codes())
 
-    first = workers(batch_max_rows=200)
+    # A batch is up to N messages, and a message one admission call's orders (up to 32 here): 10
+    # messages a batch keep the 3,000 orders in many batches, so the kill lands mid-stream.
+    first = workers(batch_max_rows=10)
     seen = 0
 
     async def some_persisted() -> bool:
@@ -52,7 +54,7 @@ async def test_6_worker_sigkilled_mid_batch_restarted_exactly_once(
     first.kill()
     at_kill = await rows(stack, sku)
     assert at_kill < 3000, "the worker finished before it could be killed mid-stream"
-    workers(batch_max_rows=200)
+    workers(batch_max_rows=10)
     await invariants.check(sku, fault=f"6 worker SIGKILLed at {at_kill} rows of 3000, restarted", loads=[load])
 
 
