@@ -2,7 +2,7 @@
 
     place(req) ──▶ sold out and the user never bought? ──▶ 409 sold_out (no Redis; gate/soldout.py)
         │
-        ▼ queued with the other orders of this event-loop tick, per SKU
+        ▼ queued per SKU for the admission window (2 ms from the first order waiting; 0: one loop tick)
     _admit: ONE admit.lua call for up to `batch_max` orders of one SKU             [Redis]
         │   each order still gets its own atomic decision, in arrival order
         │── not admitted (replay, 404, 409, 422) ──────────────────────────────▶ answered now
@@ -83,6 +83,7 @@ class OrderDesk:
         metrics: GateMetrics,
         budget_s: float,
         batch_max: int = 256,
+        window_s: float = 0.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._admission = admission
@@ -95,6 +96,7 @@ class OrderDesk:
         self._metrics = metrics
         self._budget_s = budget_s
         self._batch_max = batch_max
+        self._window_s = window_s
         self._clock = clock
         self._queue: dict[str, list[_Waiting]] = {}
         self._scheduled = False
@@ -112,9 +114,14 @@ class OrderDesk:
             self._queue[req.sku] = [waiting]
         else:
             batch.append(waiting)
+            if self._window_s > 0 and len(batch) >= self._batch_max:  # a full call does not wait for the window
+                self._spawn(self._admit(req.sku, self._queue.pop(req.sku)))
         if not self._scheduled:
             self._scheduled = True
-            loop.call_soon(self._flush)
+            if self._window_s > 0:
+                loop.call_later(self._window_s, self._flush)
+            else:
+                loop.call_soon(self._flush)
         return await waiting.answer
 
     def _flush(self) -> None:

@@ -40,7 +40,11 @@ class Rig:
 
 @asynccontextmanager
 async def rig(
-    redis: FakeRoundTrips | None = None, *, budget_s: float = 5.0, event_version: int = BATCH_SCHEMA_VERSION
+    redis: FakeRoundTrips | None = None,
+    *,
+    budget_s: float = 5.0,
+    event_version: int = BATCH_SCHEMA_VERSION,
+    window_s: float = 0.0,
 ) -> AsyncIterator[Rig]:
     """An OrderDesk wired as gate/core.py wires it, on doubles; PostgreSQL absent (no rows).
 
@@ -70,6 +74,7 @@ async def rig(
         policies=RatePolicies(redis),
         metrics=metrics,
         budget_s=budget_s,
+        window_s=window_s,
     )
     try:
         yield Rig(desk, redis, producer, metrics)
@@ -121,6 +126,44 @@ async def test_more_orders_than_batch_max_split_into_several_calls_of_the_same_t
         assert len(r.redis.ticks) == 1
         r.producer.deliver()
         await asyncio.gather(*answers)
+
+
+async def test_orders_of_later_ticks_within_the_admission_window_share_one_call() -> None:
+    async with rig(window_s=0.05) as r:
+        answers = [place(r.desk, "a", "u1")]
+        await asyncio.sleep(0.005)  # later ticks, still within the window
+        answers += [place(r.desk, "b", "u2"), place(r.desk, "a", "u3")]
+        await asyncio.sleep(0.005)
+        assert r.redis.scripts(names.ADMIT_SCRIPT) == []  # nothing asked before the window ends
+        await until(lambda: len(r.producer.pending) == 2, timeout_s=5, interval_s=0.001)
+        admits = r.redis.scripts(names.ADMIT_SCRIPT)
+        assert [[o[3] for o in admit_orders(c)] for c in admits] == [["u1", "u3"], ["u2"]]  # arrival order kept
+        assert len(r.redis.ticks) == 1
+        r.producer.deliver()
+        assert [a.code for a in await asyncio.gather(*answers)] == ["accepted"] * 3
+
+
+async def test_without_a_window_orders_of_later_ticks_go_in_calls_of_their_own() -> None:
+    async with rig() as r:
+        answers = [place(r.desk, "a", "u1")]
+        await until(lambda: len(r.producer.pending) == 1, timeout_s=5, interval_s=0.001)
+        answers.append(place(r.desk, "a", "u2"))
+        await until(lambda: len(r.producer.pending) == 2, timeout_s=5, interval_s=0.001)
+        assert [[o[3] for o in admit_orders(c)] for c in r.redis.scripts(names.ADMIT_SCRIPT)] == [["u1"], ["u2"]]
+        r.producer.deliver()
+        await asyncio.gather(*answers)
+
+
+async def test_a_full_call_does_not_wait_for_the_window() -> None:
+    async with rig(window_s=10.0) as r:  # a window no test waits for
+        r.desk._batch_max = 2
+        answers = [place(r.desk, "a", f"u{i}") for i in range(3)]
+        await until(lambda: len(r.producer.pending) == 1, timeout_s=5, interval_s=0.001)
+        assert [[o[3] for o in admit_orders(c)] for c in r.redis.scripts(names.ADMIT_SCRIPT)] == [["u0", "u1"]]
+        r.producer.deliver()
+        assert [a.code for a in await asyncio.gather(*answers[:2])] == ["accepted"] * 2
+        assert not answers[2].done()  # u2 waits for the window (or for a full call)
+        answers[2].cancel()
 
 
 async def test_no_delivery_within_the_budget_answers_queued() -> None:
