@@ -86,11 +86,24 @@ def new_order_id(slot: int, now_ms: int | None = None) -> uuid.UUID:
 
 def new_order_ids(slot: int, n: int, now_ms: int | None = None) -> list[uuid.UUID]:
     """The `n` order ids of one admit.lua call for `slot`: one call field, positions 0..n-1."""
+    call = _call(slot, n, now_ms)
+    return [uuid.UUID(int=call | i) for i in range(n)]
+
+
+def new_order_id_texts(slot: int, n: int, now_ms: int | None = None) -> list[str]:
+    """`new_order_ids` as text, as the gate sends them: the call's text once, then each position's 3 hex digits."""
+    first = str(uuid.UUID(int=_call(slot, n, now_ms)))
+    prefix = first[:-3]
+    return [first, *(f"{prefix}{i:03x}" for i in range(1, n))]
+
+
+def _call(slot: int, n: int, now_ms: int | None) -> int:
+    """The id of position 0 of a new call for `slot` handing out `n` ids, as an int."""
     if n > CALL_ORDERS_MAX:
         raise ValueError(f"{n} order ids for one call; at most {CALL_ORDERS_MAX}")
     ms = time.time_ns() // 1_000_000 if now_ms is None else now_ms
     r = int.from_bytes(os.urandom(6), "big")  # 12 bits of rand_a, 36 of the call's rand_b
-    call = (
+    return (
         ((ms & ((1 << 48) - 1)) << 80)
         | (0x7 << 76)
         | ((r >> 36) << 64)
@@ -98,7 +111,6 @@ def new_order_ids(slot: int, n: int, now_ms: int | None = None) -> list[uuid.UUI
         | ((slot % SLOTS) << 48)
         | ((r & ((1 << 36) - 1)) << POSITION_BITS)
     )
-    return [uuid.UUID(int=call | i) for i in range(n)]
 
 
 def call_field(order_id: str) -> str:

@@ -111,7 +111,7 @@ class Gate:
             policies=RatePolicies(self.batcher),
             metrics=self.metrics,
             budget_s=s.delivery_budget_ms / 1000,
-            window_s=s.admit_window_us / 1_000_000,
+            window_s=s.admit_window_ms / 1000,
         )
         self.tracing: Tracing | None = None  # OpenTelemetry export, made in start() (its thread after any fork)
         self.inflight = 0

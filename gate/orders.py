@@ -141,7 +141,7 @@ class OrderDesk:
         if slot is None:
             slot = self._slots[sku] = orderindex.sku_slot(sku)
         now_ms = time.time_ns() // 1_000_000  # one day for the whole batch: one index hash
-        order_ids = [str(oid) for oid in orderindex.new_order_ids(slot, len(batch), now_ms)]
+        order_ids = orderindex.new_order_id_texts(slot, len(batch), now_ms)
         try:
             results = await self._admission.admit_batch(sku, [w.req for w in batch], order_ids)
         except Exception as e:  # RedisUnavailable → 503 for each; anything else → 500 for each

@@ -126,7 +126,7 @@ class GateSettings:
     event_version: Annotated[int, Meta(ge=1, le=2)] = 2
     # An order waits this long for others of its SKU before their one admit.lua call; 0: to the end
     # of the event-loop tick. Fewer, bigger calls for Redis, at up to this much more latency.
-    admit_window_us: Annotated[int, Meta(ge=0, le=50_000)] = 2000
+    admit_window_ms: Annotated[int, Meta(ge=0, le=50)] = 2  # the event loop's timers count whole ms
     relay_enabled: bool = True
     relay_interval_ms: int = 1000
     relay_stale_ms: int = 15_000  # republish outbox entries pending longer than this

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime
 
 import pytest
@@ -19,6 +20,7 @@ from flashgate.orderindex import (
     key_slot,
     lookup,
     new_order_id,
+    new_order_id_texts,
     new_order_ids,
     order_day,
     order_slot,
@@ -134,16 +136,21 @@ def test_order_ids_are_uuid7_that_carry_the_sku_slot() -> None:
     assert order_day(new_order_id(slot, 3 * 86_400_000 + 5)) == 3
 
 
-def test_the_order_ids_of_one_call_share_its_field_and_differ_in_their_position() -> None:
+@pytest.mark.parametrize("make", [lambda *a: [str(o) for o in new_order_ids(*a)], new_order_id_texts])
+def test_the_order_ids_of_one_call_share_its_field_and_differ_in_their_position(
+    make: Callable[[int, int, int], list[str]],
+) -> None:
     slot = sku_slot("shoe-42")
-    ids = [str(o) for o in new_order_ids(slot, CALL_ORDERS_MAX, 7_000)]
+    ids = make(slot, CALL_ORDERS_MAX, 7_000)
+    assert ids == [str(uuid.UUID(o)) for o in ids]  # canonical text, as str(UUID) writes it
+    assert uuid.UUID(ids[0]).int >> 80 == 7_000
     assert len(set(ids)) == CALL_ORDERS_MAX
     assert {call_field(o) for o in ids} == {ids[0][:33]}
     assert [int(o[33:], 16) for o in ids] == list(range(CALL_ORDERS_MAX))
     assert all(uuid.UUID(o).version == 7 and text_slot(o) == slot for o in ids)
-    assert len({call_field(str(new_order_ids(slot, 1, 7_000)[0])) for _ in range(1000)}) == 1000
+    assert len({call_field(make(slot, 1, 7_000)[0]) for _ in range(1000)}) == 1000
     with pytest.raises(ValueError, match="at most 4096"):
-        new_order_ids(slot, CALL_ORDERS_MAX + 1)
+        make(slot, CALL_ORDERS_MAX + 1, 7_000)
 
 
 def test_slots_match_redis_cluster() -> None:

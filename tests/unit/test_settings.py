@@ -90,8 +90,8 @@ def test_a_conflict_never_shows_a_secret() -> None:
     [
         (GateSettings, "FLASHGATE_GATE_LINGER_MS", "soon", "FLASHGATE_GATE_LINGER_MS='soon': expected `int`"),
         (GateSettings, "FLASHGATE_GATE_REDIS_TIMEOUT_MS", "5000", "REDIS_TIMEOUT_MS='5000': expected `int` <= 1000"),
-        (GateSettings, "FLASHGATE_GATE_ADMIT_WINDOW_US", "60000", "ADMIT_WINDOW_US='60000': expected `int` <= 50000"),
-        (GateSettings, "FLASHGATE_GATE_ADMIT_WINDOW_US", "-1", "ADMIT_WINDOW_US='-1': expected `int` >= 0"),
+        (GateSettings, "FLASHGATE_GATE_ADMIT_WINDOW_MS", "60", "ADMIT_WINDOW_MS='60': expected `int` <= 50"),
+        (GateSettings, "FLASHGATE_GATE_ADMIT_WINDOW_MS", "-1", "ADMIT_WINDOW_MS='-1': expected `int` >= 0"),
         (WorkerSettings, "FLASHGATE_WORKER_DLQ_TIMEOUT_S", "long", "DLQ_TIMEOUT_S='long': expected `float`"),
         (MonitorSettings, "FLASHGATE_MONITOR_TIMEOUT_MS", "99", "TIMEOUT_MS='99': expected `int` >= 100"),
         (ReconcileSettings, "FLASHGATE_RECONCILE_BACKLOG_TIMEOUT_S", "x", "BACKLOG_TIMEOUT_S='x': expected `float`"),
