@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any
 
 import pytest
@@ -47,6 +48,49 @@ async def test_delivery_resolves_and_fatal_error_recreates_the_producer() -> Non
         with pytest.raises(HandoffError, match="refused"):
             handoff.send(order(), results.append)
         assert dict(metrics.kafka_deliveries) == {"delivered": 1, "failed": 1, "refused": 1}
+    finally:
+        await handoff.close(1)
+
+
+class PolledProducer(FakeProducer):
+    """Reports a message only from `poll`, as librdkafka does, once `ready` says so; records each poll's time."""
+
+    def __init__(self, _config: dict[str, Any] | None = None) -> None:
+        super().__init__(_config)
+        self.polls: list[float] = []
+        self.ready = False
+
+    def poll(self, timeout: float = 0) -> int:
+        self.polls.append(time.monotonic())
+        if self.ready and self.pending:
+            self.deliver()
+            return 1
+        return 0
+
+
+async def test_the_loop_polls_only_once_the_oldest_message_has_lingered() -> None:
+    producer = PolledProducer()
+    handoff = Handoff(
+        {"message.timeout.ms": 1000, "linger.ms": 100}, "t", metrics=GateMetrics(), producer_factory=lambda _: producer
+    )
+    handoff.start(asyncio.get_running_loop())
+    results: list[HandoffError | None] = []
+    try:
+        sent = time.monotonic()
+        handoff.send(order(), results.append)
+        await asyncio.sleep(0.05)
+        handoff.send(order(), results.append)  # joins the first one's batch: no poll of its own sooner
+        await asyncio.sleep(0.03)
+        assert producer.polls == []  # 80 ms: the batch cannot have gone yet
+        await until(lambda: len(producer.polls) >= 3, timeout_s=5, interval_s=0.001)
+        assert producer.polls[0] - sent >= 0.095  # uvloop's timers count whole ms
+        assert producer.polls[2] - producer.polls[0] < 0.5  # then every poll_interval_s, until reported
+        producer.ready = True
+        await until(lambda: len(results) == 2, timeout_s=5, interval_s=0.001)
+        assert results == [None, None] and handoff.inflight == {}
+        polls = len(producer.polls)
+        await asyncio.sleep(0.1)
+        assert len(producer.polls) == polls  # nothing in flight: the idle poll is IDLE_POLL_S away
     finally:
         await handoff.close(1)
 
