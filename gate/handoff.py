@@ -4,11 +4,14 @@ No poll thread: while messages are in flight the loop calls `poll(0)`, so each d
 runs on the loop and answers its order directly, without a thread handover or a wake-up per
 report. It polls only when a report can be there: not before the oldest message in flight has
 lingered `linger.ms` (librdkafka sends a batch no sooner, and that message opened its batch),
-then every `poll_interval_s` until it is reported. Every poll is a wake-up of the loop, which
+then every `poll_interval_s` until it is reported (a batch that fills up, `batch.size`, goes
+sooner; a gate's batches are far smaller, and a relay's would wait one linger more). Every poll is a wake-up of the loop, which
 costs far more than `poll(0)` itself (~60 µs against 0.4 here). Idle, the producer is polled
-every IDLE_POLL_S for its error and log callbacks. The orders of one outbox entry (one admission call) go as ONE message of event
-schema version 2 (`send_batch`; flashgate/events.py), so the producer, the broker and the worker
-pay per call, not per order; `event_version` 1 sends one message per order instead, for workers
+every IDLE_POLL_S for its error and log callbacks.
+
+The orders of one outbox entry (one admission call) go as ONE message of event schema version 2
+(`send_batch`; flashgate/events.py), so the producer, the broker and the worker pay per call, not
+per order; `event_version` 1 sends one message per order instead, for workers
 older than version 2. Messages carry no key: the worker dedups by order id and needs no per-order
 partitioning, and keyless messages let librdkafka's sticky partitioner fill one partition's
 batch at a time, which the broker pays for per batch, not per message. A fatal producer error

@@ -87,7 +87,8 @@ async def test_the_loop_polls_only_once_the_oldest_message_has_lingered() -> Non
         assert producer.polls[2] - producer.polls[0] < 0.5  # then every poll_interval_s, until reported
         producer.ready = True
         await until(lambda: len(results) == 2, timeout_s=5, interval_s=0.001)
-        assert results == [None, None] and handoff.inflight == {}
+        assert results == [None, None]
+        assert handoff.inflight == {}
         polls = len(producer.polls)
         await asyncio.sleep(0.1)
         assert len(producer.polls) == polls  # nothing in flight: the idle poll is IDLE_POLL_S away
