@@ -5,9 +5,9 @@ runs on the loop and answers its order directly, without a thread handover or a 
 report. It polls only when a report can be there: not before the oldest message in flight has
 lingered `linger.ms` (librdkafka sends a batch no sooner, and that message opened its batch),
 then every `poll_interval_s` until it is reported (a batch that fills up, `batch.size`, goes
-sooner; a gate's batches are far smaller, and a relay's would wait one linger more). Every poll is a wake-up of the loop, which
-costs far more than `poll(0)` itself (~60 µs against 0.4 here). Idle, the producer is polled
-every IDLE_POLL_S for its error and log callbacks.
+sooner; a gate's batches are far smaller, and a relay's would wait one linger more). Every poll
+is a wake-up of the loop, which costs far more than `poll(0)` itself (~60 µs against 0.4 here).
+Idle, the producer is polled every IDLE_POLL_S for its error and log callbacks.
 
 The orders of one outbox entry (one admission call) go as ONE message of event schema version 2
 (`send_batch`; flashgate/events.py), so the producer, the broker and the worker pay per call, not
