@@ -158,8 +158,8 @@ class OrderDesk:
             else:
                 self._answer_judged(sku, w, adm, now_ms)
         if admitted:
-            self._hand_off(sku, admitted)
-            asyncio.get_running_loop().call_later(self._budget_s, self._budget_passed, admitted)
+            budget = asyncio.get_running_loop().call_later(self._budget_s, self._budget_passed, admitted)
+            self._hand_off(sku, admitted, budget)
 
     def _answer_judged(self, sku: str, w: _Waiting, adm: Admission, now_ms: int) -> None:
         """An order Redis did not admit now: a replay, or a refusal (404, 409, 422, 429)."""
@@ -203,10 +203,11 @@ class OrderDesk:
             return
         self._soldout.set_buyers(sku, frozenset(buyers), self._clock())
 
-    def _hand_off(self, sku: str, admitted: list[_Waiting]) -> None:
+    def _hand_off(self, sku: str, admitted: list[_Waiting], budget: asyncio.TimerHandle) -> None:
         """Produce the orders of one call's outbox entry; answered together once the entry is acked or kept.
 
-        Also after the budget: a late delivery of the last order still clears the entry.
+        Also after the budget: a late delivery of the last order still clears the entry. An entry
+        done within the budget cancels its timer, which would otherwise wake the loop for nothing.
         """
         self._relay.note_sku(sku)
         orders = []
@@ -218,9 +219,10 @@ class OrderDesk:
             )
         # Refused: the entry stays in the outbox and its orders are answered `queued` (on_done(False)).
         with contextlib.suppress(HandoffError):
-            produce_entry(self._handoff, self._acker, sku, orders, on_done=partial(self._entry_done, admitted))
+            produce_entry(self._handoff, self._acker, sku, orders, on_done=partial(self._entry_done, admitted, budget))
 
-    def _entry_done(self, admitted: list[_Waiting], acked: bool) -> None:
+    def _entry_done(self, admitted: list[_Waiting], budget: asyncio.TimerHandle, acked: bool) -> None:
+        budget.cancel()
         # Only an order gone from the outbox is answered `accepted`: a replay reads the outbox.
         for w in admitted:
             if acked:

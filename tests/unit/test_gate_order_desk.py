@@ -166,6 +166,18 @@ async def test_a_full_call_does_not_wait_for_the_window() -> None:
         answers[2].cancel()
 
 
+async def test_an_entry_done_within_the_budget_cancels_its_timer() -> None:
+    async with rig(budget_s=0.05) as r:
+        passed: list[object] = []
+        r.desk._budget_passed = passed.append  # type: ignore[method-assign,assignment]
+        answer = place(r.desk, "a", "u1")
+        await until(lambda: len(r.producer.pending) == 1, timeout_s=5, interval_s=0.001)
+        r.producer.deliver()
+        assert (await answer).code == "accepted"
+        await asyncio.sleep(0.1)
+        assert passed == []  # no wake-up for an answered entry
+
+
 async def test_no_delivery_within_the_budget_answers_queued() -> None:
     async with rig(budget_s=0.05) as r:
         answer = await place(r.desk, "a", "u1")
