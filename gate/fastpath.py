@@ -16,7 +16,6 @@ route answers besides the admission outcomes; tests/unit/test_openapi.py holds i
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import re
 import time
@@ -29,6 +28,7 @@ from flashgate import tracecontext
 from flashgate.events import Qty, Sku
 from gate.admission import AdmitRequest
 from gate.answers import Answer, error_answer, problem
+from gate.deadlines import Deadlines
 from gate.errors import (
     BadRequest,
     BodyTimeout,
@@ -164,7 +164,7 @@ def order_handler(gate: Any) -> OrderHandler:
     desk = gate.desk
     identity = gate.identity
     wire: Wire = gate.wire
-    body_timeout_s = settings.body_timeout_ms / 1000
+    body_deadlines = Deadlines(settings.body_timeout_ms / 1000)
 
     async def answer(scope: Scope, receive: Receive, headers: dict[str, str]) -> Answer:
         if scope["method"] != "POST":
@@ -182,8 +182,7 @@ def order_handler(gate: Any) -> OrderHandler:
                 raise BodyTooLarge
             key = headers.get("idempotency-key")
             try:
-                async with asyncio.timeout(body_timeout_s):
-                    body = await _body(receive, settings.body_limit_bytes)
+                body = await body_deadlines.within(_body(receive, settings.body_limit_bytes))
             except TimeoutError:
                 raise BodyTimeout from None
             order = parse_order(body, key)
