@@ -6,9 +6,10 @@ added where the answer is rendered (gate/wire.py), since they depend on settings
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
+
+import msgspec
 
 from gate.admission import Admission, AdmitRequest, Code, IndexedOrder
 from gate.errors import GateError, NotFound
@@ -29,8 +30,7 @@ PROBLEMS: dict[Code, tuple[int, str, str]] = {
 }
 
 
-@dataclass(frozen=True, slots=True)
-class Answer:
+class Answer(msgspec.Struct, frozen=True):
     """One HTTP answer; `code` is the order status or the problem code (also the metrics label)."""
 
     status: int

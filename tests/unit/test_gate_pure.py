@@ -86,6 +86,8 @@ def test_parse_admit_every_code() -> None:
     ]
     with pytest.raises(ValueError, match="99"):
         parse_admit([99, 0, 0, 0, 0], ["o"])
+    with pytest.raises(ValueError, match="42"):  # a replay of a stored code no header lists
+        parse_admit([1, 42, "o", 0, 0], ["o"])
     with pytest.raises(ValueError, match="5 slots for 2 orders"):
         parse_admit([0, 5, "1-0", 3, 0], ["o1", "o2"])
 
