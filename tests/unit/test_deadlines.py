@@ -10,6 +10,20 @@ import pytest
 from gate.deadlines import Deadlines
 
 
+async def _reading(deadlines: Deadlines, body: asyncio.Future[bytes] | None = None) -> asyncio.Task[bytes]:
+    """A task awaiting `body` (never done, by default) within the deadlines, once it has begun."""
+    started = asyncio.Event()
+    awaited = body if body is not None else asyncio.get_running_loop().create_future()
+
+    async def reader() -> bytes:
+        started.set()
+        return await deadlines.within(awaited)
+
+    task = asyncio.create_task(reader())
+    await started.wait()
+    return task
+
+
 async def test_a_result_in_time_comes_back_and_leaves_no_timer() -> None:
     deadlines = Deadlines(1.0)
     loop = asyncio.get_running_loop()
@@ -52,14 +66,7 @@ async def test_the_task_goes_on_awaiting_after_its_timeout() -> None:
 
 async def test_a_cancellation_from_elsewhere_stays_a_cancellation() -> None:
     deadlines = Deadlines(10.0)
-    started = asyncio.Event()
-
-    async def reader() -> None:
-        started.set()
-        await deadlines.within(asyncio.get_running_loop().create_future())
-
-    task = asyncio.create_task(reader())
-    await started.wait()
+    task = await _reading(deadlines)
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
@@ -70,14 +77,7 @@ async def test_a_deadline_and_a_cancellation_together_stay_a_cancellation() -> N
     """Like asyncio.timeout: a shutdown that cancels the task while its deadline passes is not hidden."""
     now = [0.0]
     deadlines = Deadlines(1.0, tick_s=60, clock=lambda: now[0])
-    started = asyncio.Event()
-
-    async def reader() -> None:
-        started.set()
-        await deadlines.within(asyncio.get_running_loop().create_future())
-
-    task = asyncio.create_task(reader())
-    await started.wait()
+    task = await _reading(deadlines)
     now[0] = 1.0
     deadlines._check()  # the deadline passes…
     task.cancel()  # …and someone else cancels in the same tick
@@ -90,14 +90,7 @@ async def test_a_deadline_that_passes_as_the_body_arrives_is_a_timeout() -> None
     now = [0.0]
     deadlines = Deadlines(1.0, tick_s=60, clock=lambda: now[0])
     body: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
-    started = asyncio.Event()
-
-    async def reader() -> bytes:
-        started.set()
-        return await deadlines.within(body)
-
-    task = asyncio.create_task(reader())
-    await started.wait()
+    task = await _reading(deadlines, body)
     body.set_result(b"late")
     now[0] = 1.0
     deadlines._check()
