@@ -32,6 +32,7 @@ class Deadlines:
         self._waiting: dict[asyncio.Task[Any], float] = {}  # task → its deadline
         self._expired: dict[asyncio.Task[Any], int] = {}  # cancelled for its deadline → cancel requests before it
         self._timer: asyncio.TimerHandle | None = None
+        self._timer_loop: asyncio.AbstractEventLoop | None = None  # a timer of a loop now gone never fires
 
     @property
     def waiting(self) -> int:
@@ -43,8 +44,9 @@ class Deadlines:
         if task is None:
             raise RuntimeError("Deadlines.within must be awaited in a task")
         self._waiting[task] = self._clock() + self._timeout_s
-        if self._timer is None:
-            self._timer = asyncio.get_running_loop().call_later(self._tick_s, self._check)
+        loop = task.get_loop()
+        if self._timer is None or self._timer_loop is not loop:
+            self._arm(loop)
         try:
             return await awaitable
         except asyncio.CancelledError:
@@ -57,6 +59,11 @@ class Deadlines:
             self._waiting.pop(task, None)
             self._expired.pop(task, None)
 
+    def _arm(self, loop: asyncio.AbstractEventLoop) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer, self._timer_loop = loop.call_later(self._tick_s, self._check), loop
+
     def _check(self) -> None:
         self._timer = None
         now = self._clock()
@@ -66,4 +73,4 @@ class Deadlines:
             self._expired[task] = task.cancelling()
             task.cancel()
         if self._waiting:
-            self._timer = asyncio.get_running_loop().call_later(self._tick_s, self._check)
+            self._arm(asyncio.get_running_loop())

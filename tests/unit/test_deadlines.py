@@ -138,3 +138,28 @@ async def test_within_outside_a_task_is_refused() -> None:
 
     loop.call_soon(step)
     assert "in a task" in str(await outcome)
+
+
+def test_a_second_event_loop_gets_a_timer_of_its_own() -> None:
+    """A timer armed on a loop that has since closed never fires: the next loop's awaits arm their own."""
+    deadlines = Deadlines(0.05, tick_s=0.01)
+
+    async def read_forever() -> None:
+        await deadlines.within(asyncio.get_running_loop().create_future())
+
+    async def interrupted() -> None:
+        task = asyncio.create_task(read_forever())
+        await asyncio.sleep(0)  # the timer is armed on this loop…
+        task.cancel()  # …and the loop ends before it fires
+
+    async def timed_out_by_the_deadline() -> bool:
+        try:
+            async with asyncio.timeout(2):  # the guard, should the deadline never be checked
+                await read_forever()
+        except TimeoutError:
+            return time.monotonic() - began < 1  # the deadline's 0.05 s, not the guard's 2
+        return False
+
+    asyncio.run(interrupted())
+    began = time.monotonic()
+    assert asyncio.run(timed_out_by_the_deadline())
