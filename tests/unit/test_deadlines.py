@@ -101,13 +101,10 @@ async def test_a_deadline_that_passes_as_the_body_arrives_is_a_timeout() -> None
 async def test_only_the_awaits_past_their_deadline_time_out() -> None:
     now = [0.0]
     deadlines = Deadlines(1.0, tick_s=60, clock=lambda: now[0])
-    loop = asyncio.get_running_loop()
-    early, late = loop.create_future(), loop.create_future()
-    first = asyncio.create_task(deadlines.within(early))
-    await asyncio.sleep(0)
+    late: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
+    first = await _reading(deadlines)
     now[0] = 0.5
-    second = asyncio.create_task(deadlines.within(late))
-    await asyncio.sleep(0)
+    second = await _reading(deadlines, late)
     now[0] = 1.0
     deadlines._check()
     late.set_result(b"in time")
